@@ -1,0 +1,266 @@
+package policy
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// reading is the internal view of a region: its state, its leader instance
+// and its passing replicas.
+type reading struct {
+	region   *Region
+	view     RegionView
+	leader   *Instance // leader or standby leader; nil if none
+	replicas []Instance
+}
+
+// hasPrimary reports whether the region has a read-write leader.
+func (r *reading) hasPrimary() bool {
+	return r.leader != nil && (r.view.State == StatePrimary || r.view.State == StateConflict)
+}
+
+// Decide applies the region-aware policy to one cluster.
+func Decide(in Input) Decision {
+	if in.ROFallback == "" {
+		in.ROFallback = FallbackLeader
+	}
+	if in.Layout == "" {
+		in.Layout = LayoutDirect
+	}
+	main := read(&in.Main, in.WarningIsPassing)
+	standby := read(&in.Standby, in.WarningIsPassing)
+
+	active, passive, reason, split := chooseActive(&main, &standby)
+	d := Decision{
+		Active:     active.view.Name,
+		Passive:    passive.view.Name,
+		Main:       main.view,
+		Standby:    standby.view,
+		SplitBrain: split,
+		Stale:      main.view.Stale || standby.view.Stale,
+		Reason:     reason,
+	}
+
+	if active.hasPrimary() {
+		d.RW = writeEndpoints(in.Options, active)
+	}
+	d.RO = readEndpoints(in.Options, active, in.ROFallback, active.hasPrimary())
+	if passive.leader != nil {
+		d.PassiveRW = writeEndpoints(in.Options, passive)
+	}
+	d.PassiveRO = readEndpoints(in.Options, passive, FallbackLeader, passive.leader != nil)
+	return d
+}
+
+// chooseActive returns the active and passive regions, why, and whether both
+// regions have a leader.
+func chooseActive(main, standby *reading) (active, passive *reading, reason string, split bool) {
+	switch {
+	case main.hasPrimary() && standby.hasPrimary():
+		mt, st := main.view.Timeline, standby.view.Timeline
+		switch {
+		case mt > 0 && st > 0 && mt > st:
+			return main, standby, fmt.Sprintf("split brain: both regions have a leader; main region wins on timeline %d > %d", mt, st), true
+		case mt > 0 && st > 0 && st > mt:
+			return standby, main, fmt.Sprintf("split brain: both regions have a leader; promoted standby region wins on timeline %d > %d", st, mt), true
+		default:
+			return standby, main, "split brain: both regions have a leader and timelines do not decide; promoted standby region wins", true
+		}
+	case main.hasPrimary():
+		return main, standby, "main region is primary", false
+	case standby.hasPrimary():
+		return standby, main, "standby region was promoted; main region has no leader", false
+	default:
+		return main, standby, fmt.Sprintf("no leader: main region is %s, standby region is %s (not promoted)", main.view.State, standby.view.State), false
+	}
+}
+
+// read classifies a region: its state, leader and passing replicas.
+func read(r *Region, warningOK bool) reading {
+	out := reading{region: r, view: RegionView{Name: r.Name, Stale: r.Stale || !r.Known}}
+	if !r.Known {
+		out.view.State = StateUnknown
+		return out
+	}
+	var leaders, standbyLeaders []*Instance
+	for i := range r.Members {
+		m := &r.Members[i]
+		if !passing(m.Health, warningOK) {
+			continue
+		}
+		switch m.Role {
+		case RoleLeader:
+			leaders = append(leaders, m)
+		case RoleStandbyLeader:
+			standbyLeaders = append(standbyLeaders, m)
+		case RoleReplica:
+			out.replicas = append(out.replicas, *m)
+		}
+	}
+	switch {
+	case len(leaders) == 1:
+		out.view.State = StatePrimary
+		out.leader = leaders[0]
+	case len(leaders) > 1:
+		out.view.State = StateConflict
+		out.leader = byLeaderKey(leaders, r.LeaderKey)
+	case len(standbyLeaders) > 0:
+		out.view.State = StateStandby
+		out.leader = standbyLeaders[0]
+		if len(standbyLeaders) > 1 {
+			// Two standby leaders is the same conflict one level down; the
+			// leader key of the standby cluster still names the real one.
+			out.view.State = StateConflict
+			out.leader = byLeaderKey(standbyLeaders, r.LeaderKey)
+		}
+	default:
+		out.view.State = StateNone
+	}
+	if out.leader != nil {
+		out.view.Leader = out.leader.Member
+		out.view.Timeline = r.Timelines[out.leader.Member]
+	}
+	slices.SortFunc(out.replicas, compareInstances)
+	for _, rep := range out.replicas {
+		out.view.Replicas = append(out.view.Replicas, rep.Member)
+	}
+	return out
+}
+
+// byLeaderKey returns the candidate that Patroni's leader key names, or nil:
+// with two passing leaders and no key to tell them apart, answering either
+// could send writes to the wrong one.
+func byLeaderKey(candidates []*Instance, key string) *Instance {
+	if key == "" {
+		return nil
+	}
+	for _, c := range candidates {
+		if c.Member == key {
+			return c
+		}
+	}
+	return nil
+}
+
+func passing(h Health, warningOK bool) bool {
+	return h == HealthPassing || (warningOK && h == HealthWarning)
+}
+
+// writeEndpoints returns the endpoints that reach the region's leader.
+func writeEndpoints(o Options, r *reading) []Endpoint {
+	switch o.Layout {
+	case LayoutPoolFleet:
+		return poolEndpoints(r.region.Name, r.region.PoolRW, o.WarningIsPassing)
+	case LayoutBouncerPerNode:
+		return bouncerEndpoints(r.region, []Instance{*r.leader}, o.WarningIsPassing)
+	default:
+		return memberEndpoints(r.region.Name, []Instance{*r.leader})
+	}
+}
+
+// readEndpoints returns the endpoints that reach the region's passing
+// replicas, falling back to its leader as fb says.
+func readEndpoints(o Options, r *reading, fb ROFallback, leaderOK bool) []Endpoint {
+	var eps []Endpoint
+	switch o.Layout {
+	case LayoutPoolFleet:
+		eps = poolEndpoints(r.region.Name, r.region.PoolRO, o.WarningIsPassing)
+	case LayoutBouncerPerNode:
+		eps = bouncerEndpoints(r.region, r.replicas, o.WarningIsPassing)
+	default:
+		eps = memberEndpoints(r.region.Name, r.replicas)
+	}
+	if len(eps) == 0 && fb == FallbackLeader && leaderOK {
+		return writeEndpoints(o, r)
+	}
+	return eps
+}
+
+func memberEndpoints(region string, members []Instance) []Endpoint {
+	eps := make([]Endpoint, 0, len(members))
+	for _, m := range members {
+		eps = append(eps, Endpoint{
+			Target: Label(m.Member), Region: region, Member: m.Member,
+			Node: m.Node, Address: m.Address, Port: m.Port,
+		})
+	}
+	return finish(eps)
+}
+
+// bouncerEndpoints returns the passing PgBouncers registered on the same
+// Consul node as each member.
+func bouncerEndpoints(r *Region, members []Instance, warningOK bool) []Endpoint {
+	var eps []Endpoint
+	for _, m := range members {
+		for _, b := range r.Bouncers {
+			if b.Node != m.Node || !passing(b.Health, warningOK) {
+				continue
+			}
+			eps = append(eps, Endpoint{
+				Target: Label(m.Member), Region: r.Name, Member: m.Member,
+				Node: b.Node, Address: b.Address, Port: b.Port,
+			})
+		}
+	}
+	return finish(eps)
+}
+
+func poolEndpoints(region string, pool []Instance, warningOK bool) []Endpoint {
+	var eps []Endpoint
+	for _, b := range pool {
+		if !passing(b.Health, warningOK) {
+			continue
+		}
+		eps = append(eps, Endpoint{
+			Target: Label(b.Node), Region: region, Node: b.Node,
+			Address: b.Address, Port: b.Port,
+		})
+	}
+	return finish(eps)
+}
+
+// finish sorts endpoints and makes their targets unique, so that the answer
+// does not depend on the order Consul listed the instances in.
+func finish(eps []Endpoint) []Endpoint {
+	slices.SortFunc(eps, func(a, b Endpoint) int {
+		return cmp.Or(strings.Compare(a.Target, b.Target), a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port))
+	})
+	eps = slices.Compact(eps)
+	seen := make(map[string]int, len(eps))
+	for i := range eps {
+		base := eps[i].Target
+		if n := seen[base]; n > 0 {
+			eps[i].Target = fmt.Sprintf("%s-%d", base, n+1)
+		}
+		seen[base]++
+	}
+	return eps
+}
+
+func compareInstances(a, b Instance) int {
+	return cmp.Or(strings.Compare(a.Member, b.Member), strings.Compare(a.ID, b.ID))
+}
+
+// Label turns a Patroni member or Consul node name into a DNS label: lower
+// case letters, digits and hyphens, at most 63 octets.
+func Label(name string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(name) {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			b.WriteRune(r)
+		default:
+			b.WriteByte('-')
+		}
+	}
+	s := strings.Trim(b.String(), "-")
+	if len(s) > 63 {
+		s = strings.TrimRight(s[:63], "-")
+	}
+	if s == "" {
+		s = "endpoint"
+	}
+	return s
+}

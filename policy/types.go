@@ -1,0 +1,248 @@
+// Package policy decides, from what both regions report, which endpoints each
+// of a cluster's four names answers.
+//
+// It is a pure function: no I/O, no clock, no logging. Two callers that pass
+// the same observations get the same decision, whenever they run.
+package policy
+
+import (
+	"net/netip"
+	"strings"
+)
+
+// Layout says what an endpoint is: the Patroni member itself, the PgBouncer on
+// the member's Consul node, or a region-wide PgBouncer pool.
+type Layout string
+
+// The layouts a cluster can have.
+const (
+	LayoutDirect         Layout = "direct"
+	LayoutBouncerPerNode Layout = "bouncer-per-node"
+	LayoutPoolFleet      Layout = "pool-fleet"
+)
+
+// Layouts lists every valid layout, in the order documentation shows them.
+var Layouts = []Layout{LayoutDirect, LayoutBouncerPerNode, LayoutPoolFleet}
+
+// ROFallback says what the ro name answers when the active region has no
+// passing replica.
+type ROFallback string
+
+// The ro fallbacks.
+const (
+	// FallbackLeader answers ro with the active region's leader.
+	FallbackLeader ROFallback = "leader"
+	// FallbackNone answers ro with no records (NODATA).
+	FallbackNone ROFallback = "none"
+)
+
+// Role is what Patroni says a member is, read from its Consul service tags.
+type Role uint8
+
+// The roles a member can have.
+const (
+	RoleUnknown Role = iota
+	RoleReplica
+	RoleStandbyLeader
+	RoleLeader
+)
+
+// String returns the role's name as the state endpoint and TXT records show it.
+func (r Role) String() string {
+	switch r {
+	case RoleReplica:
+		return "replica"
+	case RoleStandbyLeader:
+		return "standby-leader"
+	case RoleLeader:
+		return "leader"
+	default:
+		return "unknown"
+	}
+}
+
+// RoleTags are the Consul service tags that mark each role. Patroni writes
+// "master" and "primary" for a leader (2.x only "master"), "replica" for a
+// replica and "standby-leader" for the leader of a standby cluster.
+type RoleTags struct {
+	Leader        []string `yaml:"leader" json:"leader"`
+	Replica       []string `yaml:"replica" json:"replica"`
+	StandbyLeader []string `yaml:"standby_leader" json:"standby_leader"`
+}
+
+// DefaultRoleTags returns Patroni's own tags.
+func DefaultRoleTags() RoleTags {
+	return RoleTags{
+		Leader:        []string{"primary", "master"},
+		Replica:       []string{"replica"},
+		StandbyLeader: []string{"standby-leader"},
+	}
+}
+
+// Classify returns the role that tags mark. A leader tag wins over a standby
+// leader tag, which wins over a replica tag: Patroni re-registers a member
+// with a new tag set on promotion, and a transient mix must not demote it.
+func (t RoleTags) Classify(tags []string) Role {
+	role := RoleUnknown
+	for _, tag := range tags {
+		switch {
+		case containsFold(t.Leader, tag):
+			return RoleLeader
+		case containsFold(t.StandbyLeader, tag):
+			role = RoleStandbyLeader
+		case containsFold(t.Replica, tag) && role == RoleUnknown:
+			role = RoleReplica
+		}
+	}
+	return role
+}
+
+func containsFold(list []string, s string) bool {
+	for _, v := range list {
+		if strings.EqualFold(v, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// Health is the aggregated Consul health of a service instance: the worst of
+// its checks, node checks included.
+type Health uint8
+
+// The health states Consul reports, best first.
+const (
+	HealthPassing Health = iota
+	HealthWarning
+	HealthCritical
+)
+
+// String returns Consul's name for the health state.
+func (h Health) String() string {
+	switch h {
+	case HealthPassing:
+		return "passing"
+	case HealthWarning:
+		return "warning"
+	default:
+		return "critical"
+	}
+}
+
+// Instance is one Consul service instance: a Patroni member or a PgBouncer.
+type Instance struct {
+	// ID is the Consul service ID (Patroni: "<scope>/<member>").
+	ID string `json:"id"`
+	// Member is the Patroni member name; empty for PgBouncer instances.
+	Member string `json:"member,omitempty"`
+	// Node is the Consul node the instance is registered on.
+	Node string `json:"node"`
+	// Address and Port are where clients connect.
+	Address netip.Addr `json:"address"`
+	Port    uint16     `json:"port"`
+	// Tags are the instance's Consul service tags.
+	Tags []string `json:"tags,omitempty"`
+	// Role is the Patroni role the tags mark (members only).
+	Role Role `json:"-"`
+	// Health is the worst of the instance's checks.
+	Health Health `json:"-"`
+}
+
+// Region is what one region's Consul datacenter reports about one cluster.
+type Region struct {
+	// Name is the configured region name.
+	Name string
+	// Known is false until the region has been read once.
+	Known bool
+	// Stale is true while the region's Consul cannot be reached and the data
+	// is the last known.
+	Stale bool
+	// Members are the instances of the cluster's Patroni service.
+	Members []Instance
+	// Bouncers are the PgBouncer instances of the bouncer-per-node layout.
+	Bouncers []Instance
+	// PoolRW and PoolRO are the pool-fleet layout's PgBouncer instances.
+	PoolRW, PoolRO []Instance
+	// LeaderKey is the member named by Patroni's leader key, if any.
+	LeaderKey string
+	// Timelines maps member names to the timeline in their members/ key.
+	Timelines map[string]int64
+}
+
+// Options are the per-cluster settings the policy applies.
+type Options struct {
+	Layout           Layout
+	ROFallback       ROFallback
+	WarningIsPassing bool
+}
+
+// Input is everything a decision depends on.
+type Input struct {
+	Options
+	Main, Standby Region
+}
+
+// State is a region's state for one cluster.
+type State string
+
+// The region states.
+const (
+	// StatePrimary: exactly one passing member tagged as leader.
+	StatePrimary State = "primary"
+	// StateStandby: no passing leader, a passing standby leader.
+	StateStandby State = "standby"
+	// StateNone: neither.
+	StateNone State = "none"
+	// StateConflict: two or more passing leaders; the leader key picks one.
+	StateConflict State = "conflict"
+	// StateUnknown: the region has never been read.
+	StateUnknown State = "unknown"
+)
+
+// Endpoint is one answer: an address and port, and the DNS label of the SRV
+// target that resolves to it.
+type Endpoint struct {
+	// Target is the DNS label naming the endpoint under its region and cluster.
+	Target string `json:"target"`
+	// Region is the region the endpoint belongs to.
+	Region string `json:"region"`
+	// Member is the Patroni member behind the endpoint, if any.
+	Member  string     `json:"member,omitempty"`
+	Node    string     `json:"node"`
+	Address netip.Addr `json:"address"`
+	Port    uint16     `json:"port"`
+}
+
+// RegionView is the policy's reading of one region.
+type RegionView struct {
+	Name  string `json:"name"`
+	State State  `json:"state"`
+	Stale bool   `json:"stale"`
+	// Leader is the leader (or standby leader) the region answers with, if any.
+	Leader string `json:"leader,omitempty"`
+	// Timeline is the leader's Patroni timeline, 0 if unknown.
+	Timeline int64 `json:"timeline,omitempty"`
+	// Replicas are the passing replicas' member names.
+	Replicas []string `json:"replicas,omitempty"`
+}
+
+// Decision is what the four names of a cluster answer, and why.
+type Decision struct {
+	// Active is the region rw and ro answer from; Passive is the other one.
+	Active  string `json:"active"`
+	Passive string `json:"passive"`
+	// Main and Standby are the readings of the two regions.
+	Main    RegionView `json:"main"`
+	Standby RegionView `json:"standby"`
+	// SplitBrain is true when both regions have a leader.
+	SplitBrain bool `json:"split_brain"`
+	// Stale is true when a region whose data was used is stale.
+	Stale bool `json:"stale"`
+	// Reason says, in one line, why the active region is the active one.
+	Reason string `json:"reason"`
+	// The endpoints of each name, sorted.
+	RW        []Endpoint `json:"rw"`
+	RO        []Endpoint `json:"ro"`
+	PassiveRW []Endpoint `json:"passive_rw"`
+	PassiveRO []Endpoint `json:"passive_ro"`
+}
