@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -16,9 +17,11 @@ type reading struct {
 	replicas []Instance
 }
 
-// hasPrimary reports whether the region has a read-write leader.
+// hasPrimary reports whether the region has a read-write leader. A conflict
+// between two standby leaders resolved by the leader key is still a standby
+// cluster: it must not count as a promotion.
 func (r *reading) hasPrimary() bool {
-	return r.leader != nil && (r.view.State == StatePrimary || r.view.State == StateConflict)
+	return r.leader != nil && r.leader.Role == RoleLeader
 }
 
 // Decide applies the region-aware policy to one cluster.
@@ -166,7 +169,11 @@ func readEndpoints(o Options, r *reading, fb ROFallback, leaderOK bool) []Endpoi
 	var eps []Endpoint
 	switch o.Layout {
 	case LayoutPoolFleet:
-		eps = poolEndpoints(r.region.Name, r.region.PoolRO, o.WarningIsPassing)
+		// The ro pool reaches replicas; with none passing it reaches nothing,
+		// and ro answers the fallback like the other layouts.
+		if len(r.replicas) > 0 {
+			eps = poolEndpoints(r.region.Name, r.region.PoolRO, o.WarningIsPassing)
+		}
 	case LayoutBouncerPerNode:
 		eps = bouncerEndpoints(r.region, r.replicas, o.WarningIsPassing)
 	default:
@@ -222,21 +229,62 @@ func poolEndpoints(region string, pool []Instance, warningOK bool) []Endpoint {
 }
 
 // finish sorts endpoints and makes their targets unique, so that the answer
-// does not depend on the order Consul listed the instances in.
+// does not depend on the order Consul listed the instances in. The sort
+// compares every field: endpoints equal on target, address and port but not
+// on node would otherwise keep Consul's order.
 func finish(eps []Endpoint) []Endpoint {
 	slices.SortFunc(eps, func(a, b Endpoint) int {
-		return cmp.Or(strings.Compare(a.Target, b.Target), a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port))
+		return cmp.Or(strings.Compare(a.Target, b.Target), a.Address.Compare(b.Address), cmp.Compare(a.Port, b.Port),
+			strings.Compare(a.Region, b.Region), strings.Compare(a.Member, b.Member), strings.Compare(a.Node, b.Node))
 	})
 	eps = slices.Compact(eps)
-	seen := make(map[string]int, len(eps))
-	for i := range eps {
-		base := eps[i].Target
-		if n := seen[base]; n > 0 {
-			eps[i].Target = fmt.Sprintf("%s-%d", base, n+1)
-		}
-		seen[base]++
+	if hasDuplicateTargets(eps) {
+		uniqueTargets(eps)
 	}
 	return eps
+}
+
+// hasDuplicateTargets reports whether sorted endpoints share a target.
+func hasDuplicateTargets(eps []Endpoint) bool {
+	for i := 1; i < len(eps); i++ {
+		if eps[i].Target == eps[i-1].Target {
+			return true
+		}
+	}
+	return false
+}
+
+// uniqueTargets renames the second and later of sorted endpoints sharing a
+// target to "<target>-<n>", n counting from 2 and skipping any name another
+// endpoint already has, so that every SRV target resolves to one endpoint.
+func uniqueTargets(eps []Endpoint) {
+	taken := make(map[string]bool, len(eps))
+	for _, e := range eps {
+		taken[e.Target] = true
+	}
+	prev, n := "", 2
+	for i := range eps {
+		base := eps[i].Target
+		if i == 0 || base != prev {
+			prev, n = base, 2
+			continue
+		}
+		t := withSuffix(base, n)
+		for taken[t] {
+			n++
+			t = withSuffix(base, n)
+		}
+		taken[t] = true
+		eps[i].Target = t
+		n++
+	}
+}
+
+// withSuffix appends "-<n>" to a label, cutting the label so that the result
+// stays within 63 octets.
+func withSuffix(label string, n int) string {
+	suffix := "-" + strconv.Itoa(n)
+	return strings.TrimRight(label[:min(len(label), 63-len(suffix))], "-") + suffix
 }
 
 func compareInstances(a, b Instance) int {

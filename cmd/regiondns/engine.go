@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/zones"
+)
+
+// engine carries data one way: watcher -> policy -> snapshot -> store.
+type engine struct {
+	cfg     *zones.Config
+	watcher *watch.Watcher
+	store   *cache.Store
+	logger  *slog.Logger
+	metrics *metrics
+
+	mu sync.Mutex
+	// The fields below are guarded by mu; the query path never reads them.
+	inputs    map[string]policy.Input
+	decisions map[string]policy.Decision
+	gen       uint64
+	builtAt   time.Time
+}
+
+// run rebuilds the snapshot after every change the watcher announces.
+func (e *engine) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-e.watcher.Updates():
+			e.rebuild()
+		}
+	}
+}
+
+// rebuild decides every cluster, builds a snapshot and swaps it in.
+func (e *engine) rebuild() {
+	start := time.Now()
+	inputs := e.watcher.Inputs()
+	decisions := make(map[string]policy.Decision, len(inputs))
+	for label, in := range inputs {
+		decisions[label] = policy.Decide(in)
+	}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gen++
+	e.store.Swap(cache.Build(e.cfg, decisions, e.gen))
+	e.metrics.observeBuild(e.gen, time.Since(start))
+	for i := range e.cfg.Clusters {
+		label := e.cfg.Clusters[i].Label
+		before, hadBefore := e.decisions[label]
+		after := decisions[label]
+		e.metrics.observeDecision(label, e.cfg, after)
+		if !hadBefore {
+			continue
+		}
+		if b, a := summary(before), summary(after); b != a {
+			e.metrics.decisionChanges.WithLabelValues(label).Inc()
+			e.logger.Info("decision changed", "cluster", label, "before", b, "after", a, "why", after.Reason)
+		}
+		if after.SplitBrain && !before.SplitBrain {
+			e.logger.Warn("split brain: both regions have a leader", "cluster", label,
+				"active", after.Active, "why", after.Reason)
+		}
+	}
+	e.inputs, e.decisions, e.builtAt = inputs, decisions, time.Now()
+}
+
+// summary is the part of a decision whose change is worth a log line.
+func summary(d policy.Decision) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "active=%s rw=%s ro=%s passive-rw=%s passive-ro=%s split_brain=%t",
+		d.Active, endpoints(d.RW), endpoints(d.RO), endpoints(d.PassiveRW), endpoints(d.PassiveRO), d.SplitBrain)
+	return b.String()
+}
+
+func endpoints(eps []policy.Endpoint) string {
+	parts := make([]string, len(eps))
+	for i, ep := range eps {
+		name := ep.Member
+		if name == "" {
+			name = ep.Node
+		}
+		parts[i] = fmt.Sprintf("%s@%s:%d", name, ep.Address, ep.Port)
+	}
+	return "[" + strings.Join(parts, ",") + "]"
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/zones"
+)
+
+// metrics are the process's metrics, on a registry of its own.
+type metrics struct {
+	registry        *prometheus.Registry
+	generation      prometheus.Gauge
+	buildDuration   prometheus.Histogram
+	activeRegion    *prometheus.GaugeVec
+	splitBrain      *prometheus.GaugeVec
+	decisionChanges *prometheus.CounterVec
+}
+
+func newMetrics(w *watch.Watcher) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "regiondns_snapshot_generation",
+			Help: "Generation of the answer snapshot being served; it goes up by one per rebuild.",
+		}),
+		buildDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "regiondns_snapshot_build_duration_seconds",
+			Help:    "Time to decide every cluster and build the answer snapshot.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
+		}),
+		activeRegion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "regiondns_cluster_active_region",
+			Help: "1 for the region a cluster's rw and ro names answer from, 0 for the other.",
+		}, []string{"cluster", "region"}),
+		splitBrain: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "regiondns_cluster_split_brain",
+			Help: "1 while both regions of a cluster report a leader.",
+		}, []string{"cluster"}),
+		decisionChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "regiondns_cluster_decision_changes_total",
+			Help: "Changes of a cluster's answers (active region, endpoints, split brain).",
+		}, []string{"cluster"}),
+	}
+	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		newRegionCollector(w))
+	return m
+}
+
+func (m *metrics) observeBuild(gen uint64, d time.Duration) {
+	m.generation.Set(float64(gen))
+	m.buildDuration.Observe(d.Seconds())
+}
+
+func (m *metrics) observeDecision(cluster string, cfg *zones.Config, d policy.Decision) {
+	for _, r := range cfg.Regions {
+		v := 0.0
+		if d.Active == r.Name && len(d.RW) > 0 {
+			v = 1
+		}
+		m.activeRegion.WithLabelValues(cluster, r.Name).Set(v)
+	}
+	v := 0.0
+	if d.SplitBrain {
+		v = 1
+	}
+	m.splitBrain.WithLabelValues(cluster).Set(v)
+}
+
+// regionCollector reports each region's Consul status at scrape time.
+type regionCollector struct {
+	w                         *watch.Watcher
+	stale, lastContact, index *prometheus.Desc
+}
+
+func newRegionCollector(w *watch.Watcher) *regionCollector {
+	return &regionCollector{
+		w: w,
+		stale: prometheus.NewDesc("regiondns_region_stale",
+			"1 while a region's Consul cannot be read and its last known data is served.", []string{"region"}, nil),
+		lastContact: prometheus.NewDesc("regiondns_region_last_contact_timestamp_seconds",
+			"Unix time of the last successful read of a region's Consul.", []string{"region"}, nil),
+		index: prometheus.NewDesc("regiondns_region_consul_index",
+			"Highest Consul blocking-query index seen in a region.", []string{"region"}, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *regionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.stale
+	ch <- c.lastContact
+	ch <- c.index
+}
+
+// Collect implements prometheus.Collector.
+func (c *regionCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.w.Status() {
+		stale := 0.0
+		if st.Stale {
+			stale = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.stale, prometheus.GaugeValue, stale, st.Name)
+		var last float64
+		if !st.LastContact.IsZero() {
+			last = float64(st.LastContact.UnixNano()) / 1e9
+		}
+		ch <- prometheus.MustNewConstMetric(c.lastContact, prometheus.GaugeValue, last, st.Name)
+		ch <- prometheus.MustNewConstMetric(c.index, prometheus.GaugeValue, float64(st.Index), st.Name)
+	}
+}

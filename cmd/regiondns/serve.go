@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/resolver"
+	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/zones"
+)
+
+// serve runs regiondns until ctx is done: the watchers, the snapshot
+// builder, the DNS server and the HTTP endpoints.
+func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.Signal) error {
+	cfg, err := zones.Load(s.Config)
+	if err != nil {
+		return err
+	}
+	w, err := watch.New(cfg, watch.Options{WaitTime: s.ConsulWait}, logger)
+	if err != nil {
+		return err
+	}
+	m := newMetrics(w)
+	store := &cache.Store{}
+	e := &engine{cfg: cfg, watcher: w, store: store, logger: logger, metrics: m}
+	// Until the first read, every configured name answers NODATA: the names
+	// exist, their data does not yet.
+	e.rebuild()
+
+	handler := resolver.New(store, resolver.Options{}, logger)
+	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
+		IdleTimeout: s.TCPIdleTimeout,
+		MaxTCPConns: s.TCPMaxConns,
+	}, logger)
+	if err := dnsSrv.Start(ctx); err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	ln, err := net.Listen("tcp", s.HTTPAddr)
+	if err != nil {
+		dnsSrv.Shutdown(context.Background())
+		return fmt.Errorf("http: %w", err)
+	}
+	httpSrv := &http.Server{Handler: newHTTPHandler(e, m), ReadHeaderTimeout: 5 * time.Second}
+	logger.Info("regiondns serving", "version", version, "zone", cfg.Zone, "dns", dnsSrv.Addr(),
+		"http", ln.Addr().String(), "clusters", len(cfg.Clusters))
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() { defer wg.Done(); w.Run(runCtx) }()
+	go func() { defer wg.Done(); e.run(runCtx) }()
+	go func() {
+		defer wg.Done()
+		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("http server failed", "err", err)
+		}
+	}()
+
+	for done := false; !done; {
+		select {
+		case <-ctx.Done():
+			done = true
+		case <-hup:
+			logger.Warn("SIGHUP received; zone file reload is not supported yet, restart to apply changes")
+		}
+	}
+
+	logger.Info("shutting down", "timeout", s.ShutdownTimeout)
+	shutCtx, shutCancel := context.WithTimeout(context.Background(), s.ShutdownTimeout)
+	defer shutCancel()
+	dnsErr := dnsSrv.Shutdown(shutCtx)
+	httpErr := httpSrv.Shutdown(shutCtx)
+	cancel()
+	wg.Wait()
+	return errors.Join(dnsErr, httpErr)
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+
+	"github.com/regiondns/regiondns/zones"
+)
+
+// settings are the process settings, read from REGIONDNS_* variables. The
+// README's configuration table is kept equal to this struct by a test.
+type settings struct {
+	Config          string        `env:"CONFIG" envDefault:"/etc/regiondns/zone.yml"`
+	DNSAddr         string        `env:"DNS_ADDR" envDefault:":53"`
+	HTTPAddr        string        `env:"HTTP_ADDR" envDefault:":9253"`
+	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
+	ConsulWait      time.Duration `env:"CONSUL_WAIT" envDefault:"60s"`
+	TCPIdleTimeout  time.Duration `env:"TCP_IDLE_TIMEOUT" envDefault:"10s"`
+	TCPMaxConns     int           `env:"TCP_MAX_CONNS" envDefault:"1024"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+}
+
+func loadSettings() (settings, error) {
+	var s settings
+	if err := env.ParseWithOptions(&s, env.Options{Prefix: "REGIONDNS_"}); err != nil {
+		return s, fmt.Errorf("environment: %w", err)
+	}
+	switch {
+	case s.TCPMaxConns < 1:
+		return s, fmt.Errorf("REGIONDNS_TCP_MAX_CONNS: %d is not valid; want a positive number", s.TCPMaxConns)
+	case s.ConsulWait < time.Second || s.ConsulWait > 10*time.Minute:
+		return s, fmt.Errorf("REGIONDNS_CONSUL_WAIT: %s is not valid; want between 1s and 10m (Consul's limit)", s.ConsulWait)
+	case s.TCPIdleTimeout <= 0:
+		return s, fmt.Errorf("REGIONDNS_TCP_IDLE_TIMEOUT: %s is not valid; want a positive duration", s.TCPIdleTimeout)
+	case s.ShutdownTimeout <= 0:
+		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
+	}
+	return s, nil
+}
+
+func newLogger(s settings, w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
+		return nil, fmt.Errorf("REGIONDNS_LOG_LEVEL: %q is not valid; want debug, info, warn or error", s.LogLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch strings.ToLower(s.LogFormat) {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("REGIONDNS_LOG_FORMAT: %q is not valid; want text or json", s.LogFormat)
+	}
+}
+
+func checkConfig(s settings, stdout, stderr io.Writer) int {
+	cfg, err := zones.Load(s.Config)
+	if err != nil {
+		fmt.Fprintf(stderr, "regiondns: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s: zone %s, %d regions, %d clusters: OK\n", s.Config, cfg.Zone, len(cfg.Regions), len(cfg.Clusters))
+	return 0
+}
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func versionString() string {
+	goVersion, commit := "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		for _, kv := range bi.Settings {
+			if kv.Key == "vcs.revision" {
+				commit = kv.Value
+			}
+		}
+	}
+	return fmt.Sprintf("regiondns %s (commit %s, %s)", version, commit, goVersion)
+}

@@ -1,0 +1,95 @@
+package watch
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/regiondns/regiondns/policy"
+)
+
+// ServiceName returns the Consul service name Patroni registers for scope:
+// lower case, with '.', '_' and ' ' replaced by '-'.
+func ServiceName(scope string) string {
+	return strings.NewReplacer(".", "-", "_", "-", " ", "-").Replace(strings.ToLower(scope))
+}
+
+// convertEntries turns Consul health entries into policy instances. Entries
+// whose address is not an IP literal are skipped: DNS answers need addresses.
+func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) []policy.Instance {
+	out := make([]policy.Instance, 0, len(entries))
+	for _, e := range entries {
+		if e == nil || e.Service == nil {
+			continue
+		}
+		addr := e.Service.Address
+		if addr == "" && e.Node != nil {
+			addr = e.Node.Address
+		}
+		ip, err := netip.ParseAddr(addr)
+		if err != nil {
+			continue
+		}
+		in := policy.Instance{
+			ID:      e.Service.ID,
+			Address: ip.Unmap(),
+			Port:    uint16(e.Service.Port),
+			Tags:    e.Service.Tags,
+			Role:    tags.Classify(e.Service.Tags),
+			Health:  health(e.Checks),
+		}
+		if e.Node != nil {
+			in.Node = e.Node.Node
+		}
+		// Patroni's service ID is "<scope>/<member>".
+		if _, member, ok := strings.Cut(e.Service.ID, "/"); ok {
+			in.Member = member
+		} else {
+			in.Member = e.Service.ID
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+func health(checks api.HealthChecks) policy.Health {
+	switch checks.AggregatedStatus() {
+	case api.HealthPassing:
+		return policy.HealthPassing
+	case api.HealthWarning:
+		return policy.HealthWarning
+	default:
+		return policy.HealthCritical
+	}
+}
+
+// memberKey is the part of Patroni's members/<name> value regiondns reads.
+type memberKey struct {
+	Role     string `json:"role"`
+	Timeline int64  `json:"timeline"`
+}
+
+// convertKV reads Patroni's keys under prefix ("service/<scope>/"): the
+// leader key and each member's timeline. Unreadable member values are
+// skipped; a timeline is only a tie-breaker.
+func convertKV(prefix string, pairs api.KVPairs) kvState {
+	st := kvState{timelines: map[string]int64{}}
+	for _, p := range pairs {
+		if p == nil {
+			continue
+		}
+		rest := strings.TrimPrefix(p.Key, prefix)
+		switch {
+		case rest == "leader":
+			st.leader = strings.TrimSpace(string(p.Value))
+		case strings.HasPrefix(rest, "members/"):
+			var m memberKey
+			if json.Unmarshal(p.Value, &m) == nil && m.Timeline > 0 {
+				st.timelines[strings.TrimPrefix(rest, "members/")] = m.Timeline
+			}
+		}
+	}
+	return st
+}

@@ -1,0 +1,143 @@
+package watch
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/regiondns/regiondns/zones"
+)
+
+// ErrUnreachable means that no path to a region's Consul answered: neither its
+// own agents nor the other region's agents asked with ?dc=.
+var ErrUnreachable = errors.New("consul unreachable")
+
+// path is one way to read a region's datacenter: one agent, and the
+// datacenter to name in the query when the agent belongs to the other region.
+type path struct {
+	client *api.Client
+	addr   string // agent address, for logs and the state endpoint
+	dc     string // "" for the region's own agents
+}
+
+// regionConn reads one region's datacenter, trying its own agents first and
+// the other region's agents (with ?dc=) when its own cannot be reached.
+type regionConn struct {
+	name  string
+	paths []path // own agents first, then the other region's
+	own   int    // number of own paths at the front of paths
+
+	mu sync.Mutex
+	// preferred is the index of the last path that answered; guarded by mu.
+	preferred int
+	// lastOwnTry is when an own path was last tried; guarded by mu.
+	lastOwnTry time.Time
+}
+
+// ownRetryInterval is how long a region stays on a fallback path before its
+// own agents are tried first again.
+const ownRetryInterval = 10 * time.Second
+
+// newRegionConn builds the clients of region r. The Consul environment
+// (CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...) applies as consul/api reads it; a
+// region's token file overrides the environment's token.
+func newRegionConn(r, other *zones.Region, wait time.Duration) (*regionConn, error) {
+	rc := &regionConn{name: r.Name}
+	for _, addr := range r.ConsulHTTP {
+		c, err := newClient(addr, r.TokenFile, wait)
+		if err != nil {
+			return nil, fmt.Errorf("region %s: consul_http %q: %w", r.Name, addr, err)
+		}
+		rc.paths = append(rc.paths, path{client: c, addr: addr})
+	}
+	rc.own = len(rc.paths)
+	if other != nil {
+		for _, addr := range other.ConsulHTTP {
+			// The region's own token: in a federated ACL system tokens are
+			// global, and this one is the one allowed to read this region.
+			c, err := newClient(addr, r.TokenFile, wait)
+			if err != nil {
+				return nil, fmt.Errorf("region %s: fallback consul_http %q: %w", r.Name, addr, err)
+			}
+			rc.paths = append(rc.paths, path{client: c, addr: addr, dc: r.Datacenter})
+		}
+	}
+	return rc, nil
+}
+
+func newClient(addr, tokenFile string, wait time.Duration) (*api.Client, error) {
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	if tokenFile != "" {
+		cfg.TokenFile = tokenFile
+	}
+	// Every watched resource holds one long poll open; let their connections
+	// be reused rather than redialled after each answer.
+	cfg.Transport.MaxIdleConnsPerHost = 128
+	hc, err := api.NewHttpClient(cfg.Transport, cfg.TLSConfig)
+	if err != nil {
+		return nil, err
+	}
+	// A blocking query returns within wait plus Consul's jitter of wait/16;
+	// past that margin the agent is hung, and the next path should be tried.
+	hc.Timeout = wait + wait/16 + 5*time.Second
+	cfg.HttpClient = hc
+	// consul/api's errors name the token file, never the token.
+	return api.NewClient(cfg)
+}
+
+// order returns the order in which to try the paths for the next query.
+func (rc *regionConn) order(now time.Time) []int {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	start := rc.preferred
+	if start >= rc.own && now.Sub(rc.lastOwnTry) >= ownRetryInterval {
+		start = 0
+	}
+	if start < rc.own {
+		rc.lastOwnTry = now
+	}
+	idx := make([]int, 0, len(rc.paths))
+	for i := range rc.paths {
+		idx = append(idx, (start+i)%len(rc.paths))
+	}
+	return idx
+}
+
+func (rc *regionConn) succeeded(i int) {
+	rc.mu.Lock()
+	rc.preferred = i
+	rc.mu.Unlock()
+}
+
+// query runs fn on each path in turn until one answers. It returns the path
+// that answered. An ACL denial is returned at once: another agent of the same
+// datacenter would deny it too, and the operator must see it.
+func (rc *regionConn) query(fn func(p path) error) (path, error) {
+	var errs []error
+	for _, i := range rc.order(time.Now()) {
+		p := rc.paths[i]
+		err := fn(p)
+		if err == nil {
+			rc.succeeded(i)
+			return p, nil
+		}
+		if isDenied(err) {
+			return p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err)
+		}
+		errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))
+	}
+	return path{}, fmt.Errorf("region %s: %w: %w", rc.name, ErrUnreachable, errors.Join(errs...))
+}
+
+func isDenied(err error) bool {
+	var se api.StatusError
+	if errors.As(err, &se) {
+		return se.Code == http.StatusForbidden
+	}
+	return false
+}

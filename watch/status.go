@@ -1,0 +1,105 @@
+package watch
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// RegionStatus is how reading one region's Consul goes.
+type RegionStatus struct {
+	Name string `json:"name"`
+	// Ready is true once every resource of the region was read once, or
+	// failed its first read.
+	Ready bool `json:"ready"`
+	// Stale is true while any resource of the region cannot be read.
+	Stale bool `json:"stale"`
+	// Index is the highest Consul index seen across the region's resources.
+	Index uint64 `json:"index"`
+	// LastContact is the last time any resource was read successfully.
+	LastContact time.Time `json:"last_contact"`
+	// LastError is the newest read error while the region is stale.
+	LastError string `json:"last_error,omitempty"`
+	// Via lists the agents the region was last read through ("addr?dc=x"
+	// when through the other region's agents).
+	Via []string `json:"via,omitempty"`
+	// Resources and Failing count the watched resources and those failing.
+	Resources int `json:"resources"`
+	Failing   int `json:"failing"`
+}
+
+// Status returns the status of each region, in configuration order.
+func (w *Watcher) Status() []RegionStatus {
+	byName := map[string]*RegionStatus{}
+	out := make([]RegionStatus, len(w.cfg.Regions))
+	for i, r := range w.cfg.Regions {
+		out[i] = RegionStatus{Name: r.Name, Ready: true}
+		byName[r.Name] = &out[i]
+	}
+	vias := map[string]map[string]bool{}
+	for key, r := range w.resources {
+		st := byName[key.region]
+		r.mu.Lock()
+		st.Resources++
+		st.Ready = st.Ready && r.attempted
+		st.Index = max(st.Index, r.index)
+		if r.lastContact.After(st.LastContact) {
+			st.LastContact = r.lastContact
+		}
+		if r.failing {
+			st.Stale = true
+			st.Failing++
+			if r.lastErr != nil {
+				st.LastError = r.lastErr.Error()
+			}
+		} else if r.via != "" {
+			if vias[key.region] == nil {
+				vias[key.region] = map[string]bool{}
+			}
+			vias[key.region][r.via] = true
+		}
+		r.mu.Unlock()
+	}
+	for i := range out {
+		for v := range vias[out[i].Name] {
+			out[i].Via = append(out[i].Via, v)
+		}
+		sort.Strings(out[i].Via)
+	}
+	return out
+}
+
+// Ready reports whether every region has been read once or has failed its
+// first read.
+func (w *Watcher) Ready() bool {
+	for _, st := range w.Status() {
+		if !st.Ready {
+			return false
+		}
+	}
+	return true
+}
+
+// rateLimiter lets one event per key through per interval, so that a Consul
+// outage does not flood the log.
+type rateLimiter struct {
+	every time.Duration
+	mu    sync.Mutex
+	// last is when each key last passed; guarded by mu.
+	last map[string]time.Time
+}
+
+func newRateLimiter(every time.Duration) *rateLimiter {
+	return &rateLimiter{every: every, last: map[string]time.Time{}}
+}
+
+func (l *rateLimiter) allow(key string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now()
+	if t, ok := l.last[key]; ok && now.Sub(t) < l.every {
+		return false
+	}
+	l.last[key] = now
+	return true
+}

@@ -1,0 +1,381 @@
+package watch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/zones"
+)
+
+// fakeConsul is a minimal Consul HTTP API: health/service and kv, with a
+// settable index, recording the query parameters it receives.
+type fakeConsul struct {
+	t  *testing.T
+	dc string
+
+	mu      sync.Mutex
+	index   uint64
+	entries map[string][]*api.ServiceEntry
+	kv      api.KVPairs
+	status  int // when non-zero, every request fails with this code
+	seen    []url
+	changed chan struct{} // closed and replaced on every change
+	srv     *httptest.Server
+}
+
+type url struct {
+	path, dc string
+	index    string
+}
+
+func newFakeConsul(t *testing.T, dc string) *fakeConsul {
+	f := &fakeConsul{t: t, dc: dc, index: 10, entries: map[string][]*api.ServiceEntry{}, changed: make(chan struct{})}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeConsul) addr() string { return f.srv.URL }
+
+func (f *fakeConsul) set(fn func(f *fakeConsul)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fakeConsul) serve(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f.mu.Lock()
+	f.seen = append(f.seen, url{path: r.URL.Path, dc: q.Get("dc"), index: q.Get("index")})
+	if f.status != 0 {
+		code := f.status
+		f.mu.Unlock()
+		http.Error(w, "Permission denied", code)
+		return
+	}
+	if dc := q.Get("dc"); dc != "" && dc != f.dc {
+		f.mu.Unlock()
+		http.Error(w, "No path to datacenter", http.StatusInternalServerError)
+		return
+	}
+	// Block while the client's index is current, as Consul does.
+	if idx, _ := strconv.ParseUint(q.Get("index"), 10, 64); idx != 0 && idx == f.index {
+		ch := f.changed
+		f.mu.Unlock()
+		wait, _ := time.ParseDuration(q.Get("wait"))
+		select {
+		case <-ch:
+		case <-time.After(wait):
+		case <-r.Context().Done():
+			return
+		}
+		f.mu.Lock()
+	}
+	defer f.mu.Unlock()
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(f.index, 10))
+	w.Header().Set("X-Consul-KnownLeader", "true")
+	switch {
+	case strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
+		json.NewEncoder(w).Encode(f.entries[strings.TrimPrefix(r.URL.Path, "/v1/health/service/")])
+	case strings.HasPrefix(r.URL.Path, "/v1/kv/"):
+		if len(f.kv) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(f.kv)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (f *fakeConsul) requests() []url {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]url(nil), f.seen...)
+}
+
+func entry(scope, member, node, addr string, port int, status string, tags ...string) *api.ServiceEntry {
+	return &api.ServiceEntry{
+		Node:    &api.Node{Node: node, Address: addr},
+		Service: &api.AgentService{ID: scope + "/" + member, Service: scope, Address: addr, Port: port, Tags: tags},
+		Checks: api.HealthChecks{
+			{CheckID: "serfHealth", Status: api.HealthPassing},
+			{CheckID: "service:" + scope + "/" + member, Status: status},
+		},
+	}
+}
+
+// closedAddr returns an HTTP address nothing listens on.
+func closedAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return "http://" + addr
+}
+
+func testConfig(mainAddr, standbyAddr string) *zones.Config {
+	return &zones.Config{
+		Zone: "pg.example.internal.",
+		Regions: []zones.Region{
+			{Name: "main", Role: zones.RoleMain, Datacenter: "dc1", ConsulHTTP: []string{mainAddr}},
+			{Name: "standby", Role: zones.RoleStandby, Datacenter: "dc2", ConsulHTTP: []string{standbyAddr}},
+		},
+		Clusters: []zones.Cluster{{
+			Label: "orders", Scopes: map[string]string{"main": "orders", "standby": "orders"},
+			Namespace: "service", Layout: policy.LayoutDirect, Tags: policy.DefaultRoleTags(),
+			ROFallback: policy.FallbackLeader,
+		}},
+	}
+}
+
+var fastOptions = Options{WaitTime: 2 * time.Second, MinInterval: time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+
+func startWatcher(t *testing.T, cfg *zones.Config) *Watcher {
+	t.Helper()
+	w, err := New(cfg, fastOptions, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("watcher did not stop within 5s of cancel")
+		}
+	})
+	return w
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestWatcherReadsMembersAndKV(t *testing.T) {
+	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
+	main.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{
+			entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "master", "primary"),
+			entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthCritical, "replica"),
+		}
+		f.kv = api.KVPairs{
+			{Key: "service/orders/leader", Value: []byte("pg-1")},
+			{Key: "service/orders/members/pg-1", Value: []byte(`{"role":"master","timeline":4}`)},
+		}
+	})
+	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	waitFor(t, "main region known", func() bool { return w.Inputs()["orders"].Main.Known })
+
+	got := w.Inputs()["orders"].Main
+	want := []policy.Instance{
+		{ID: "orders/pg-1", Member: "pg-1", Node: "n1", Address: netip.MustParseAddr("10.0.0.1"), Port: 5432,
+			Tags: []string{"master", "primary"}, Role: policy.RoleLeader, Health: policy.HealthPassing},
+		{ID: "orders/pg-2", Member: "pg-2", Node: "n2", Address: netip.MustParseAddr("10.0.0.2"), Port: 5432,
+			Tags: []string{"replica"}, Role: policy.RoleReplica, Health: policy.HealthCritical},
+	}
+	if fmt.Sprint(got.Members) != fmt.Sprint(want) {
+		t.Errorf("members = %+v, want %+v", got.Members, want)
+	}
+	if got.LeaderKey != "pg-1" || got.Timelines["pg-1"] != 4 {
+		t.Errorf("kv = leader %q timelines %v, want pg-1 and timeline 4", got.LeaderKey, got.Timelines)
+	}
+	if got.Stale {
+		t.Error("main region stale, want fresh")
+	}
+	if !w.Ready() {
+		t.Error("Ready() = false after every region was read")
+	}
+}
+
+func TestWatcherBlockingIndex(t *testing.T) {
+	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
+	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	waitFor(t, "first read", func() bool { return w.Inputs()["orders"].Main.Known })
+
+	// The next query blocks on index 10; a change answers it at index 11.
+	main.set(func(f *fakeConsul) {
+		f.index = 11
+		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	})
+	waitFor(t, "change seen", func() bool { return len(w.Inputs()["orders"].Main.Members) == 1 })
+	waitFor(t, "query at index 11", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "11") })
+
+	// An index that goes backwards resets to 0: a full read, not a wait.
+	main.set(func(f *fakeConsul) { f.index = 5 })
+	waitFor(t, "reset to index 0 after the index went backwards", func() bool {
+		reqs := main.requests()
+		for i, r := range reqs {
+			if r.path == "/v1/health/service/orders" && r.index == "11" {
+				for _, later := range reqs[i+1:] {
+					if later.path == r.path && (later.index == "" || later.index == "0") {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
+
+	// An index of 0 is treated as 1, so the loop blocks instead of spinning.
+	main.set(func(f *fakeConsul) { f.index = 0 })
+	waitFor(t, "query at index 1 after index 0", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "1") })
+}
+
+func hasIndex(reqs []url, path, index string) bool {
+	for _, r := range reqs {
+		if r.path == path && r.index == index {
+			return true
+		}
+	}
+	return false
+}
+
+func TestWatcherFallsBackToOtherRegion(t *testing.T) {
+	// The main region's own agent is down; the standby region's agent answers
+	// for dc1 when asked with ?dc=dc1, as a federated agent does.
+	standbyAgent := newFakeConsul(t, "dc1")
+	standbyAgent.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	})
+	w := startWatcher(t, testConfig(closedAddr(t), standbyAgent.addr()))
+	waitFor(t, "main region read through the standby agent", func() bool {
+		m := w.Inputs()["orders"].Main
+		return m.Known && !m.Stale && len(m.Members) == 1
+	})
+	var viaDC bool
+	for _, r := range standbyAgent.requests() {
+		viaDC = viaDC || (r.path == "/v1/health/service/orders" && r.dc == "dc1")
+	}
+	if !viaDC {
+		t.Error("no query with dc=dc1 reached the standby region's agent")
+	}
+	st := w.Status()[0]
+	if st.Stale || len(st.Via) == 0 || !strings.Contains(st.Via[0], "?dc=dc1") {
+		t.Errorf("main status = %+v, want fresh, read via ...?dc=dc1", st)
+	}
+}
+
+func TestWatcherUnreachableRegion(t *testing.T) {
+	standby := newFakeConsul(t, "dc2")
+	w := startWatcher(t, testConfig(closedAddr(t), standby.addr()))
+	waitFor(t, "ready after the first failed read", w.Ready)
+	in := w.Inputs()["orders"]
+	if in.Main.Known || !in.Main.Stale {
+		t.Errorf("main = known %t stale %t, want unknown and stale", in.Main.Known, in.Main.Stale)
+	}
+	if st := w.Status()[0]; !st.Stale || !strings.Contains(st.LastError, ErrUnreachable.Error()) {
+		t.Errorf("main status = %+v, want stale with %q", st, ErrUnreachable)
+	}
+}
+
+func TestWatcherKeepsLastKnownWhenConsulGoesAway(t *testing.T) {
+	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
+	main.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	})
+	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	waitFor(t, "first read", func() bool { return w.Inputs()["orders"].Main.Known })
+	main.srv.CloseClientConnections()
+	main.srv.Close()
+	waitFor(t, "main stale", func() bool { return w.Inputs()["orders"].Main.Stale })
+	if m := w.Inputs()["orders"].Main; len(m.Members) != 1 || !m.Known {
+		t.Errorf("main after outage = %+v, want the last known member kept", m)
+	}
+}
+
+func TestWatcherACLDenialNeverLogsToken(t *testing.T) {
+	const secret = "9c1f3f2e-secret-token-value"
+	t.Setenv("CONSUL_HTTP_TOKEN", secret)
+	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
+	main.set(func(f *fakeConsul) { f.status = http.StatusForbidden })
+	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	waitFor(t, "ready", w.Ready)
+	st := w.Status()[0]
+	if !st.Stale || !strings.Contains(st.LastError, "403") {
+		t.Errorf("main status = %+v, want stale with a 403 error", st)
+	}
+	if strings.Contains(fmt.Sprintf("%+v", w.Status()), secret) {
+		t.Error("status contains the ACL token")
+	}
+	// A denial is not an outage: it must not fall through to the other
+	// region's agents, which would hide the misconfiguration.
+	for _, r := range standby.requests() {
+		if r.dc == "dc1" {
+			t.Errorf("denied query was retried through the standby agent: %+v", r)
+		}
+	}
+}
+
+func TestServiceName(t *testing.T) {
+	tests := []struct{ scope, want string }{
+		{"orders", "orders"},
+		{"Orders.Main_DB x", "orders-main-db-x"},
+	}
+	for _, tt := range tests {
+		if got := ServiceName(tt.scope); got != tt.want {
+			t.Errorf("ServiceName(%q) = %q, want %q", tt.scope, got, tt.want)
+		}
+	}
+}
+
+func TestConvertEntries(t *testing.T) {
+	noAddr := entry("orders", "pg-3", "n3", "", 5432, api.HealthPassing, "replica")
+	noAddr.Node.Address = "10.0.0.3"
+	host := entry("orders", "pg-4", "n4", "db4.example", 5432, api.HealthPassing, "replica")
+	warn := entry("orders", "pg-5", "n5", "::1", 5433, api.HealthWarning, "standby-leader")
+	got := convertEntries([]*api.ServiceEntry{noAddr, host, warn, nil}, policy.DefaultRoleTags())
+	if len(got) != 2 {
+		t.Fatalf("got %d instances, want 2 (hostname address skipped): %+v", len(got), got)
+	}
+	if got[0].Address != netip.MustParseAddr("10.0.0.3") || got[0].Member != "pg-3" {
+		t.Errorf("node address fallback: got %+v", got[0])
+	}
+	if got[1].Health != policy.HealthWarning || got[1].Role != policy.RoleStandbyLeader || got[1].Port != 5433 {
+		t.Errorf("warning standby leader: got %+v", got[1])
+	}
+}
+
+func TestConvertKV(t *testing.T) {
+	pairs := api.KVPairs{
+		{Key: "service/orders/leader", Value: []byte("pg-2\n")},
+		{Key: "service/orders/members/pg-1", Value: []byte(`{"role":"replica","timeline":3}`)},
+		{Key: "service/orders/members/pg-2", Value: []byte(`{"role":"master","timeline":4}`)},
+		{Key: "service/orders/members/pg-3", Value: []byte(`not json`)},
+		{Key: "service/orders/config", Value: []byte(`{"standby_cluster":{}}`)},
+	}
+	got := convertKV("service/orders/", pairs)
+	if got.leader != "pg-2" || got.timelines["pg-1"] != 3 || got.timelines["pg-2"] != 4 || len(got.timelines) != 2 {
+		t.Errorf("convertKV = %+v", got)
+	}
+}
