@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -29,8 +31,8 @@ type settings struct {
 
 func loadSettings() (settings, error) {
 	var s settings
-	if err := env.ParseWithOptions(&s, env.Options{Prefix: "REGIONDNS_"}); err != nil {
-		return s, fmt.Errorf("environment: %w", err)
+	if err := env.ParseWithOptions(&s, env.Options{Prefix: envPrefix}); err != nil {
+		return s, envError(err)
 	}
 	switch {
 	case s.TCPMaxConns < 1:
@@ -43,6 +45,28 @@ func loadSettings() (settings, error) {
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
 	}
 	return s, nil
+}
+
+const envPrefix = "REGIONDNS_"
+
+// envError rewrites env's parse errors to name the variable, not the Go field.
+func envError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("environment: %w", err)
+	}
+	var errs []error
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := reflect.TypeFor[settings]().FieldByName(pe.Name); ok {
+				errs = append(errs, fmt.Errorf("%s%s: %w", envPrefix, f.Tag.Get("env"), pe.Err))
+				continue
+			}
+		}
+		errs = append(errs, e)
+	}
+	return errors.Join(errs...)
 }
 
 func newLogger(s settings, w io.Writer) (*slog.Logger, error) {

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestRunCommands(t *testing.T) {
+	valid, err := filepath.Abs("../../zones/testdata/valid-full.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yml")
+	if err := os.WriteFile(bad, []byte("zone: pg.example.internal.\nclusterz: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		wantCode   int
+		wantStdout string
+		wantStderr string
+	}{
+		{name: "version", args: []string{"version"}, wantCode: 0, wantStdout: "regiondns dev"},
+		{name: "unknown command", args: []string{"serv"}, wantCode: 2, wantStderr: `unknown command "serv"`},
+		{name: "check-config valid", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_CONFIG": valid},
+			wantCode: 0, wantStdout: "OK"},
+		{name: "check-config unknown key", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_CONFIG": bad},
+			wantCode: 1, wantStderr: `"clusterz"`},
+		{name: "check-config missing file", args: []string{"check-config"},
+			env: map[string]string{"REGIONDNS_CONFIG": filepath.Join(t.TempDir(), "none.yml")}, wantCode: 1, wantStderr: "none.yml"},
+		{name: "bad duration", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_CONSUL_WAIT": "soon"},
+			wantCode: 2, wantStderr: "CONSUL_WAIT"},
+		{name: "wait over consul's limit", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_CONSUL_WAIT": "11m"},
+			wantCode: 2, wantStderr: "REGIONDNS_CONSUL_WAIT: 11m0s is not valid; want between 1s and 10m"},
+		{name: "bad tcp conns", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_TCP_MAX_CONNS": "0"},
+			wantCode: 2, wantStderr: "REGIONDNS_TCP_MAX_CONNS: 0 is not valid"},
+		{name: "bad log level", args: []string{"serve"}, env: map[string]string{"REGIONDNS_LOG_LEVEL": "loud"},
+			wantCode: 2, wantStderr: `REGIONDNS_LOG_LEVEL: "loud" is not valid`},
+		{name: "bad log format", args: []string{"serve"}, env: map[string]string{"REGIONDNS_LOG_FORMAT": "xml"},
+			wantCode: 2, wantStderr: `REGIONDNS_LOG_FORMAT: "xml" is not valid`},
+		{name: "serve with missing zone file", args: []string{"serve"},
+			env: map[string]string{"REGIONDNS_CONFIG": filepath.Join(t.TempDir(), "none.yml")}, wantCode: 1, wantStderr: "none.yml"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(tt.args, &stdout, &stderr)
+			if code != tt.wantCode {
+				t.Errorf("exit code = %d, want %d (stderr %q)", code, tt.wantCode, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tt.wantStdout) {
+				t.Errorf("stdout = %q, want it to contain %q", stdout.String(), tt.wantStdout)
+			}
+			if !strings.Contains(stderr.String(), tt.wantStderr) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.wantStderr)
+			}
+		})
+	}
+}
+
+func TestSummaryNamesEndpoints(t *testing.T) {
+	if got := endpoints(nil); got != "[]" {
+		t.Errorf("endpoints(nil) = %q, want []", got)
+	}
+}

@@ -1,0 +1,221 @@
+// Package resolver answers DNS queries: names in the zone from the current
+// cache.Snapshot, other names through an optional delegate (Consul DNS),
+// refused otherwise. Handler does the DNS protocol work (header bits, EDNS(0),
+// truncation) and Server runs it on UDP and TCP.
+package resolver
+
+import (
+	"log/slog"
+	"net"
+
+	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/cache"
+)
+
+// DefaultUDPSize is the EDNS(0) UDP payload size advertised and the most
+// sent over UDP: the DNS Flag Day 2020 value, which avoids IP fragmentation.
+const DefaultUDPSize = 1232
+
+// DelegateFunc answers a query for a name outside the zone. It returns the
+// upstream response (the handler takes its rcode, RA bit and records, and
+// sets the header, question and EDNS itself) or an error, which the handler
+// answers with SERVFAIL. It must not modify req.
+type DelegateFunc func(req *dns.Msg, tcp bool) (*dns.Msg, error)
+
+// Options configure a Handler. The zero value is valid.
+type Options struct {
+	// Delegate answers names outside the zone. When nil, they get REFUSED.
+	Delegate DelegateFunc
+	// UDPSize is the EDNS(0) payload size advertised in responses, and caps
+	// the client's own: a UDP response never exceeds either.
+	// Default DefaultUDPSize; values below 512 mean 512.
+	UDPSize uint16
+}
+
+// Handler answers queries from the snapshot in a cache.Store. It implements
+// dns.Handler and is safe for concurrent use.
+//
+// Responses reference the snapshot's records directly: neither the handler
+// nor miekg/dns's Pack modify a record (Pack writes RDLENGTH into the output
+// buffer, not into the RR header), so one record can go out in many
+// responses at once.
+type Handler struct {
+	store  *cache.Store
+	opts   Options
+	logger *slog.Logger
+}
+
+var _ dns.Handler = (*Handler)(nil)
+
+// New returns a handler answering from store. A nil logger discards.
+func New(store *cache.Store, opts Options, logger *slog.Logger) *Handler {
+	if opts.UDPSize == 0 {
+		opts.UDPSize = DefaultUDPSize
+	}
+	opts.UDPSize = max(opts.UDPSize, dns.MinMsgSize)
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{store: store, opts: opts, logger: logger}
+}
+
+// ServeDNS implements dns.Handler. Requests that get no response (a
+// response sent to us) are dropped.
+func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	_, tcp := w.RemoteAddr().(*net.TCPAddr)
+	resp := h.HandleRequest(req, tcp)
+	if resp == nil {
+		return
+	}
+	wire, err := resp.Pack()
+	if err != nil {
+		// A response that does not pack still gets an answer.
+		h.logger.Debug("pack response", "error", err)
+		if wire, err = failure(resp, dns.RcodeServerFailure).Pack(); err != nil {
+			h.logger.Debug("pack failure response", "error", err)
+			return
+		}
+	}
+	// Write adds the length prefix on TCP.
+	if _, err := w.Write(wire); err != nil {
+		h.logger.Debug("write response", "error", err, "tcp", tcp)
+	}
+}
+
+// HandleRequest returns the response to req, received over TCP when tcp is
+// true (which sets the size limit), or nil when req must not be answered.
+// It never modifies req.
+//
+// Class handling: IN is answered from the zone; ANY (RFC 1035 QCLASS *) is
+// answered from the same IN data but without AA, since the response does not
+// claim to cover every class (RFC 6895 §3.1); any other class is REFUSED,
+// as this server is authoritative for no zone in it.
+func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
+	if req.Response {
+		// Answering a response invites loops and reflection.
+		return nil
+	}
+	resp := &dns.Msg{MsgHdr: dns.MsgHdr{
+		Id:               req.Id,
+		Response:         true,
+		Opcode:           req.Opcode,
+		RecursionDesired: req.RecursionDesired,
+		CheckingDisabled: req.CheckingDisabled,
+	}}
+	if len(req.Question) == 1 {
+		resp.Question = req.Question
+	}
+
+	e, err := readEDNS(req)
+	if err != nil {
+		// RFC 6891 §6.1.1: more than one OPT (or a malformed one) is
+		// FORMERR, answered without EDNS.
+		resp.Rcode = dns.RcodeFormatError
+		return resp
+	}
+	switch {
+	case e.present && e.version != 0:
+		resp.Rcode = dns.RcodeBadVers
+	case req.Opcode != dns.OpcodeQuery:
+		resp.Rcode = dns.RcodeNotImplemented
+	case len(req.Question) != 1:
+		resp.Rcode = dns.RcodeFormatError
+	default:
+		h.answer(req, resp, tcp)
+	}
+	return h.finish(resp, e, tcp)
+}
+
+// answer fills resp with the answer to req's single question.
+func (h *Handler) answer(req, resp *dns.Msg, tcp bool) {
+	q := req.Question[0]
+	switch q.Qclass {
+	case dns.ClassINET, dns.ClassANY:
+	default:
+		resp.Rcode = dns.RcodeRefused
+		return
+	}
+	switch q.Qtype {
+	case dns.TypeOPT:
+		// OPT is a pseudo-record; it cannot be asked for (RFC 6891 §6.1.1).
+		resp.Rcode = dns.RcodeFormatError
+		return
+	case dns.TypeAXFR, dns.TypeIXFR:
+		// Zone transfers are not offered: the zone is synthesized from
+		// Consul, and every server builds its own.
+		resp.Rcode = dns.RcodeRefused
+		return
+	}
+
+	snap := h.store.Load()
+	if snap == nil {
+		resp.Rcode = dns.RcodeServerFailure
+		return
+	}
+	ans := snap.Lookup(lower(dns.Fqdn(q.Name)), q.Qtype)
+	if !ans.InZone() {
+		h.delegate(req, resp, tcp)
+		return
+	}
+	resp.Authoritative = q.Qclass == dns.ClassINET
+	resp.Rcode = ans.Rcode()
+	resp.Answer, resp.Ns, resp.Extra = ans.Answer, ans.Ns, ans.Extra
+}
+
+// delegate answers a name outside the zone through Options.Delegate, or
+// refuses it.
+func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) {
+	if h.opts.Delegate == nil {
+		resp.Rcode = dns.RcodeRefused
+		return
+	}
+	up, err := h.opts.Delegate(req, tcp)
+	if err != nil || up == nil {
+		h.logger.Debug("delegate", "error", err)
+		resp.Rcode = dns.RcodeServerFailure
+		return
+	}
+	// Extended rcodes travel in the upstream OPT, which is not forwarded;
+	// only the 4-bit rcode is meaningful here.
+	resp.Rcode = up.Rcode & 0xF
+	resp.RecursionAvailable = up.RecursionAvailable
+	resp.AuthenticatedData = up.AuthenticatedData
+	resp.Answer, resp.Ns = up.Answer, up.Ns
+	for _, rr := range up.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			resp.Extra = append(resp.Extra, rr)
+		}
+	}
+}
+
+// failure returns a copy of resp's header, question and OPT record with
+// rcode, and nothing else.
+func failure(resp *dns.Msg, rcode int) *dns.Msg {
+	m := &dns.Msg{MsgHdr: resp.MsgHdr}
+	m.Authoritative, m.Truncated = false, false
+	m.Rcode = rcode
+	m.Question = resp.Question
+	if opt := resp.IsEdns0(); opt != nil {
+		m.Extra = []dns.RR{opt}
+	}
+	return m
+}
+
+// lower returns s with ASCII letters lower-cased. It allocates only when s
+// has an upper-case letter; DNS matching is case-insensitive for ASCII only
+// (RFC 4343).
+func lower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if c := b[j]; 'A' <= c && c <= 'Z' {
+					b[j] = c + 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}
