@@ -1,0 +1,161 @@
+package zones
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/regiondns/regiondns/policy"
+)
+
+// clusters validates the clusters. regions are the valid region names, and
+// nsLabels maps the labels under the zone that in-zone name servers take
+// to the name server's name.
+func (v *validator) clusters(cs []fileCluster, regions []string, nsLabels map[string]string) {
+	if len(cs) == 0 {
+		v.addf("clusters: missing; want at least one cluster")
+	}
+	labels := map[string]int{}
+	for i := range cs {
+		c := &cs[i]
+		path := fmt.Sprintf("clusters[%d]", i)
+		if v.clusterLabel(path, c.Label, labels, nsLabels) {
+			labels[c.Label] = i
+		}
+		v.scopes(path, c.Scopes, regions)
+		if strings.Trim(*c.Namespace, "/") == "" {
+			v.addf("%s.namespace: %q is not valid; want Patroni's KV namespace, such as service", path, *c.Namespace)
+		}
+		if slices.Contains(policy.Layouts, policy.Layout(c.Layout)) {
+			v.pgbouncer(path, policy.Layout(c.Layout), &c.PgBouncer)
+		} else {
+			v.addf("%s.layout: %q is not valid; want one of %s", path, c.Layout, joinLayouts())
+		}
+		v.tags(path, &c.Tags)
+		if c.ROFallback != string(policy.FallbackLeader) && c.ROFallback != string(policy.FallbackNone) {
+			v.addf("%s.ro_fallback: %q is not valid; want one of %s, %s", path, c.ROFallback, policy.FallbackLeader, policy.FallbackNone)
+		}
+	}
+}
+
+func joinLayouts() string {
+	s := make([]string, len(policy.Layouts))
+	for i, l := range policy.Layouts {
+		s[i] = string(l)
+	}
+	return strings.Join(s, ", ")
+}
+
+// clusterLabel validates a cluster's label against the labels before it,
+// mapped to their index, and the labels in-zone name servers occupy.
+func (v *validator) clusterLabel(path, label string, before map[string]int, nsLabels map[string]string) bool {
+	switch {
+	case label == "":
+		v.addf("%s.label: missing; want a DNS label, such as orders", path)
+	case !validLabel(label):
+		v.addf("%s.label: %q is not valid; want a DNS label of a-z, 0-9 and -, such as orders", path, label)
+	case nsLabels[label] != "":
+		v.addf("%s.label: %q is not valid; want a label other than %s, which name server %s takes", path, label, label, nsLabels[label])
+	case v.zone != "" && !validName("passive-ro."+label+"."+v.zone):
+		v.addf("%s.label: %q is not valid; want a shorter label: passive-ro.%s.%s would be longer than a domain name can be", path, label, label, v.zone)
+	default:
+		if j, dup := before[label]; dup {
+			v.addf("%s.label: %q is not valid; want a label not already used by clusters[%d]", path, label, j)
+			return false
+		}
+		return true
+	}
+	return false
+}
+
+// scopes checks that the cluster has a Patroni scope for each region, and
+// for regions only.
+func (v *validator) scopes(path string, scopes map[string]string, regions []string) {
+	want := "each region"
+	if len(regions) > 0 {
+		want = "each region: " + strings.Join(regions, ", ")
+	}
+	if len(scopes) == 0 {
+		v.addf("%s.scopes: missing; want the cluster's Patroni scope in %s", path, want)
+		return
+	}
+	keys := make([]string, 0, len(scopes))
+	for k := range scopes {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		// Without a valid region name there is nothing to compare with;
+		// the regions' own errors say what to fix.
+		if len(regions) > 0 && !slices.Contains(regions, k) {
+			v.addf("%s.scopes: key %q is not valid; want a region name, one of %s", path, k, strings.Join(regions, ", "))
+		}
+	}
+	for _, r := range regions {
+		switch scope, ok := scopes[r]; {
+		case !ok || scope == "":
+			v.addf("%s.scopes.%s: missing; want the cluster's Patroni scope in region %s", path, r, r)
+		case strings.Contains(scope, "/"):
+			v.addf("%s.scopes.%s: %q is not valid; want a Patroni scope, which has no /", path, r, scope)
+		}
+	}
+}
+
+// pgbouncer checks that only the PgBouncer keys the layout uses are set, and
+// that those it needs are.
+func (v *validator) pgbouncer(path string, layout policy.Layout, p *filePgBouncer) {
+	path += ".pgbouncer"
+	notFor := func(key, value string, only policy.Layout) {
+		if value != "" && layout != only {
+			v.addf("%s.%s: %q is not valid with layout %s; want it only with layout %s", path, key, value, layout, only)
+		}
+	}
+	notFor("service", p.Service, policy.LayoutBouncerPerNode)
+	notFor("rw_service", p.RWService, policy.LayoutPoolFleet)
+	notFor("ro_service", p.ROService, policy.LayoutPoolFleet)
+	notFor("rw_tag", p.RWTag, policy.LayoutPoolFleet)
+	notFor("ro_tag", p.ROTag, policy.LayoutPoolFleet)
+	if layout != policy.LayoutPoolFleet {
+		return
+	}
+	if p.RWService == "" {
+		v.addf("%s.rw_service: missing; want the Consul service of the read-write PgBouncer pool, as layout is pool-fleet", path)
+	}
+	if p.ROService == "" {
+		v.addf("%s.ro_service: missing; want the Consul service of the read-only PgBouncer pool, as layout is pool-fleet", path)
+	}
+	if p.RWService != "" && p.RWService == p.ROService && (p.RWTag == "" || p.ROTag == "" || p.RWTag == p.ROTag) {
+		v.addf("%s.ro_service: %q is not valid; want a service other than rw_service, or different rw_tag and ro_tag to tell the pools apart", path, p.ROService)
+	}
+}
+
+// tags checks that each role has at least one tag and that no tag marks two
+// roles.
+func (v *validator) tags(path string, t *fileTags) {
+	def := policy.DefaultRoleTags()
+	owner := map[string]string{} // lower-case tag -> key of its list
+	for _, l := range []struct {
+		key  string
+		tags []string
+		def  []string
+	}{
+		{"leader", t.Leader, def.Leader},
+		{"replica", t.Replica, def.Replica},
+		{"standby_leader", t.StandbyLeader, def.StandbyLeader},
+	} {
+		if len(l.tags) == 0 {
+			v.addf("%s.tags.%s: an empty list is not valid; want at least one tag, or leave the key out for Patroni's %s", path, l.key, strings.Join(l.def, ", "))
+		}
+		for i, tag := range l.tags {
+			key := strings.ToLower(tag)
+			switch other, dup := owner[key]; {
+			case tag == "":
+				v.addf("%s.tags.%s[%d]: \"\" is not valid; want a Consul service tag", path, l.key, i)
+			case dup && other != l.key:
+				v.addf("%s.tags.%s[%d]: %q is not valid; want a tag that is not also in tags.%s", path, l.key, i, tag, other)
+			default:
+				owner[key] = l.key
+			}
+		}
+	}
+}
