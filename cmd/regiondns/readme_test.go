@@ -1,0 +1,117 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/zones"
+)
+
+// readmeSection returns the lines of the README section with the heading.
+func readmeSection(t *testing.T, heading string) []string {
+	t.Helper()
+	f, err := os.Open("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var lines []string
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") {
+			in = strings.TrimLeft(line, "# ") == heading
+			continue
+		}
+		if in {
+			lines = append(lines, line)
+		}
+	}
+	if len(lines) == 0 {
+		t.Fatalf("README has no section %q", heading)
+	}
+	return lines
+}
+
+var tableRow = regexp.MustCompile("^\\| `([^`]+)` \\| `?([^|`]*)`? \\|")
+
+func TestREADMEEnvironmentTable(t *testing.T) {
+	documented := map[string]string{}
+	for _, line := range readmeSection(t, "Environment") {
+		if m := tableRow.FindStringSubmatch(line); m != nil {
+			documented[m[1]] = strings.TrimSpace(m[2])
+		}
+	}
+	actual := map[string]string{}
+	st := reflect.TypeFor[settings]()
+	for i := range st.NumField() {
+		f := st.Field(i)
+		actual[envPrefix+f.Tag.Get("env")] = f.Tag.Get("envDefault")
+	}
+	if !reflect.DeepEqual(documented, actual) {
+		t.Errorf("README environment table = %v\nsettings struct         = %v", documented, actual)
+	}
+}
+
+func testMetrics(t *testing.T) *metrics {
+	t.Helper()
+	cfg := &zones.Config{Regions: []zones.Region{
+		{Name: "main", Role: zones.RoleMain, Datacenter: "dc1", ConsulHTTP: []string{"http://127.0.0.1:1"}},
+		{Name: "standby", Role: zones.RoleStandby, Datacenter: "dc2", ConsulHTTP: []string{"http://127.0.0.1:1"}},
+	}}
+	w, err := watch.New(cfg, watch.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(w)
+	// Vectors only show up once they have a child.
+	m.activeRegion.WithLabelValues("c", "main")
+	m.splitBrain.WithLabelValues("c")
+	m.decisionChanges.WithLabelValues("c")
+	return m
+}
+
+func TestREADMEMetricsTable(t *testing.T) {
+	var documented []string
+	for _, line := range readmeSection(t, "Operations") {
+		if m := tableRow.FindStringSubmatch(line); m != nil && strings.HasPrefix(m[1], "regiondns_") {
+			documented = append(documented, m[1])
+		}
+	}
+	families, err := testMetrics(t).registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var registered []string
+	for _, mf := range families {
+		if strings.HasPrefix(mf.GetName(), "regiondns_") {
+			registered = append(registered, mf.GetName())
+		}
+	}
+	slices.Sort(documented)
+	slices.Sort(registered)
+	if !slices.Equal(documented, registered) {
+		t.Errorf("README metrics = %v\nregistered     = %v", documented, registered)
+	}
+}
+
+func TestMetricsLint(t *testing.T) {
+	problems, err := testutil.GatherAndLint(testMetrics(t).registry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
