@@ -28,6 +28,9 @@ type engine struct {
 	decisions map[string]policy.Decision
 	gen       uint64
 	builtAt   time.Time
+	// logged is true once the first decisions after every region was read
+	// have been logged; changes before that are start-up, not news.
+	logged bool
 }
 
 // run rebuilds the snapshot after every change the watcher announces.
@@ -45,6 +48,9 @@ func (e *engine) run(ctx context.Context) {
 // rebuild decides every cluster, builds a snapshot and swaps it in.
 func (e *engine) rebuild() {
 	start := time.Now()
+	// Read readiness first: once true, the inputs below hold every region's
+	// first read.
+	ready := e.watcher.Ready()
 	inputs := e.watcher.Inputs()
 	decisions := make(map[string]policy.Decision, len(inputs))
 	for label, in := range inputs {
@@ -61,7 +67,11 @@ func (e *engine) rebuild() {
 		before, hadBefore := e.decisions[label]
 		after := decisions[label]
 		e.metrics.observeDecision(label, e.cfg, after)
-		if !hadBefore {
+		switch {
+		case !ready:
+			continue
+		case !e.logged || !hadBefore:
+			e.logger.Info("decision", "cluster", label, "answers", summary(after), "why", after.Reason)
 			continue
 		}
 		if b, a := summary(before), summary(after); b != a {
@@ -74,6 +84,7 @@ func (e *engine) rebuild() {
 		}
 	}
 	e.inputs, e.decisions, e.builtAt = inputs, decisions, time.Now()
+	e.logged = e.logged || ready
 }
 
 // summary is the part of a decision whose change is worth a log line.
