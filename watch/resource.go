@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -45,8 +46,11 @@ type kvState struct {
 // resource is one blocking-query loop and its latest result.
 type resource struct {
 	key  resourceKey
-	conn *regionConn
 	tags policy.RoleTags // health resources of Patroni services classify roles
+	// conn is swapped by Reconfigure; each query loads it.
+	conn atomic.Pointer[regionConn]
+	// cancel stops the loop; guarded by the Watcher's mu.
+	cancel context.CancelFunc
 
 	mu sync.Mutex
 	// The fields below are guarded by mu.
@@ -98,7 +102,7 @@ func (r *resource) run(ctx context.Context, o Options, changed func(), failed fu
 			res  result
 			next uint64
 		)
-		p, err := r.conn.query(func(p path) error {
+		p, err := r.conn.Load().query(func(p path) error {
 			var ferr error
 			res, next, ferr = r.fetch(ctx, p, idx, o.WaitTime)
 			return ferr

@@ -30,6 +30,8 @@ type RegionStatus struct {
 
 // Status returns the status of each region, in configuration order.
 func (w *Watcher) Status() []RegionStatus {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
 	byName := map[string]*RegionStatus{}
 	out := make([]RegionStatus, len(w.cfg.Regions))
 	for i, r := range w.cfg.Regions {

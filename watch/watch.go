@@ -9,6 +9,7 @@ package watch
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -53,47 +54,95 @@ func (o Options) withDefaults() Options {
 
 // Watcher watches the resources every configured cluster needs.
 type Watcher struct {
-	cfg     *zones.Config
 	opts    Options
 	logger  *slog.Logger
 	updates chan struct{}
+	errLog  *rateLimiter
+	wg      sync.WaitGroup
 
-	regions   map[string]*regionConn
-	resources map[resourceKey]*resource // built in New, read-only after
-	errLog    *rateLimiter
+	mu sync.RWMutex
+	// The fields below are guarded by mu.
+	cfg       *zones.Config
+	resources map[resourceKey]*resource
+	runCtx    context.Context // set by Run; nil before
 }
 
 // New builds a Watcher for cfg. It fails when a region's Consul client cannot
 // be built (a bad address, an unreadable token file).
 func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error) {
 	w := &Watcher{
-		cfg:       cfg,
-		opts:      opts.withDefaults(),
-		logger:    logger,
-		updates:   make(chan struct{}, 1),
-		regions:   map[string]*regionConn{},
-		resources: map[resourceKey]*resource{},
-		errLog:    newRateLimiter(30 * time.Second),
+		opts:    opts.withDefaults(),
+		logger:  logger,
+		updates: make(chan struct{}, 1),
+		errLog:  newRateLimiter(30 * time.Second),
 	}
+	resources, err := w.plan(cfg)
+	if err != nil {
+		return nil, err
+	}
+	w.cfg, w.resources = cfg, resources
+	return w, nil
+}
+
+// plan builds the region clients and the (not yet running) resources cfg
+// needs.
+func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, error) {
+	conns := map[string]*regionConn{}
 	for i := range cfg.Regions {
 		r := &cfg.Regions[i]
 		rc, err := newRegionConn(r, cfg.Other(r), w.opts.WaitTime)
 		if err != nil {
 			return nil, err
 		}
-		w.regions[r.Name] = rc
+		conns[r.Name] = rc
 	}
+	resources := map[resourceKey]*resource{}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
-		for _, key := range w.keys(cl) {
-			if _, ok := w.resources[key]; ok {
+		for _, key := range keys(cfg, cl) {
+			if _, ok := resources[key]; ok {
 				continue
 			}
-			res := &resource{key: key, conn: w.regions[key.region], tags: cl.Tags}
-			w.resources[key] = res
+			res := &resource{key: key, tags: cl.Tags}
+			res.conn.Store(conns[key.region])
+			resources[key] = res
 		}
 	}
-	return w, nil
+	return resources, nil
+}
+
+// Reconfigure switches the watcher to cfg. Resources that cfg still needs
+// keep running with their data (their next query uses the new clients, so a
+// changed token file or address applies); resources it no longer needs stop;
+// new ones start. On error nothing changes.
+func (w *Watcher) Reconfigure(cfg *zones.Config) error {
+	next, err := w.plan(cfg)
+	if err != nil {
+		return err
+	}
+	w.mu.Lock()
+	for key, old := range w.resources {
+		n, ok := next[key]
+		if ok && reflect.DeepEqual(n.tags, old.tags) {
+			old.conn.Store(n.conn.Load())
+			next[key] = old
+			continue
+		}
+		if old.cancel != nil {
+			old.cancel()
+		}
+	}
+	w.cfg, w.resources = cfg, next
+	if w.runCtx != nil {
+		for _, r := range next {
+			if r.cancel == nil {
+				w.startLocked(r)
+			}
+		}
+	}
+	w.mu.Unlock()
+	w.notify()
+	return nil
 }
 
 // clusterKeys are the resources of one cluster in one region.
@@ -102,7 +151,7 @@ type clusterKeys struct {
 	hasBouncers, hasPool                  bool
 }
 
-func (w *Watcher) clusterKeys(cl *zones.Cluster, region string) clusterKeys {
+func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 	scope := cl.Scopes[region]
 	ck := clusterKeys{
 		members: resourceKey{region: region, kind: kindHealth, name: ServiceName(scope)},
@@ -131,10 +180,10 @@ func (ck clusterKeys) all() []resourceKey {
 	return keys
 }
 
-func (w *Watcher) keys(cl *zones.Cluster) []resourceKey {
+func keys(cfg *zones.Config, cl *zones.Cluster) []resourceKey {
 	var keys []resourceKey
-	for i := range w.cfg.Regions {
-		keys = append(keys, w.clusterKeys(cl, w.cfg.Regions[i].Name).all()...)
+	for i := range cfg.Regions {
+		keys = append(keys, clusterKeysOf(cl, cfg.Regions[i].Name).all()...)
 	}
 	return keys
 }
@@ -159,17 +208,28 @@ func (w *Watcher) notify() {
 	}
 }
 
-// Run runs every blocking-query loop until ctx is done.
+// Run runs every blocking-query loop until ctx is done, and returns once all
+// of them have stopped.
 func (w *Watcher) Run(ctx context.Context) {
-	var wg sync.WaitGroup
+	w.mu.Lock()
+	w.runCtx = ctx
 	for _, r := range w.resources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.run(ctx, w.opts, w.notify, func(err error) { w.logError(r.key, err) })
-		}()
+		w.startLocked(r)
 	}
-	wg.Wait()
+	w.mu.Unlock()
+	<-ctx.Done()
+	w.wg.Wait()
+}
+
+// startLocked starts r's loop; w.mu must be held.
+func (w *Watcher) startLocked(r *resource) {
+	ctx, cancel := context.WithCancel(w.runCtx)
+	r.cancel = cancel
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		r.run(ctx, w.opts, w.notify, func(err error) { w.logError(r.key, err) })
+	}()
 }
 
 func (w *Watcher) logError(key resourceKey, err error) {
@@ -182,6 +242,8 @@ func (w *Watcher) logError(key resourceKey, err error) {
 
 // Inputs returns the policy input of every cluster, keyed by cluster label.
 func (w *Watcher) Inputs() map[string]policy.Input {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
 	out := make(map[string]policy.Input, len(w.cfg.Clusters))
 	for i := range w.cfg.Clusters {
 		cl := &w.cfg.Clusters[i]
@@ -197,7 +259,7 @@ func (w *Watcher) Inputs() map[string]policy.Input {
 // region is known once every resource has been read, and stale while any
 // of them fails.
 func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
-	ck := w.clusterKeys(cl, name)
+	ck := clusterKeysOf(cl, name)
 	reg := policy.Region{Name: name, Known: true}
 	read := func(key resourceKey) result {
 		res, known, failing := w.resources[key].snapshot()

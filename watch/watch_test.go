@@ -213,9 +213,7 @@ func TestWatcherReadsMembersAndKV(t *testing.T) {
 	if got.Stale {
 		t.Error("main region stale, want fresh")
 	}
-	if !w.Ready() {
-		t.Error("Ready() = false after every region was read")
-	}
+	waitFor(t, "ready once both regions were read", w.Ready)
 }
 
 func TestWatcherBlockingIndex(t *testing.T) {
@@ -377,5 +375,51 @@ func TestConvertKV(t *testing.T) {
 	got := convertKV("service/orders/", pairs)
 	if got.leader != "pg-2" || got.timelines["pg-1"] != 3 || got.timelines["pg-2"] != 4 || len(got.timelines) != 2 {
 		t.Errorf("convertKV = %+v", got)
+	}
+}
+
+func TestWatcherReconfigure(t *testing.T) {
+	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
+	main.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+		f.entries["billing"] = []*api.ServiceEntry{entry("billing", "b-1", "n2", "10.0.0.2", 5432, api.HealthPassing, "primary")}
+	})
+	cfg := testConfig(main.addr(), standby.addr())
+	w := startWatcher(t, cfg)
+	waitFor(t, "first read", w.Ready)
+
+	bad := testConfig(main.addr(), standby.addr())
+	bad.Regions[0].TokenFile = "/nonexistent/token"
+	if err := w.Reconfigure(bad); err == nil || !strings.Contains(err.Error(), "/nonexistent/token") {
+		t.Fatalf("Reconfigure with a missing token file = %v, want an error naming the file", err)
+	}
+
+	next := testConfig(main.addr(), standby.addr())
+	billing := next.Clusters[0]
+	billing.Label, billing.Scopes = "billing", map[string]string{"main": "billing", "standby": "billing"}
+	next.Clusters = append(next.Clusters, billing)
+	if err := w.Reconfigure(next); err != nil {
+		t.Fatal(err)
+	}
+	// The unchanged cluster keeps its data: no new first read is needed.
+	if in := w.Inputs()["orders"]; !in.Main.Known || len(in.Main.Members) != 1 {
+		t.Errorf("orders after reconfigure = %+v, want its data kept", in.Main)
+	}
+	waitFor(t, "the new cluster read", func() bool { return len(w.Inputs()["billing"].Main.Members) == 1 })
+
+	// Dropping a cluster stops its loops.
+	if err := w.Reconfigure(testConfig(main.addr(), standby.addr())); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := w.Inputs()["billing"]; ok {
+		t.Error("billing still in the inputs after it was removed")
+	}
+	before := len(main.requests())
+	main.set(func(f *fakeConsul) { f.index++ }) // wakes every blocking query
+	waitFor(t, "orders re-queried", func() bool { return len(main.requests()) > before })
+	for _, r := range main.requests()[before:] {
+		if r.path == "/v1/health/service/billing" {
+			t.Errorf("the removed cluster's service was still queried: %+v", r)
+		}
 	}
 }

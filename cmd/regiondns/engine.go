@@ -31,6 +31,51 @@ type engine struct {
 	// logged is true once the first decisions after every region was read
 	// have been logged; changes before that are start-up, not news.
 	logged bool
+	// path, loadedAt and reloadErr describe the zone file in use.
+	path      string
+	loadedAt  time.Time
+	reloadErr error
+}
+
+// reload reads the zone file again. A bad file keeps the running
+// configuration, and says why in the log, the metrics and /debug/state.
+func (e *engine) reload() error {
+	cfg, err := zones.Load(e.path)
+	if err == nil {
+		e.mu.Lock()
+		err = e.watcher.Reconfigure(cfg)
+		if err == nil {
+			e.forgetRemovedLocked(cfg)
+			e.cfg, e.loadedAt = cfg, time.Now()
+		}
+		e.mu.Unlock()
+	}
+	e.mu.Lock()
+	e.reloadErr = err
+	e.mu.Unlock()
+	e.metrics.observeReload(err == nil)
+	if err != nil {
+		e.logger.Error("zone file reload failed; the running configuration stays", "path", e.path, "err", err)
+		return err
+	}
+	e.logger.Info("zone file reloaded", "path", e.path, "zone", cfg.Zone, "clusters", len(cfg.Clusters))
+	e.rebuild()
+	return nil
+}
+
+// forgetRemovedLocked drops the decisions and metrics of clusters that cfg
+// no longer has; e.mu must be held.
+func (e *engine) forgetRemovedLocked(cfg *zones.Config) {
+	keep := map[string]bool{}
+	for _, cl := range cfg.Clusters {
+		keep[cl.Label] = true
+	}
+	for _, cl := range e.cfg.Clusters {
+		if !keep[cl.Label] {
+			delete(e.decisions, cl.Label)
+			e.metrics.forgetCluster(cl.Label)
+		}
+	}
 }
 
 // run rebuilds the snapshot after every change the watcher announces.
@@ -48,6 +93,10 @@ func (e *engine) run(ctx context.Context) {
 // rebuild decides every cluster, builds a snapshot and swaps it in.
 func (e *engine) rebuild() {
 	start := time.Now()
+	// The lock spans the whole rebuild so that a reload cannot pair one
+	// configuration's inputs with another's zone; queries never take it.
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	// Read readiness first: once true, the inputs below hold every region's
 	// first read.
 	ready := e.watcher.Ready()
@@ -56,9 +105,6 @@ func (e *engine) rebuild() {
 	for label, in := range inputs {
 		decisions[label] = policy.Decide(in)
 	}
-
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.gen++
 	e.store.Swap(cache.Build(e.cfg, decisions, e.gen))
 	e.metrics.observeBuild(e.gen, time.Since(start))

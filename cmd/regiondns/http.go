@@ -40,10 +40,18 @@ func newHTTPHandler(e *engine, m *metrics) http.Handler {
 // configuration's token file paths are not part of it either.
 type state struct {
 	Zone       string               `json:"zone"`
+	Config     configState          `json:"config"`
 	Generation uint64               `json:"generation"`
 	BuiltAt    time.Time            `json:"built_at"`
 	Regions    []watch.RegionStatus `json:"regions"`
 	Clusters   []clusterState       `json:"clusters"`
+}
+
+// configState describes the zone file in use and the last reload.
+type configState struct {
+	Path            string    `json:"path"`
+	LoadedAt        time.Time `json:"loaded_at"`
+	LastReloadError string    `json:"last_reload_error,omitempty"`
 }
 
 type clusterState struct {
@@ -74,7 +82,11 @@ type instanceState struct {
 func (e *engine) state() state {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := state{Zone: e.cfg.Zone, Generation: e.gen, BuiltAt: e.builtAt, Regions: e.watcher.Status()}
+	st := state{Zone: e.cfg.Zone, Generation: e.gen, BuiltAt: e.builtAt, Regions: e.watcher.Status(),
+		Config: configState{Path: e.path, LoadedAt: e.loadedAt}}
+	if e.reloadErr != nil {
+		st.Config.LastReloadError = e.reloadErr.Error()
+	}
 	for i := range e.cfg.Clusters {
 		cl := &e.cfg.Clusters[i]
 		in := e.inputs[cl.Label]

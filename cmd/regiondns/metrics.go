@@ -19,6 +19,9 @@ type metrics struct {
 	activeRegion    *prometheus.GaugeVec
 	splitBrain      *prometheus.GaugeVec
 	decisionChanges *prometheus.CounterVec
+	reloadSuccess   prometheus.Gauge
+	reloadTimestamp prometheus.Gauge
+	reloads         *prometheus.CounterVec
 }
 
 func newMetrics(w *watch.Watcher) *metrics {
@@ -45,11 +48,46 @@ func newMetrics(w *watch.Watcher) *metrics {
 			Name: "regiondns_cluster_decision_changes_total",
 			Help: "Changes of a cluster's answers (active region, endpoints, split brain).",
 		}, []string{"cluster"}),
+		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "regiondns_config_last_reload_successful",
+			Help: "1 if the last zone file (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
+		}),
+		reloadTimestamp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "regiondns_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful zone file (re)load.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "regiondns_config_reloads_total",
+			Help: "Zone file reloads by result (success, failure).",
+		}, []string{"result"}),
 	}
+	m.reloadSuccess.Set(1)
+	m.reloadTimestamp.SetToCurrentTime()
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads)
 	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRegionCollector(w))
 	return m
+}
+
+func (m *metrics) observeReload(ok bool) {
+	if !ok {
+		m.reloadSuccess.Set(0)
+		m.reloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.reloadSuccess.Set(1)
+	m.reloadTimestamp.SetToCurrentTime()
+	m.reloads.WithLabelValues("success").Inc()
+}
+
+func (m *metrics) forgetCluster(label string) {
+	l := prometheus.Labels{"cluster": label}
+	m.activeRegion.DeletePartialMatch(l)
+	m.splitBrain.DeletePartialMatch(l)
+	m.decisionChanges.DeletePartialMatch(l)
 }
 
 func (m *metrics) observeBuild(gen uint64, d time.Duration) {

@@ -30,7 +30,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	}
 	m := newMetrics(w)
 	store := &cache.Store{}
-	e := &engine{cfg: cfg, watcher: w, store: store, logger: logger, metrics: m}
+	e := &engine{cfg: cfg, watcher: w, store: store, logger: logger, metrics: m, path: s.Config, loadedAt: time.Now()}
 	// Until the first read, every configured name answers NODATA: the names
 	// exist, their data does not yet.
 	e.rebuild()
@@ -70,7 +70,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			logger.Warn("SIGHUP received; zone file reload is not supported yet, restart to apply changes")
+			e.reload()
 		}
 	}
 
