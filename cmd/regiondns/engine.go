@@ -35,16 +35,24 @@ type engine struct {
 	path      string
 	loadedAt  time.Time
 	reloadErr error
+	// beforeReload, when set, prepares what else a new configuration needs;
+	// its error fails the reload, its commit function applies it.
+	beforeReload func(*zones.Config) (commit func(), err error)
 }
 
 // reload reads the zone file again. A bad file keeps the running
 // configuration, and says why in the log, the metrics and /debug/state.
 func (e *engine) reload() error {
 	cfg, err := zones.Load(e.path)
+	commit := func() {}
+	if err == nil && e.beforeReload != nil {
+		commit, err = e.beforeReload(cfg)
+	}
 	if err == nil {
 		e.mu.Lock()
 		err = e.watcher.Reconfigure(cfg)
 		if err == nil {
+			commit()
 			e.forgetRemovedLocked(cfg)
 			e.cfg, e.loadedAt = cfg, time.Now()
 		}

@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/regiondns/regiondns/cache"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
@@ -150,4 +151,41 @@ func (c *regionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.lastContact, prometheus.GaugeValue, last, st.Name)
 		ch <- prometheus.MustNewConstMetric(c.index, prometheus.GaugeValue, float64(st.Index), st.Name)
 	}
+}
+
+// lruCollector reports the delegation cache's counters at scrape time.
+type lruCollector struct {
+	lru                              *cache.LRU
+	hits, misses, evictions, entries *prometheus.Desc
+}
+
+func newLRUCollector(lru *cache.LRU) *lruCollector {
+	return &lruCollector{
+		lru: lru,
+		hits: prometheus.NewDesc("regiondns_delegation_cache_hits_total",
+			"Delegated queries answered from the cache.", nil, nil),
+		misses: prometheus.NewDesc("regiondns_delegation_cache_misses_total",
+			"Delegated queries not found in the cache (or found expired).", nil, nil),
+		evictions: prometheus.NewDesc("regiondns_delegation_cache_evictions_total",
+			"Cache entries pushed out by the size bound.", nil, nil),
+		entries: prometheus.NewDesc("regiondns_delegation_cache_entries",
+			"Entries held in the delegation cache.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *lruCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.hits
+	ch <- c.misses
+	ch <- c.evictions
+	ch <- c.entries
+}
+
+// Collect implements prometheus.Collector.
+func (c *lruCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.lru.Stats()
+	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.Hits))
+	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(st.Misses))
+	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(st.Evictions))
+	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
 }

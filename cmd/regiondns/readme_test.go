@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/regiondns/regiondns/cache"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
 )
@@ -75,6 +76,7 @@ func testMetrics(t *testing.T) *metrics {
 		t.Fatal(err)
 	}
 	m := newMetrics(w)
+	m.registry.MustRegister(newLRUCollector(cache.NewLRU(cache.LRUOptions{})))
 	// Vectors only show up once they have a child.
 	m.activeRegion.WithLabelValues("c", "main")
 	m.splitBrain.WithLabelValues("c")

@@ -35,7 +35,21 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	// exist, their data does not yet.
 	e.rebuild()
 
-	handler := resolver.New(store, resolver.Options{}, logger)
+	lru := cache.NewLRU(cache.LRUOptions{Size: s.CacheSize, MaxTTL: s.CacheMaxTTL})
+	m.registry.MustRegister(newLRUCollector(lru))
+	d := &delegator{}
+	fn, err := newDelegate(s, cfg, lru, logger)
+	if err != nil {
+		return err
+	}
+	d.set(fn)
+	// A reload that changes the regions' Consul DNS addresses gets a new
+	// forwarder; one that names no local region fails as a whole.
+	e.beforeReload = func(cfg *zones.Config) (func(), error) {
+		fn, err := newDelegate(s, cfg, lru, logger)
+		return func() { d.set(fn) }, err
+	}
+	handler := resolver.New(store, resolver.Options{Delegate: d.delegate}, logger)
 	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
 		IdleTimeout: s.TCPIdleTimeout,
 		MaxTCPConns: s.TCPMaxConns,

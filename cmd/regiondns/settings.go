@@ -27,6 +27,11 @@ type settings struct {
 	TCPIdleTimeout  time.Duration `env:"TCP_IDLE_TIMEOUT" envDefault:"10s"`
 	TCPMaxConns     int           `env:"TCP_MAX_CONNS" envDefault:"1024"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
+	Delegation      bool          `env:"DELEGATION" envDefault:"true"`
+	LocalRegion     string        `env:"LOCAL_REGION"`
+	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s"`
+	CacheSize       int           `env:"CACHE_SIZE" envDefault:"10000"`
+	CacheMaxTTL     time.Duration `env:"CACHE_MAX_TTL" envDefault:"1h"`
 }
 
 func loadSettings() (settings, error) {
@@ -41,6 +46,12 @@ func loadSettings() (settings, error) {
 		return s, fmt.Errorf("REGIONDNS_CONSUL_WAIT: %s is not valid; want between 1s and 10m (Consul's limit)", s.ConsulWait)
 	case s.TCPIdleTimeout <= 0:
 		return s, fmt.Errorf("REGIONDNS_TCP_IDLE_TIMEOUT: %s is not valid; want a positive duration", s.TCPIdleTimeout)
+	case s.UpstreamTimeout <= 0:
+		return s, fmt.Errorf("REGIONDNS_UPSTREAM_TIMEOUT: %s is not valid; want a positive duration", s.UpstreamTimeout)
+	case s.CacheSize < 1:
+		return s, fmt.Errorf("REGIONDNS_CACHE_SIZE: %d is not valid; want a positive number of entries", s.CacheSize)
+	case s.CacheMaxTTL <= 0:
+		return s, fmt.Errorf("REGIONDNS_CACHE_MAX_TTL: %s is not valid; want a positive duration", s.CacheMaxTTL)
 	case s.ShutdownTimeout <= 0:
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
 	}

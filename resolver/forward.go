@@ -1,0 +1,284 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/cache"
+)
+
+// ErrNoUpstream means no upstream gave an answer: every one tried failed,
+// timed out or refused, or there is none. The handler answers SERVFAIL.
+var ErrNoUpstream = errors.New("no upstream answered")
+
+// errMismatch is an upstream response that does not answer the question
+// sent; it counts as a failed try.
+var errMismatch = errors.New("response does not match the query")
+
+// Defaults of ForwardOptions.
+const (
+	// DefaultForwardTimeout bounds one try of one upstream (each leg: UDP,
+	// then TCP after a truncated answer).
+	DefaultForwardTimeout = 2 * time.Second
+	// DefaultForwardMaxTime bounds all tries of one query together; stub
+	// resolvers give up after about 5 s (glibc, musl and Go all default to
+	// 5 s per try), so an answer later than that helps nobody.
+	DefaultForwardMaxTime = 5 * time.Second
+)
+
+// ForwardOptions configure a Forwarder. Only Groups is required.
+type ForwardOptions struct {
+	// Groups are the upstream Consul DNS addresses ("host:port"), one
+	// group per region, in order of preference: the local region's agents
+	// first, then the other region's. A later group is used only when no
+	// upstream of the earlier ones answers.
+	Groups [][]string
+	// Timeout bounds one try of one upstream. Zero or less means
+	// DefaultForwardTimeout.
+	Timeout time.Duration
+	// MaxTime bounds all tries of one query. Zero or less means
+	// DefaultForwardMaxTime.
+	MaxTime time.Duration
+	// ForceTCP queries upstreams over TCP only. Consul trims UDP answers to
+	// fit without setting TC unless its dns_config.enable_truncate is on;
+	// TCP always gets the whole answer.
+	ForceTCP bool
+}
+
+// Forwarder answers names outside the zone from Consul DNS, through an
+// optional cache.LRU. Its Delegate method is a DelegateFunc. It is safe for
+// concurrent use; a cache hit takes no lock of its own and never waits for
+// a query in progress.
+type Forwarder struct {
+	groups  [][]*upstream
+	opts    ForwardOptions
+	cache   *cache.LRU // nil: no caching
+	logger  *slog.Logger
+	udp     *dns.Client
+	tcp     *dns.Client
+	flights flights
+	now     func() time.Time // health clock
+}
+
+// NewForwarder returns a forwarder to the upstream groups of opts, caching
+// in lru (nil: no cache). A nil logger discards.
+func NewForwarder(opts ForwardOptions, lru *cache.LRU, logger *slog.Logger) *Forwarder {
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultForwardTimeout
+	}
+	if opts.MaxTime <= 0 {
+		opts.MaxTime = DefaultForwardMaxTime
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	f := &Forwarder{
+		opts:   opts,
+		cache:  lru,
+		logger: logger,
+		// The per-try deadline comes from the context; these timeouts are
+		// a backstop only.
+		udp: &dns.Client{Net: "udp", Timeout: opts.Timeout},
+		tcp: &dns.Client{Net: "tcp", Timeout: opts.Timeout},
+		now: time.Now,
+	}
+	for _, g := range opts.Groups {
+		var ups []*upstream
+		for _, addr := range g {
+			ups = append(ups, &upstream{addr: addr})
+		}
+		if len(ups) > 0 {
+			f.groups = append(f.groups, ups)
+		}
+	}
+	return f
+}
+
+var _ DelegateFunc = (*Forwarder)(nil).Delegate
+
+// Delegate answers req from the cache or the upstreams. The response
+// carries req's ID, question (its case included), RD and CD; the
+// upstream's rcode, RA and AD; never AA, since this server is not an
+// authority for the name. Its records may be shared with concurrent
+// callers and must not be modified. The transport of the client does not
+// matter: the whole answer is always fetched, and the handler fits it to
+// the client. req is not modified.
+func (f *Forwarder) Delegate(req *dns.Msg, _ bool) (*dns.Msg, error) {
+	if len(req.Question) != 1 {
+		return nil, fmt.Errorf("%w: %d questions", ErrNoUpstream, len(req.Question))
+	}
+	var do bool
+	if opt := req.IsEdns0(); opt != nil {
+		do = opt.Do()
+	}
+	key := cache.NewKey(req.Question[0], do)
+	if f.cache != nil {
+		if m, ok := f.cache.Get(key); ok {
+			return reply(req, m), nil
+		}
+	}
+	m, err := f.flights.do(key, func() (*dns.Msg, error) { return f.resolve(key) })
+	if err != nil {
+		return nil, err
+	}
+	return reply(req, m), nil
+}
+
+// reply returns m as the answer to req. It copies m's header only: m may
+// be shared by every caller of one flight.
+func reply(req, m *dns.Msg) *dns.Msg {
+	r := *m
+	r.Id = req.Id
+	r.Response = true
+	r.Opcode = req.Opcode
+	r.Authoritative = false
+	r.Truncated = false
+	r.RecursionDesired = req.RecursionDesired
+	r.CheckingDisabled = req.CheckingDisabled
+	r.Question = req.Question
+	return &r
+}
+
+// resolve asks the upstreams for key, healthiest first, group by group,
+// and caches the answer. An upstream that answers NOERROR or NXDOMAIN ends
+// the search; a network error, timeout, mismatched or truncated response,
+// or any other rcode moves on to the next upstream. When no upstream
+// answered but one said SERVFAIL, that SERVFAIL is the answer.
+func (f *Forwarder) resolve(key cache.Key) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), f.opts.MaxTime)
+	defer cancel()
+
+	var servfail *dns.Msg
+	var lastErr error
+	tried := 0
+	for _, u := range f.order(f.now()) {
+		if ctx.Err() != nil {
+			lastErr = fmt.Errorf("gave up after %v: %w", f.opts.MaxTime, ctx.Err())
+			break
+		}
+		tried++
+		resp, err := f.exchange(ctx, u, key)
+		if err != nil {
+			f.failed(u, err)
+			lastErr = fmt.Errorf("%s: %w", u.addr, err)
+			continue
+		}
+		f.succeeded(u)
+		switch resp.Rcode {
+		case dns.RcodeSuccess, dns.RcodeNameError:
+			return f.store(key, resp), nil
+		case dns.RcodeServerFailure:
+			servfail = resp
+		}
+		lastErr = fmt.Errorf("%s: answered %s", u.addr, dns.RcodeToString[resp.Rcode])
+		f.logger.Debug("upstream declined", "upstream", u.addr, "rcode", dns.RcodeToString[resp.Rcode])
+	}
+	if servfail != nil {
+		return f.store(key, servfail), nil
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no upstream configured")
+	}
+	return nil, fmt.Errorf("%w for %s %s (%d tried, last: %w)",
+		ErrNoUpstream, key.Name, dns.TypeToString[key.Qtype], tried, lastErr)
+}
+
+// store caches resp under key and returns the answer to hand out: the
+// cached view when it was cached, else resp cleaned of what is not passed
+// on (OPT, AA, TC).
+func (f *Forwarder) store(key cache.Key, resp *dns.Msg) *dns.Msg {
+	if f.cache != nil {
+		if m, ok := f.cache.Add(key, resp); ok {
+			return m
+		}
+	}
+	m := &dns.Msg{
+		MsgHdr: dns.MsgHdr{
+			Response:           true,
+			Rcode:              resp.Rcode,
+			RecursionAvailable: resp.RecursionAvailable,
+			AuthenticatedData:  resp.AuthenticatedData,
+		},
+		Answer: resp.Answer,
+		Ns:     resp.Ns,
+	}
+	for _, rr := range resp.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			m.Extra = append(m.Extra, rr)
+		}
+	}
+	return m
+}
+
+// exchange asks u for key: over UDP, then over TCP when the UDP answer is
+// truncated (or over TCP only with ForceTCP). Each leg has its own
+// Timeout, within ctx.
+func (f *Forwarder) exchange(ctx context.Context, u *upstream, key cache.Key) (*dns.Msg, error) {
+	client := f.udp
+	if f.opts.ForceTCP {
+		client = f.tcp
+	}
+	resp, err := f.try(ctx, client, u.addr, key)
+	if client == f.udp && resp != nil && resp.Truncated {
+		// A truncated answer may also fail to unpack: the TCP retry
+		// settles both.
+		resp, err = f.try(ctx, f.tcp, u.addr, key)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if resp.Truncated {
+		return nil, errors.New("truncated answer over TCP")
+	}
+	return resp, nil
+}
+
+// try sends one query for key to addr with client and checks that the
+// response answers it. The response is returned with err when it has the
+// TC bit, so that the caller can retry over TCP.
+func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, key cache.Key) (*dns.Msg, error) {
+	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
+	defer cancel()
+	q := upstreamQuery(key)
+	resp, _, err := client.ExchangeContext(ctx, q, addr)
+	if resp != nil && resp.Truncated {
+		return resp, err
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !resp.Response || !answers(resp, q) {
+		return nil, errMismatch
+	}
+	return resp, nil
+}
+
+// upstreamQuery returns a clean query for key: a fresh ID, the name
+// lower-cased (what the cache holds does not depend on the case a client
+// used), RD set, EDNS(0) with DefaultUDPSize and the client's DO bit, no
+// options and no CD.
+func upstreamQuery(key cache.Key) *dns.Msg {
+	q := &dns.Msg{
+		MsgHdr:   dns.MsgHdr{Id: dns.Id(), Opcode: dns.OpcodeQuery, RecursionDesired: true},
+		Question: []dns.Question{{Name: key.Name, Qtype: key.Qtype, Qclass: key.Qclass}},
+	}
+	q.SetEdns0(DefaultUDPSize, key.DO)
+	return q
+}
+
+// answers reports whether resp carries q's question (case-insensitively:
+// an upstream may apply 0x20 or its own case).
+func answers(resp, q *dns.Msg) bool {
+	if len(resp.Question) != 1 {
+		// Some servers leave the question out of errors; the ID matched.
+		return len(resp.Question) == 0 && resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError
+	}
+	a, b := resp.Question[0], q.Question[0]
+	return a.Qtype == b.Qtype && a.Qclass == b.Qclass && strings.EqualFold(a.Name, b.Name)
+}

@@ -1,0 +1,198 @@
+package resolver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/cache"
+)
+
+// answerFunc is a fake upstream's behaviour: the response to req received
+// over tcp, or nil to stay silent (the client times out).
+type answerFunc func(req *dns.Msg, tcp bool) *dns.Msg
+
+// fakeUpstream is a real DNS server on 127.0.0.1 (UDP and TCP on one port)
+// that answers with an answerFunc and counts what it receives.
+type fakeUpstream struct {
+	addr     string
+	udp, tcp atomic.Int32
+	mu       sync.Mutex
+	received []*dns.Msg // guarded by mu
+}
+
+// startUpstream starts a fake upstream; it stops when the test ends.
+func startUpstream(t *testing.T, answer answerFunc) *fakeUpstream {
+	t.Helper()
+	u := &fakeUpstream{}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		_, tcp := w.RemoteAddr().(*net.TCPAddr)
+		if tcp {
+			u.tcp.Add(1)
+		} else {
+			u.udp.Add(1)
+		}
+		u.mu.Lock()
+		u.received = append(u.received, req.Copy())
+		u.mu.Unlock()
+		if resp := answer(req, tcp); resp != nil {
+			w.WriteMsg(resp)
+		}
+	})
+	srv := NewServer("127.0.0.1:0", h, ServerOptions{}, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatalf("start upstream: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	u.addr = srv.Addr()
+	return u
+}
+
+// queries returns how many queries u received over UDP and TCP together.
+func (u *fakeUpstream) queries() int { return int(u.udp.Load() + u.tcp.Load()) }
+
+// last returns the last query u received.
+func (u *fakeUpstream) last(t *testing.T) *dns.Msg {
+	t.Helper()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if len(u.received) == 0 {
+		t.Fatal("upstream received no query")
+	}
+	return u.received[len(u.received)-1]
+}
+
+// closedAddr returns an address on 127.0.0.1 nothing listens on: UDP
+// queries to it fail at once (ICMP port unreachable).
+func closedAddr(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := pc.LocalAddr().String()
+	pc.Close()
+	return addr
+}
+
+// gate returns a channel that blocks fake upstreams and the function that
+// opens it; the test's end opens it too, before the upstreams stop, so
+// their shutdown never waits.
+func gate(t *testing.T) (<-chan struct{}, func()) {
+	ch := make(chan struct{})
+	var once sync.Once
+	open := func() { once.Do(func() { close(ch) }) }
+	t.Cleanup(open)
+	return ch, open
+}
+
+// answerA answers every query with one A record per address, TTL ttl, AA
+// and RA set as Consul does.
+func answerA(ttl uint32, addrs ...string) answerFunc {
+	return func(req *dns.Msg, _ bool) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Authoritative, m.RecursionAvailable = true, true
+		for _, a := range addrs {
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: req.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: ttl},
+				A:   net.ParseIP(a),
+			})
+		}
+		if opt := req.IsEdns0(); opt != nil {
+			m.SetEdns0(opt.UDPSize(), opt.Do())
+		}
+		return m
+	}
+}
+
+// answerRcode answers every query with rcode and nothing else.
+func answerRcode(rcode int) answerFunc {
+	return func(req *dns.Msg, _ bool) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetRcode(req, rcode)
+		return m
+	}
+}
+
+// silent never answers.
+func silent(*dns.Msg, bool) *dns.Msg { return nil }
+
+// manyA answers n A records over TCP and, over UDP, an empty answer with
+// TC, as a server does when the answer does not fit.
+func manyA(n int) answerFunc {
+	addrs := make([]string, n)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("10.9.%d.%d", i/250, i%250+1)
+	}
+	full := answerA(30, addrs...)
+	return func(req *dns.Msg, tcp bool) *dns.Msg {
+		m := full(req, tcp)
+		if !tcp {
+			m.Answer, m.Truncated = nil, true
+		}
+		return m
+	}
+}
+
+// testClock is a settable clock for cache.LRUOptions.Now.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// forwarder returns a forwarder to groups with a short per-try timeout and
+// an LRU on clock (nil: no cache).
+func forwarder(clock *testClock, groups ...[]string) *Forwarder {
+	var lru *cache.LRU
+	if clock != nil {
+		lru = cache.NewLRU(cache.LRUOptions{Now: clock.Now})
+	}
+	return NewForwarder(ForwardOptions{Groups: groups, Timeout: 500 * time.Millisecond}, lru, nil)
+}
+
+// ask sends a query for name and qtype through f.Delegate.
+func ask(t *testing.T, f *Forwarder, name string, qtype uint16) (*dns.Msg, error) {
+	t.Helper()
+	return f.Delegate(query(name, qtype, 1232), false)
+}
+
+// mustAsk is ask for a query that must get a response.
+func mustAsk(t *testing.T, f *Forwarder, name string, qtype uint16) *dns.Msg {
+	t.Helper()
+	m, err := ask(t, f, name, qtype)
+	if err != nil {
+		t.Fatalf("Delegate(%s): %v", name, err)
+	}
+	return m
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

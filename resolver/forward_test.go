@@ -1,0 +1,376 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/cache"
+)
+
+// startForwardingServer serves the test zone on 127.0.0.1:0 with
+// out-of-zone names delegated to f.
+func startForwardingServer(t *testing.T, f *Forwarder) *Server {
+	t.Helper()
+	srv := NewServer("127.0.0.1:0", New(testStore(t), Options{Delegate: f.Delegate}, nil), ServerOptions{}, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		srv.Shutdown(ctx)
+	})
+	return srv
+}
+
+func TestForwardPassThrough(t *testing.T) {
+	up := startUpstream(t, answerA(30, "10.0.0.7"))
+	noRA := startUpstream(t, func(req *dns.Msg, tcp bool) *dns.Msg {
+		m := answerA(30, "10.0.0.8")(req, tcp)
+		m.RecursionAvailable = false
+		return m
+	})
+	srv := startForwardingServer(t, forwarder(newTestClock(), []string{up.addr}))
+	srvNoRA := startForwardingServer(t, forwarder(nil, []string{noRA.addr}))
+
+	tests := []struct {
+		name    string
+		addr    string
+		network string
+		qname   string
+		rd      bool
+		wantRA  bool
+	}{
+		{name: "UDP, mixed case, RD", addr: srv.Addr(), network: "udp", qname: "Web.Service.DC1.Consul.", rd: true, wantRA: true},
+		{name: "TCP, no RD", addr: srv.Addr(), network: "tcp", qname: "DB.service.consul.", wantRA: true},
+		{name: "upstream RA clear stays clear", addr: srvNoRA.Addr(), network: "udp", qname: "X.node.consul.", rd: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := query(tt.qname, dns.TypeA, 1232)
+			req.Id, req.RecursionDesired = 0x1234, tt.rd
+			resp := exchange(t, tt.network, tt.addr, req)
+			if resp.Id != 0x1234 || resp.RecursionDesired != tt.rd || resp.RecursionAvailable != tt.wantRA {
+				t.Errorf("header: ID %#x RD %v RA %v; want ID 0x1234 RD %v RA %v", resp.Id, resp.RecursionDesired, resp.RecursionAvailable, tt.rd, tt.wantRA)
+			}
+			if resp.Authoritative {
+				t.Error("AA set on a delegated answer")
+			}
+			if len(resp.Question) != 1 || resp.Question[0].Name != tt.qname {
+				t.Errorf("question %v, want %q as sent", resp.Question, tt.qname)
+			}
+			if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
+				t.Errorf("answer: %v", resp)
+			}
+			if opt := resp.IsEdns0(); opt == nil || opt.UDPSize() != DefaultUDPSize {
+				t.Errorf("OPT: %v, want ours", opt)
+			}
+		})
+	}
+
+	sent := up.last(t)
+	if q := sent.Question[0]; q.Name != "db.service.consul." || !sent.RecursionDesired || sent.CheckingDisabled {
+		t.Errorf("upstream query: %v; want the name lower-cased, RD set, CD clear", sent)
+	}
+	if opt := sent.IsEdns0(); opt == nil || opt.UDPSize() != DefaultUDPSize || opt.Do() || len(opt.Option) != 0 {
+		t.Errorf("upstream OPT: %v; want size %d, no DO, no options", opt, DefaultUDPSize)
+	}
+}
+
+func TestForwardCacheHitCountsDown(t *testing.T) {
+	up := startUpstream(t, answerA(30, "10.0.0.7"))
+	clock := newTestClock()
+	f := forwarder(clock, []string{up.addr})
+
+	if m := mustAsk(t, f, "web.service.consul.", dns.TypeA); m.Answer[0].Header().Ttl != 30 {
+		t.Fatalf("first answer: %v", m)
+	}
+	clock.Advance(3 * time.Second)
+	m := mustAsk(t, f, "WEB.service.consul.", dns.TypeA)
+	if up.queries() != 1 {
+		t.Errorf("upstream received %d queries, want 1: the second is a cache hit", up.queries())
+	}
+	if ttl := m.Answer[0].Header().Ttl; ttl != 27 {
+		t.Errorf("TTL after 3s = %d, want 27", ttl)
+	}
+	if m.Question[0].Name != "WEB.service.consul." {
+		t.Errorf("question %q, want the client's", m.Question[0].Name)
+	}
+	clock.Advance(27 * time.Second)
+	mustAsk(t, f, "web.service.consul.", dns.TypeA)
+	if up.queries() != 2 {
+		t.Errorf("upstream received %d queries, want 2: the entry expired", up.queries())
+	}
+}
+
+func TestForwardNegativeCachedForSOAMinimum(t *testing.T) {
+	up := startUpstream(t, func(req *dns.Msg, _ bool) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeNameError)
+		soa, _ := dns.NewRR("consul. 300 IN SOA ns.consul. hostmaster.consul. 1 3600 600 86400 10")
+		m.Ns = []dns.RR{soa}
+		return m
+	})
+	clock := newTestClock()
+	f := forwarder(clock, []string{up.addr})
+
+	mustAsk(t, f, "nope.service.consul.", dns.TypeA)
+	clock.Advance(9 * time.Second)
+	m := mustAsk(t, f, "nope.service.consul.", dns.TypeA)
+	if up.queries() != 1 || m.Rcode != dns.RcodeNameError || len(m.Ns) != 1 || m.Ns[0].Header().Ttl != 1 {
+		t.Errorf("after 9s: %d upstream queries, %v; want a hit, NXDOMAIN, SOA TTL 1", up.queries(), m)
+	}
+	clock.Advance(time.Second)
+	mustAsk(t, f, "nope.service.consul.", dns.TypeA)
+	if up.queries() != 2 {
+		t.Errorf("after 10s: %d upstream queries, want 2", up.queries())
+	}
+}
+
+func TestForwardSERVFAILCachedBriefly(t *testing.T) {
+	a := startUpstream(t, answerRcode(dns.RcodeServerFailure))
+	b := startUpstream(t, answerRcode(dns.RcodeServerFailure))
+	clock := newTestClock()
+	f := forwarder(clock, []string{a.addr}, []string{b.addr})
+	h := New(testStore(t), Options{Delegate: f.Delegate}, nil)
+
+	if resp := roundTrip(t, h, query("broken.consul.", dns.TypeA, 0), false); resp.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+	}
+	if a.queries() != 1 || b.queries() != 1 {
+		t.Fatalf("queries %d, %d: want every upstream tried once", a.queries(), b.queries())
+	}
+	clock.Advance(999 * time.Millisecond)
+	roundTrip(t, h, query("broken.consul.", dns.TypeA, 0), false)
+	if a.queries() != 1 {
+		t.Errorf("SERVFAIL not cached for 1s: %d queries", a.queries())
+	}
+	clock.Advance(time.Millisecond)
+	roundTrip(t, h, query("broken.consul.", dns.TypeA, 0), false)
+	if a.queries() != 2 {
+		t.Errorf("SERVFAIL cached over 1s: %d queries", a.queries())
+	}
+}
+
+func TestForwardFailover(t *testing.T) {
+	tests := []struct {
+		name  string
+		first []answerFunc // nil: a closed port
+		other []answerFunc
+	}{
+		{name: "first upstream down", first: []answerFunc{nil, answerA(30, "10.0.0.1")}},
+		{name: "first upstream times out", first: []answerFunc{silent, answerA(30, "10.0.0.1")}},
+		{name: "first upstream refuses", first: []answerFunc{answerRcode(dns.RcodeRefused), answerA(30, "10.0.0.1")}},
+		{name: "first upstream SERVFAIL", first: []answerFunc{answerRcode(dns.RcodeServerFailure), answerA(30, "10.0.0.1")}},
+		{name: "local region down, other region answers", first: []answerFunc{nil, silent}, other: []answerFunc{answerA(30, "10.0.0.1")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			addrs := func(fns []answerFunc) []string {
+				var out []string
+				for _, fn := range fns {
+					if fn == nil {
+						out = append(out, closedAddr(t))
+					} else {
+						out = append(out, startUpstream(t, fn).addr)
+					}
+				}
+				return out
+			}
+			f := forwarder(newTestClock(), addrs(tt.first), addrs(tt.other))
+			m := mustAsk(t, f, "web.service.consul.", dns.TypeA)
+			if m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+				t.Errorf("answer: %v", m)
+			}
+		})
+	}
+}
+
+func TestForwardSkipsDownUpstream(t *testing.T) {
+	dead := startUpstream(t, silent)
+	good := startUpstream(t, answerA(0, "10.0.0.1"))
+	f := forwarder(nil, []string{dead.addr}, []string{good.addr})
+
+	for i := range 4 {
+		mustAsk(t, f, fmt.Sprintf("n%d.consul.", i), dns.TypeA)
+	}
+	// Two failures mark it down (downAfter); later queries skip it.
+	if dead.queries() != downAfter || good.queries() != 4 {
+		t.Errorf("queries: down upstream %d, want %d; good upstream %d, want 4", dead.queries(), downAfter, good.queries())
+	}
+}
+
+func TestForwardHealthiestFirstInGroup(t *testing.T) {
+	flaky := startUpstream(t, silent)
+	good := startUpstream(t, answerA(0, "10.0.0.1"))
+	f := forwarder(nil, []string{flaky.addr, good.addr})
+
+	mustAsk(t, f, "a.consul.", dns.TypeA)
+	mustAsk(t, f, "b.consul.", dns.TypeA)
+	if flaky.queries() != 1 || good.queries() != 2 {
+		t.Errorf("queries: failing upstream %d, want 1 (tried after its healthier peer once it failed); good %d, want 2",
+			flaky.queries(), good.queries())
+	}
+}
+
+func TestForwardAllDown(t *testing.T) {
+	tests := []struct {
+		name   string
+		groups [][]string
+	}{
+		{name: "closed ports", groups: [][]string{{closedAddr(t)}, {closedAddr(t)}}},
+		{name: "refused everywhere", groups: [][]string{{startUpstream(t, answerRcode(dns.RcodeRefused)).addr}}},
+		{name: "no upstream", groups: nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := forwarder(newTestClock(), tt.groups...)
+			if _, err := ask(t, f, "web.service.consul.", dns.TypeA); !errors.Is(err, ErrNoUpstream) {
+				t.Errorf("error %v, want ErrNoUpstream", err)
+			}
+			h := New(testStore(t), Options{Delegate: f.Delegate}, nil)
+			if resp := roundTrip(t, h, query("web.service.consul.", dns.TypeA, 0), false); resp.Rcode != dns.RcodeServerFailure {
+				t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+			}
+		})
+	}
+}
+
+func TestForwardTruncatedRetriesTCP(t *testing.T) {
+	const n = 100
+	up := startUpstream(t, manyA(n))
+	f := forwarder(newTestClock(), []string{up.addr})
+	srv := startForwardingServer(t, f)
+
+	if resp := exchange(t, "tcp", srv.Addr(), query("big.service.consul.", dns.TypeA, 1232)); len(resp.Answer) != n || resp.Truncated {
+		t.Errorf("TCP client: %d records, TC %v; want all %d", len(resp.Answer), resp.Truncated, n)
+	}
+	if up.udp.Load() != 1 || up.tcp.Load() != 1 {
+		t.Errorf("upstream queries: UDP %d, TCP %d; want one of each", up.udp.Load(), up.tcp.Load())
+	}
+	// The whole answer is cached; a UDP client gets TC and retries over TCP.
+	if resp := exchange(t, "udp", srv.Addr(), query("big.service.consul.", dns.TypeA, 1232)); !resp.Truncated {
+		t.Errorf("UDP client: %d records, TC %v; want TC", len(resp.Answer), resp.Truncated)
+	}
+	if up.queries() != 2 {
+		t.Errorf("upstream queries %d, want 2", up.queries())
+	}
+
+	tcpOnly := NewForwarder(ForwardOptions{Groups: [][]string{{up.addr}}, ForceTCP: true}, nil, nil)
+	if m := mustAsk(t, tcpOnly, "big.service.consul.", dns.TypeA); len(m.Answer) != n || up.udp.Load() != 1 {
+		t.Errorf("ForceTCP: %d records, %d UDP queries; want %d records and no UDP", len(m.Answer), up.udp.Load(), n)
+	}
+}
+
+func TestForwardDOBitIsPartOfTheKey(t *testing.T) {
+	up := startUpstream(t, answerA(30, "10.0.0.7"))
+	f := forwarder(newTestClock(), []string{up.addr})
+	withDO := func() *dns.Msg { m := query("web.service.consul.", dns.TypeA, 1232); m.IsEdns0().SetDo(); return m }
+
+	for range 2 {
+		for _, do := range []bool{false, true} {
+			req := query("web.service.consul.", dns.TypeA, 1232)
+			if do {
+				req = withDO()
+			}
+			if _, err := f.Delegate(req, false); err != nil {
+				t.Fatal(err)
+			}
+			if do && !up.last(t).IsEdns0().Do() {
+				t.Error("the client's DO bit was not sent upstream")
+			}
+		}
+	}
+	if up.queries() != 2 {
+		t.Errorf("upstream queries %d, want 2: one per DO bit, then hits", up.queries())
+	}
+}
+
+func TestForwardSingleflight(t *testing.T) {
+	wait, open := gate(t)
+	up := startUpstream(t, func(req *dns.Msg, tcp bool) *dns.Msg {
+		<-wait
+		return answerA(0, "10.0.0.1")(req, tcp)
+	})
+	f := forwarder(newTestClock(), []string{up.addr})
+
+	const callers = 10
+	var wg sync.WaitGroup
+	errs := make(chan error, callers)
+	for range callers {
+		wg.Go(func() {
+			m, err := f.Delegate(query("web.service.consul.", dns.TypeA, 1232), false)
+			if err == nil && len(m.Answer) != 1 {
+				err = fmt.Errorf("answer %v", m)
+			}
+			errs <- err
+		})
+	}
+	key := cache.NewKey(dns.Question{Name: "web.service.consul.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
+	eventually(t, "every caller to join the flight", func() bool { return f.flights.waiting(key) == callers-1 })
+	open()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if up.queries() != 1 {
+		t.Errorf("upstream queries %d, want 1", up.queries())
+	}
+}
+
+func TestForwardHitsDoNotWaitForMisses(t *testing.T) {
+	wait, open := gate(t)
+	slowArrived := make(chan struct{})
+	var once sync.Once
+	up := startUpstream(t, func(req *dns.Msg, tcp bool) *dns.Msg {
+		if req.Question[0].Name == "slow.consul." {
+			once.Do(func() { close(slowArrived) })
+			<-wait
+		}
+		return answerA(30, "10.0.0.1")(req, tcp)
+	})
+	f := NewForwarder(ForwardOptions{Groups: [][]string{{up.addr}}, Timeout: 2 * deadline, MaxTime: 2 * deadline},
+		cache.NewLRU(cache.LRUOptions{}), nil)
+	mustAsk(t, f, "hot.consul.", dns.TypeA)
+
+	slowDone := make(chan error, 1)
+	go func() { _, err := ask(t, f, "slow.consul.", dns.TypeA); slowDone <- err }()
+	select {
+	case <-slowArrived:
+	case <-time.After(deadline):
+		t.Fatal("the slow query never reached the upstream")
+	}
+
+	hitsDone := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for range 50 {
+			wg.Go(func() { f.Delegate(query("hot.consul.", dns.TypeA, 1232), false) })
+		}
+		wg.Wait()
+		close(hitsDone)
+	}()
+	select {
+	case <-hitsDone:
+	case <-time.After(deadline):
+		t.Fatal("cache hits waited for a miss in progress")
+	}
+	if up.queries() != 2 {
+		t.Errorf("upstream queries %d, want 2 (hot once, slow once)", up.queries())
+	}
+	open()
+	if err := <-slowDone; err != nil {
+		t.Errorf("slow query: %v", err)
+	}
+}
