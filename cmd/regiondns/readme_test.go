@@ -65,7 +65,7 @@ func TestREADMEEnvironmentTable(t *testing.T) {
 	}
 }
 
-func testMetrics(t *testing.T) *metrics {
+func testMetricsWatcher(t *testing.T) *watch.Watcher {
 	t.Helper()
 	cfg := &zones.Config{Regions: []zones.Region{
 		{Name: "main", Role: zones.RoleMain, Datacenter: "dc1", ConsulHTTP: []string{"http://127.0.0.1:1"}},
@@ -75,7 +75,12 @@ func testMetrics(t *testing.T) *metrics {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMetrics(w)
+	return w
+}
+
+func testMetrics(t *testing.T) *metrics {
+	t.Helper()
+	m := newMetrics(testMetricsWatcher(t))
 	m.registry.MustRegister(newLRUCollector(cache.NewLRU(cache.LRUOptions{})))
 	// Vectors only show up once they have a child.
 	m.activeRegion.WithLabelValues("c", "main")
