@@ -153,6 +153,9 @@ func (f *Federation) converged() (bool, string) {
 			if ok, why := a.ready(); !ok {
 				return false, why
 			}
+			if ok, why := a.synced(); !ok {
+				return false, why
+			}
 			dcs, err := a.API().Catalog().Datacenters()
 			if err != nil {
 				return false, fmt.Sprintf("%s: datacenters: %v", a.Name, err)
@@ -291,6 +294,24 @@ func (a *Agent) ready() (bool, string) {
 	}
 	if leader == "" {
 		return false, a.Name + " has no leader yet"
+	}
+	return true, ""
+}
+
+// synced reports whether the agent's anti-entropy has completed its first
+// full sync, which writes the node's tagged addresses into the catalog (the
+// leader's reconcile registers the node without them). Until then the agent
+// pushes no service or check change to the catalog; and a full sync that
+// finds the agent busy registering a service is put off by 15-30 s, so a test
+// that registers members right after the leader election would see their
+// checks reach the catalog only that much later.
+func (a *Agent) synced() (bool, string) {
+	node, _, err := a.API().Catalog().Node(a.Name, nil)
+	if err != nil {
+		return false, fmt.Sprintf("%s: catalog node: %v", a.Name, err)
+	}
+	if node == nil || node.Node == nil || len(node.Node.TaggedAddresses) == 0 {
+		return false, a.Name + " has not completed its first anti-entropy sync"
 	}
 	return true, ""
 }
