@@ -148,13 +148,17 @@ func reply(req, m *dns.Msg) *dns.Msg {
 // resolve asks the upstreams for key, healthiest first, group by group,
 // and caches the answer. An upstream that answers NOERROR or NXDOMAIN ends
 // the search; a network error, timeout, mismatched or truncated response,
-// or any other rcode moves on to the next upstream. When no upstream
-// answered but one said SERVFAIL, that SERVFAIL is the answer.
+// or any other rcode moves on to the next upstream. When none answered
+// NOERROR or NXDOMAIN, an upstream's own answer is still relayed: a
+// SERVFAIL first, else a REFUSED or NOTIMP (what Consul DNS answers for a
+// name outside its domain when it has no recursors: the client gets what
+// Consul DNS would have told it, not a SERVFAIL of ours). Only when no
+// upstream gave any of these is the result ErrNoUpstream.
 func (f *Forwarder) resolve(key cache.Key) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.MaxTime)
 	defer cancel()
 
-	var servfail *dns.Msg
+	var servfail, declined *dns.Msg
 	var lastErr error
 	tried := 0
 	for _, u := range f.order(f.now()) {
@@ -175,12 +179,21 @@ func (f *Forwarder) resolve(key cache.Key) (*dns.Msg, error) {
 			return f.store(key, resp), nil
 		case dns.RcodeServerFailure:
 			servfail = resp
+		case dns.RcodeRefused, dns.RcodeNotImplemented:
+			if declined == nil {
+				declined = resp
+			}
 		}
 		lastErr = fmt.Errorf("%s: answered %s", u.addr, dns.RcodeToString[resp.Rcode])
 		f.logger.Debug("upstream declined", "upstream", u.addr, "rcode", dns.RcodeToString[resp.Rcode])
 	}
-	if servfail != nil {
+	switch {
+	case servfail != nil:
 		return f.store(key, servfail), nil
+	case declined != nil:
+		// Not cached (cache.LRU keeps no REFUSED or NOTIMP); identical
+		// concurrent queries still share this one.
+		return f.store(key, declined), nil
 	}
 	if lastErr == nil {
 		lastErr = errors.New("no upstream configured")

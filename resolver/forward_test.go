@@ -227,7 +227,6 @@ func TestForwardAllDown(t *testing.T) {
 		groups [][]string
 	}{
 		{name: "closed ports", groups: [][]string{{closedAddr(t)}, {closedAddr(t)}}},
-		{name: "refused everywhere", groups: [][]string{{startUpstream(t, answerRcode(dns.RcodeRefused)).addr}}},
 		{name: "no upstream", groups: nil},
 	}
 	for _, tt := range tests {
@@ -239,6 +238,70 @@ func TestForwardAllDown(t *testing.T) {
 			h := New(testStore(t), Options{Delegate: f.Delegate}, nil)
 			if resp := roundTrip(t, h, query("web.service.consul.", dns.TypeA, 0), false); resp.Rcode != dns.RcodeServerFailure {
 				t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+			}
+		})
+	}
+}
+
+// An upstream that answers, but with neither NOERROR nor NXDOMAIN, is
+// relayed when no other upstream does better: the client gets Consul DNS's
+// own REFUSED (a name outside its domain, no recursors), not a SERVFAIL;
+// a SERVFAIL from any upstream wins over it. A REFUSED is not cached.
+func TestForwardRelaysDeclinedAnswer(t *testing.T) {
+	refused, notimp, servfail := answerRcode(dns.RcodeRefused), answerRcode(dns.RcodeNotImplemented), answerRcode(dns.RcodeServerFailure)
+	tests := []struct {
+		name      string
+		local     []answerFunc // nil: a closed port
+		other     []answerFunc
+		wantRcode int
+		wantTries int // upstream queries of each ask
+	}{
+		{name: "refused everywhere", local: []answerFunc{refused}, other: []answerFunc{refused}, wantRcode: dns.RcodeRefused, wantTries: 2},
+		{name: "not implemented", local: []answerFunc{notimp}, wantRcode: dns.RcodeNotImplemented, wantTries: 1},
+		{name: "refused, other region down", local: []answerFunc{refused}, other: []answerFunc{nil}, wantRcode: dns.RcodeRefused, wantTries: 1},
+		{name: "refused and SERVFAIL", local: []answerFunc{refused}, other: []answerFunc{servfail}, wantRcode: dns.RcodeServerFailure, wantTries: 2},
+		{name: "refused, then an answer", local: []answerFunc{refused}, other: []answerFunc{answerA(30, "10.0.0.1")}, wantRcode: dns.RcodeSuccess, wantTries: 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ups []*fakeUpstream
+			addrs := func(fns []answerFunc) []string {
+				var out []string
+				for _, fn := range fns {
+					if fn == nil {
+						out = append(out, closedAddr(t))
+						continue
+					}
+					u := startUpstream(t, fn)
+					ups = append(ups, u)
+					out = append(out, u.addr)
+				}
+				return out
+			}
+			f := forwarder(newTestClock(), addrs(tt.local), addrs(tt.other))
+			h := New(testStore(t), Options{Delegate: f.Delegate}, nil)
+			tries := func() (n int) {
+				for _, u := range ups {
+					n += u.queries()
+				}
+				return n
+			}
+			for i := 1; i <= 2; i++ {
+				req := query("Example.COM.", dns.TypeNS, 1232)
+				req.Id, req.RecursionDesired = 0x4242, true
+				resp := roundTrip(t, h, req, false)
+				if resp.Rcode != tt.wantRcode || resp.Id != req.Id || !resp.RecursionDesired || resp.Authoritative ||
+					resp.Question[0] != req.Question[0] || resp.IsEdns0() == nil {
+					t.Errorf("ask %d: response %v, want rcode %s with the client's ID, RD and question, no AA, our OPT",
+						i, resp, dns.RcodeToString[tt.wantRcode])
+				}
+				if tt.wantRcode == dns.RcodeRefused || tt.wantRcode == dns.RcodeNotImplemented {
+					if got := tries(); got != i*tt.wantTries {
+						t.Errorf("ask %d: %d upstream queries in all, want %d: a declined answer is not cached", i, got, i*tt.wantTries)
+					}
+				} else if i == 1 && tries() != tt.wantTries {
+					t.Errorf("%d upstream queries, want %d", tries(), tt.wantTries)
+				}
 			}
 		})
 	}

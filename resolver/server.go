@@ -32,7 +32,8 @@ var ErrNotStarted = errors.New("dns server not started")
 // ServerOptions configure a Server. The zero value is valid.
 type ServerOptions struct {
 	// ReadTimeout bounds the wait for the first query on a TCP connection,
-	// and for each UDP read. Default DefaultTCPTimeout.
+	// and for each UDP read. Default IdleTimeout: a connection that never
+	// sends a query is as idle as one that stopped sending them.
 	ReadTimeout time.Duration
 	// IdleTimeout closes a TCP connection that has sent no further query
 	// for that long (RFC 7766 §6.2.3). Default DefaultTCPTimeout.
@@ -62,11 +63,11 @@ type Server struct {
 // NewServer returns a server for handler on addr ("host:port"; port 0
 // picks a port free for both UDP and TCP). A nil logger discards.
 func NewServer(addr string, handler dns.Handler, opts ServerOptions, logger *slog.Logger) *Server {
-	if opts.ReadTimeout <= 0 {
-		opts.ReadTimeout = DefaultTCPTimeout
-	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultTCPTimeout
+	}
+	if opts.ReadTimeout <= 0 {
+		opts.ReadTimeout = opts.IdleTimeout
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = DefaultTCPTimeout
@@ -106,6 +107,7 @@ func (s *Server) Start(ctx context.Context) error {
 		WriteTimeout:      s.opts.WriteTimeout,
 		IdleTimeout:       func() time.Duration { return idle },
 		MsgAcceptFunc:     acceptRequests,
+		DecorateReader:    strictReader,
 		NotifyStartedFunc: notify,
 	}
 	s.udp = &dns.Server{
@@ -116,6 +118,7 @@ func (s *Server) Start(ctx context.Context) error {
 		ReadTimeout:       s.opts.ReadTimeout,
 		WriteTimeout:      s.opts.WriteTimeout,
 		MsgAcceptFunc:     acceptRequests,
+		DecorateReader:    strictReader,
 		NotifyStartedFunc: notify,
 	}
 

@@ -1,0 +1,115 @@
+package resolver
+
+import (
+	"encoding/binary"
+	"net"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// headerLen is the length of the DNS message header (RFC 1035 §4.1.1).
+const headerLen = 12
+
+// strictReader wraps the reader of a dns.Server so that a message whose
+// sections do not hold what its header counts is answered FORMERR.
+//
+// miekg/dns unpacks such messages without an error: a count larger than
+// the records that follow is taken as "the rest is missing", and a
+// question cut after its name (no QTYPE, no QCLASS) as QTYPE 0, QCLASS 0.
+// A query like that is malformed (RFC 1035 §4.1), and answering it as if
+// it were whole would answer a question nobody asked. The message is cut
+// down to its header with every count zero: the handler then answers
+// FORMERR (no question), with the ID, opcode and RD of the query.
+func strictReader(r dns.Reader) dns.Reader {
+	pr, ok := r.(dns.PacketConnReader)
+	if !ok {
+		// miekg/dns's own reader implements PacketConnReader; without it
+		// the UDP server cannot run on a net.PacketConn anyway.
+		return r
+	}
+	return strict{pr}
+}
+
+type strict struct{ dns.PacketConnReader }
+
+func (r strict) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
+	m, err := r.PacketConnReader.ReadTCP(conn, timeout)
+	return sanitize(m), err
+}
+
+func (r strict) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
+	m, s, err := r.PacketConnReader.ReadUDP(conn, timeout)
+	return sanitize(m), s, err
+}
+
+func (r strict) ReadPacketConn(conn net.PacketConn, timeout time.Duration) ([]byte, net.Addr, error) {
+	m, a, err := r.PacketConnReader.ReadPacketConn(conn, timeout)
+	return sanitize(m), a, err
+}
+
+// sanitize returns m, or, when its sections do not hold what its header
+// counts, its header alone with every count zero (in place: m is the
+// server's buffer for this message only). Messages shorter than a header
+// are left to miekg/dns, which drops them.
+func sanitize(m []byte) []byte {
+	if len(m) < headerLen || wellFormed(m) {
+		return m
+	}
+	clear(m[4:headerLen])
+	return m[:headerLen]
+}
+
+// wellFormed reports whether the sections of message m hold at least the
+// questions and records its header counts: each question a name, QTYPE and
+// QCLASS, each record a name, its fixed fields and RDLENGTH octets of data.
+// Names are only walked (a compression pointer ends one); miekg/dns checks
+// what they point to when it unpacks them. Octets after the last counted
+// record are tolerated, as miekg/dns does. It does not allocate.
+func wellFormed(m []byte) bool {
+	off := headerLen
+	qd := int(binary.BigEndian.Uint16(m[4:]))
+	rrs := int(binary.BigEndian.Uint16(m[6:])) + int(binary.BigEndian.Uint16(m[8:])) + int(binary.BigEndian.Uint16(m[10:]))
+	// Every question takes at least 5 octets and every record 11, so
+	// both loops end within len(m) steps, whatever the counts say.
+	for range qd {
+		if off = skipName(m, off); off < 0 || off+4 > len(m) {
+			return false
+		}
+		off += 4
+	}
+	for range rrs {
+		if off = skipName(m, off); off < 0 || off+10 > len(m) {
+			return false
+		}
+		off += 10 + int(binary.BigEndian.Uint16(m[off+8:]))
+		if off > len(m) {
+			return false
+		}
+	}
+	return true
+}
+
+// skipName returns the offset after the domain name at off in m, or -1
+// when the name runs past the end or uses a label type other than a
+// length (0b00) or a compression pointer (0b11).
+func skipName(m []byte, off int) int {
+	for off < len(m) {
+		l := int(m[off])
+		switch l & 0xC0 {
+		case 0x00:
+			if l == 0 {
+				return off + 1
+			}
+			off += 1 + l
+		case 0xC0:
+			if off+2 > len(m) {
+				return -1
+			}
+			return off + 2
+		default:
+			return -1
+		}
+	}
+	return -1
+}
