@@ -95,6 +95,10 @@ func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Dura
 // loop, calls are rate limited, and errors back off with jitter.
 func (r *resource) run(ctx context.Context, o Options, changed func(), failed func(error)) {
 	var idx uint64
+	var (
+		lastVia string // the path of the last successful read
+		broken  bool   // the last read failed
+	)
 	backoff := o.MinBackoff
 	for ctx.Err() == nil {
 		started := time.Now()
@@ -103,13 +107,23 @@ func (r *resource) run(ctx context.Context, o Options, changed func(), failed fu
 			next uint64
 		)
 		p, err := r.conn.Load().query(func(p path) error {
+			at := idx
+			if broken || p.addr+dcSuffix(p.dc) != lastVia {
+				// After a failure, or on another path than the one that
+				// answered last (its agent is gone, or the own agents are
+				// tried again), read without blocking: the recovery or the
+				// switch shows (stale, via, last contact) at once, not only
+				// after the next change, up to a wait time later.
+				at = 0
+			}
 			var ferr error
-			res, next, ferr = r.fetch(ctx, p, idx, o.WaitTime)
+			res, next, ferr = r.fetch(ctx, p, at, o.WaitTime)
 			return ferr
 		})
 		if ctx.Err() != nil {
 			return
 		}
+		broken = err != nil
 		if err != nil {
 			r.setFailed(err)
 			failed(err)
@@ -125,7 +139,8 @@ func (r *resource) run(ctx context.Context, o Options, changed func(), failed fu
 		case next == 0:
 			next = 1
 		}
-		fresh := r.setResult(res, next, idx, p.addr+dcSuffix(p.dc))
+		lastVia = p.addr + dcSuffix(p.dc)
+		fresh := r.setResult(res, next, idx, lastVia)
 		idx = next
 		if fresh {
 			changed()

@@ -152,7 +152,12 @@ var fastOptions = Options{WaitTime: 2 * time.Second, MinInterval: time.Milliseco
 
 func startWatcher(t *testing.T, cfg *zones.Config) *Watcher {
 	t.Helper()
-	w, err := New(cfg, fastOptions, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return startWatcherWith(t, cfg, fastOptions)
+}
+
+func startWatcherWith(t *testing.T, cfg *zones.Config, opts Options) *Watcher {
+	t.Helper()
+	w, err := New(cfg, opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +286,54 @@ func TestWatcherFallsBackToOtherRegion(t *testing.T) {
 	st := w.Status()[0]
 	if st.Stale || len(st.Via) == 0 || !strings.Contains(st.Via[0], "?dc=dc1") {
 		t.Errorf("main status = %+v, want fresh, read via ...?dc=dc1", st)
+	}
+}
+
+// A region whose own agent goes away while its blocking queries are parked
+// is read through the other region's agent, and the status says so at once,
+// not after the next change (up to a wait time later).
+func TestWatcherStatusShowsFallbackAtOnce(t *testing.T) {
+	own, other := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc1")
+	for _, f := range []*fakeConsul{own, other} {
+		f.set(func(f *fakeConsul) {
+			f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+		})
+	}
+	opts := fastOptions
+	opts.WaitTime = time.Minute // a parked query returns only on a change
+	w := startWatcherWith(t, testConfig(own.addr(), other.addr()), opts)
+	waitFor(t, "main read through its own agent", func() bool {
+		st := w.Status()[0]
+		return st.Ready && !st.Stale && len(st.Via) == 1 && st.Via[0] == own.addr()
+	})
+	// The agent dies: no new connection, the parked queries cut off.
+	own.srv.Listener.Close()
+	own.srv.CloseClientConnections()
+	own.srv.Close()
+	want := other.addr() + "?dc=dc1"
+	waitFor(t, "main read through "+want, func() bool {
+		st := w.Status()[0]
+		return !st.Stale && len(st.Via) == 1 && st.Via[0] == want
+	})
+}
+
+// A region whose Consul answers again after an outage is fresh at the first
+// successful read, not only after the next change (up to a wait time later).
+func TestWatcherRecoversAtOnce(t *testing.T) {
+	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
+	main.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	})
+	opts := fastOptions
+	opts.WaitTime = time.Minute // a parked query returns only on a change
+	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	waitFor(t, "main read", func() bool { st := w.Status()[0]; return st.Ready && !st.Stale })
+	main.set(func(f *fakeConsul) { f.status = http.StatusInternalServerError })
+	waitFor(t, "main stale", func() bool { return w.Status()[0].Stale })
+	main.set(func(f *fakeConsul) { f.status = 0 })
+	waitFor(t, "main fresh again", func() bool { return !w.Status()[0].Stale })
+	if m := w.Inputs()["orders"].Main; m.Stale || len(m.Members) != 1 {
+		t.Errorf("main after the outage = %+v, want fresh with its member", m)
 	}
 }
 
