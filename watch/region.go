@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -31,6 +32,8 @@ type regionConn struct {
 	paths []path // own agents first, then the other region's
 	own   int    // number of own paths at the front of paths
 
+	counters *counters
+
 	mu sync.Mutex
 	// preferred is the index of the last path that answered; guarded by mu.
 	preferred int
@@ -45,8 +48,8 @@ const ownRetryInterval = 10 * time.Second
 // newRegionConn builds the clients of region r. The Consul environment
 // (CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...) applies as consul/api reads it; a
 // region's token file overrides the environment's token.
-func newRegionConn(r, other *zones.Region, wait time.Duration) (*regionConn, error) {
-	rc := &regionConn{name: r.Name}
+func newRegionConn(r, other *zones.Region, wait time.Duration, c *counters) (*regionConn, error) {
+	rc := &regionConn{name: r.Name, counters: c}
 	for _, addr := range r.ConsulHTTP {
 		c, err := newClient(addr, r.TokenFile, wait)
 		if err != nil {
@@ -121,7 +124,11 @@ func (rc *regionConn) query(fn func(p path) error) (path, error) {
 	var errs []error
 	for _, i := range rc.order(time.Now()) {
 		p := rc.paths[i]
+		rc.counters.requests.Add(1)
 		err := fn(p)
+		if err != nil {
+			rc.counters.errors.Add(1)
+		}
 		if err == nil {
 			rc.succeeded(i)
 			return p, nil
@@ -132,6 +139,11 @@ func (rc *regionConn) query(fn func(p path) error) (path, error) {
 		errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))
 	}
 	return path{}, fmt.Errorf("region %s: %w: %w", rc.name, ErrUnreachable, errors.Join(errs...))
+}
+
+// counters count a region's Consul requests; they outlive reconfigurations.
+type counters struct {
+	requests, errors atomic.Uint64
 }
 
 func isDenied(err error) bool {

@@ -26,6 +26,10 @@ type RegionStatus struct {
 	// Resources and Failing count the watched resources and those failing.
 	Resources int `json:"resources"`
 	Failing   int `json:"failing"`
+	// Requests and Errors count HTTP requests to Consul for this region, and
+	// the failed ones, since the process started.
+	Requests uint64 `json:"requests"`
+	Errors   uint64 `json:"errors"`
 }
 
 // Status returns the status of each region, in configuration order.
@@ -62,6 +66,13 @@ func (w *Watcher) Status() []RegionStatus {
 		}
 		r.mu.Unlock()
 	}
+	w.countersMu.Lock()
+	for i := range out {
+		if c := w.counters[out[i].Name]; c != nil {
+			out[i].Requests, out[i].Errors = c.requests.Load(), c.errors.Load()
+		}
+	}
+	w.countersMu.Unlock()
 	for i := range out {
 		for v := range vias[out[i].Name] {
 			out[i].Via = append(out[i].Via, v)

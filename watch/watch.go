@@ -64,17 +64,22 @@ type Watcher struct {
 	// The fields below are guarded by mu.
 	cfg       *zones.Config
 	resources map[resourceKey]*resource
-	runCtx    context.Context // set by Run; nil before
+	// counters are the Consul request counters by region name, guarded by
+	// countersMu (plan runs without mu); never removed.
+	countersMu sync.Mutex
+	counters   map[string]*counters
+	runCtx     context.Context // set by Run; nil before
 }
 
 // New builds a Watcher for cfg. It fails when a region's Consul client cannot
 // be built (a bad address, an unreadable token file).
 func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error) {
 	w := &Watcher{
-		opts:    opts.withDefaults(),
-		logger:  logger,
-		updates: make(chan struct{}, 1),
-		errLog:  newRateLimiter(30 * time.Second),
+		opts:     opts.withDefaults(),
+		logger:   logger,
+		updates:  make(chan struct{}, 1),
+		errLog:   newRateLimiter(30 * time.Second),
+		counters: map[string]*counters{},
 	}
 	resources, err := w.plan(cfg)
 	if err != nil {
@@ -90,7 +95,7 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, error) {
 	conns := map[string]*regionConn{}
 	for i := range cfg.Regions {
 		r := &cfg.Regions[i]
-		rc, err := newRegionConn(r, cfg.Other(r), w.opts.WaitTime)
+		rc, err := newRegionConn(r, cfg.Other(r), w.opts.WaitTime, w.regionCounters(r.Name))
 		if err != nil {
 			return nil, err
 		}
@@ -109,6 +114,18 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, error) {
 		}
 	}
 	return resources, nil
+}
+
+// regionCounters returns the counters of a region, made on first use.
+func (w *Watcher) regionCounters(name string) *counters {
+	w.countersMu.Lock()
+	defer w.countersMu.Unlock()
+	c, ok := w.counters[name]
+	if !ok {
+		c = &counters{}
+		w.counters[name] = c
+	}
+	return c
 }
 
 // Reconfigure switches the watcher to cfg. Resources that cfg still needs

@@ -219,6 +219,9 @@ func TestWatcherReadsMembersAndKV(t *testing.T) {
 		t.Error("main region stale, want fresh")
 	}
 	waitFor(t, "ready once both regions were read", w.Ready)
+	if st := w.Status()[0]; st.Requests == 0 || st.Errors != 0 {
+		t.Errorf("main status counts %d requests, %d errors; want some requests and no error", st.Requests, st.Errors)
+	}
 }
 
 func TestWatcherBlockingIndex(t *testing.T) {
@@ -347,6 +350,11 @@ func TestWatcherUnreachableRegion(t *testing.T) {
 	}
 	if st := w.Status()[0]; !st.Stale || !strings.Contains(st.LastError, ErrUnreachable.Error()) {
 		t.Errorf("main status = %+v, want stale with %q", st, ErrUnreachable)
+	}
+	// Every try of an unreachable region fails: its own agent, and the
+	// standby agent asked for dc1 (which this fake does not serve).
+	if st := w.Status()[0]; st.Errors == 0 || st.Errors != st.Requests {
+		t.Errorf("main status counts %d requests, %d errors; want every request failed", st.Requests, st.Errors)
 	}
 }
 

@@ -66,11 +66,23 @@ func newMetrics(w *watch.Watcher) *metrics {
 	m.reloadTimestamp.SetToCurrentTime()
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
-	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads)
+	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads, newBuildInfo())
 	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRegionCollector(w))
 	return m
+}
+
+// newBuildInfo is the constant build information gauge.
+func newBuildInfo() prometheus.Collector {
+	goVersion, commit := buildVCS()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "regiondns_build_info",
+		Help:        "Always 1; the labels say which build is running.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": commit, "goversion": goVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 func (m *metrics) observeReload(ok bool) {
@@ -113,8 +125,8 @@ func (m *metrics) observeDecision(cluster string, cfg *zones.Config, d policy.De
 
 // regionCollector reports each region's Consul status at scrape time.
 type regionCollector struct {
-	w                         *watch.Watcher
-	stale, lastContact, index *prometheus.Desc
+	w                                           *watch.Watcher
+	stale, lastContact, index, requests, errors *prometheus.Desc
 }
 
 func newRegionCollector(w *watch.Watcher) *regionCollector {
@@ -126,6 +138,10 @@ func newRegionCollector(w *watch.Watcher) *regionCollector {
 			"Unix time of the last successful read of a region's Consul.", []string{"region"}, nil),
 		index: prometheus.NewDesc("regiondns_region_consul_index",
 			"Highest Consul blocking-query index seen in a region.", []string{"region"}, nil),
+		requests: prometheus.NewDesc("regiondns_region_consul_requests_total",
+			"HTTP requests to Consul for a region, through its own agents or the other region's.", []string{"region"}, nil),
+		errors: prometheus.NewDesc("regiondns_region_consul_errors_total",
+			"Failed HTTP requests to Consul for a region.", []string{"region"}, nil),
 	}
 }
 
@@ -134,6 +150,8 @@ func (c *regionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.stale
 	ch <- c.lastContact
 	ch <- c.index
+	ch <- c.requests
+	ch <- c.errors
 }
 
 // Collect implements prometheus.Collector.
@@ -150,6 +168,8 @@ func (c *regionCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(c.lastContact, prometheus.GaugeValue, last, st.Name)
 		ch <- prometheus.MustNewConstMetric(c.index, prometheus.GaugeValue, float64(st.Index), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(st.Requests), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.Errors), st.Name)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -110,14 +111,20 @@ func checkConfig(s settings, stdout, stderr io.Writer) int {
 var version = "dev"
 
 func versionString() string {
-	goVersion, commit := "unknown", "unknown"
+	goVersion, commit := buildVCS()
+	return fmt.Sprintf("regiondns %s (commit %s, %s)", version, commit, goVersion)
+}
+
+// buildVCS returns the Go version and the VCS revision the binary was built
+// from ("unknown" when the build did not record it).
+func buildVCS() (goVersion, commit string) {
+	goVersion, commit = runtime.Version(), "unknown"
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
 		for _, kv := range bi.Settings {
 			if kv.Key == "vcs.revision" {
 				commit = kv.Value
 			}
 		}
 	}
-	return fmt.Sprintf("regiondns %s (commit %s, %s)", version, commit, goVersion)
+	return goVersion, commit
 }
