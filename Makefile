@@ -37,12 +37,33 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzSanitize$$' -fuzztime=$(FUZZTIME) ./resolver
 
 e2e: $(CONSUL)
-	cd e2e && REGIONDNS_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 -timeout 20m ./...
+	cd e2e && REGIONDNS_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 -timeout 20m .
 
-test: lint unit fuzz e2e
+test: lint unit fuzz e2e e2e-patroni
+
+# The end-to-end tests with real Patroni, PostgreSQL and PgBouncer in two
+# regions (e2e/patroni): installs the Debian packages they run (idempotent),
+# then runs them as root; the convergence figures land in
+# .cache/e2e-patroni/results.txt.
+.PHONY: e2e-patroni
+e2e-patroni: $(CONSUL)
+	./scripts/install-patroni-deps.sh
+	cd e2e && REGIONDNS_E2E_PATRONI=1 REGIONDNS_CONSUL_BIN=$(CONSUL) \
+		REGIONDNS_PATRONI_RESULTS=$(CACHE)/e2e-patroni/results.txt \
+		$(GO) test -race -count=1 -timeout 15m -v -run '^TestPatroni' ./patroni/
 
 demo: $(CONSUL)
 	./scripts/demo.sh
+
+# The Go benchmarks, then the dnsperf load run of bench/bench.sh against NSD,
+# CoreDNS and Consul DNS (installs dnsperf, nsd and dig, builds CoreDNS once;
+# ROUNDS, DURATION, CLUSTERS, CLIENTS, OUTSTANDING from the environment).
+# See bench/README.md. Not part of make test.
+.PHONY: bench
+bench: $(CONSUL)
+	@mkdir -p $(CACHE)/bench
+	set -o pipefail; $(GO) test -run='^$$' -bench=. -benchmem ./cache ./resolver ./policy | tee $(CACHE)/bench/go-bench.txt
+	./bench/bench.sh
 
 clean:
 	rm -rf bin

@@ -1,0 +1,251 @@
+package patroni_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/regiondns/regiondns/e2e"
+)
+
+// transition describes a leader change to measure.
+type transition struct {
+	name string
+	// from is the leader before (nil: no leader answered before, as in a
+	// promotion with the main region stopped); to the leader after.
+	from, to *member
+	// keyAgent is where to watch Patroni's leader key for to's name; nil:
+	// watch to's REST API for the leader role instead (a standby leader
+	// holds the leader key already, its promotion does not change it).
+	keyAgent *e2e.Agent
+	// consulAgent and consulName: the plain Consul DNS name to compare,
+	// asked of consulAgent's DNS interface.
+	consulAgent *e2e.Agent
+	consulName  string
+	// pool is the RW pool PgBouncer the writes go through.
+	pool *bouncer
+}
+
+// measure starts the watchers, runs trigger, and waits until every watcher
+// saw the new leader: Patroni's leader change, regiondns's rw answer, plain
+// Consul DNS's answer, and the first write landing on the new leader through
+// the RW pool PgBouncer (a DNS client of regiondns), through the per-node
+// PgBouncer an application finds by rw.acme-node's SRV record, and directly
+// through rw.acme's SRV record. It records the figures relative to the
+// leader change.
+func (e *env) measure(t *testing.T, tr transition, trigger func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	var (
+		mu    sync.Mutex
+		first = map[string]time.Time{}
+		wg    sync.WaitGroup
+	)
+	mark := func(key string) {
+		mu.Lock()
+		defer mu.Unlock()
+		if _, ok := first[key]; !ok {
+			first[key] = time.Now()
+		}
+	}
+	poll := func(key string, every time.Duration, cond func() bool) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				if cond() {
+					mark(key)
+					return
+				}
+				sleepCtx(ctx, every)
+			}
+		}()
+	}
+	want := []string{tr.to.Addr}
+
+	// The leader change, as Patroni records it.
+	if tr.keyAgent != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var idx uint64
+			for ctx.Err() == nil {
+				name, next, err := leaderKey(tr.keyAgent, (&api.QueryOptions{WaitIndex: idx, WaitTime: 2 * time.Second}).WithContext(ctx))
+				if err != nil {
+					sleepCtx(ctx, 50*time.Millisecond)
+					continue
+				}
+				if name == tr.to.Name {
+					mark("leader")
+					return
+				}
+				idx = next
+			}
+		}()
+	} else {
+		poll("leader", 50*time.Millisecond, func() bool {
+			st, err := tr.to.status()
+			return err == nil && st.IsLeader()
+		})
+	}
+	// DNS answers, with every change of answer on the way.
+	var seqMu sync.Mutex
+	seqs := map[string][]answerChange{}
+	watchDNS := func(key string, lookup func() ([]string, error)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := "(none yet)"
+			for ctx.Err() == nil {
+				got, err := lookup()
+				now := time.Now()
+				a := answerString(got, err)
+				if a != last {
+					seqMu.Lock()
+					seqs[key] = append(seqs[key], answerChange{now, a})
+					seqMu.Unlock()
+					last = a
+				}
+				if err == nil && slices.Equal(got, want) {
+					mark(key)
+					return
+				}
+				sleepCtx(ctx, 20*time.Millisecond)
+			}
+		}()
+	}
+	watchDNS("regiondns", func() ([]string, error) { return lookupA(fqdn("rw", direct)) })
+	watchDNS("consul", func() ([]string, error) { return consulDNS(tr.consulAgent, tr.consulName) })
+	// Writers: each records its last success on the old leader and its
+	// first on the new one.
+	wantWhere := tr.to.Addr + "|f"
+	var lastOld sync.Map // writer -> time.Time
+	write := func(key string, a access, every time.Duration) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil; i++ {
+				got, err := a.run(fmt.Sprintf("%s %s %d", tr.name, key, i))
+				switch {
+				case err == nil && got == wantWhere:
+					mark(key)
+					return
+				case err == nil && tr.from != nil && got == tr.from.Addr+"|f":
+					lastOld.Store(key, time.Now())
+				}
+				sleepCtx(ctx, every)
+			}
+		}()
+	}
+	write("write-pool", access{b: tr.pool}, 150*time.Millisecond)
+	write("write-node", access{name: fqdn("rw", perNode)}, 150*time.Millisecond)
+	write("write-direct", access{name: fqdn("rw", direct)}, 150*time.Millisecond)
+	// Let every writer succeed once on the old leader first.
+	if tr.from != nil {
+		e2e.WaitFor(t, waitTimeout, func() (bool, string) {
+			for _, k := range []string{"write-pool", "write-node", "write-direct"} {
+				if _, ok := lastOld.Load(k); !ok {
+					return false, k + " has not written to " + tr.from.Name + " yet"
+				}
+			}
+			return true, ""
+		})
+	}
+
+	t0 := time.Now()
+	trigger()
+	keys := []string{"leader", "regiondns", "consul", "write-pool", "write-node", "write-direct"}
+	for ctx.Err() == nil {
+		mu.Lock()
+		n := len(first)
+		mu.Unlock()
+		if n == len(keys) {
+			break
+		}
+		sleepCtx(ctx, 50*time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+
+	mu.Lock()
+	defer mu.Unlock()
+	var missing []string
+	for _, k := range keys {
+		if _, ok := first[k]; !ok {
+			missing = append(missing, k)
+		}
+	}
+	if len(missing) > 0 {
+		t.Fatalf("%s: not seen within 90 s: %s", tr.name, strings.Join(missing, ", "))
+	}
+	lc := first["leader"]
+	since := func(k string) string { return fmt.Sprintf("%+.2fs", first[k].Sub(lc).Seconds()) }
+	how := "leader key names " + tr.to.Name
+	if tr.keyAgent == nil {
+		how = tr.to.Name + "'s REST API says leader"
+	}
+	e.result(t, "%s: Patroni leader change (%s) %.2fs after the trigger", tr.name, how, lc.Sub(t0).Seconds())
+	seqMu.Lock()
+	defer seqMu.Unlock()
+	e.result(t, "%s:   regiondns rw.%s A = %s %s (answers: %s)", tr.name, direct, tr.to.Addr, since("regiondns"), changes(seqs["regiondns"], lc))
+	e.result(t, "%s:   plain Consul DNS %s A = %s %s (answers: %s)", tr.name, tr.consulName, tr.to.Addr, since("consul"), changes(seqs["consul"], lc))
+	e.result(t, "%s:   first write through the RW pool PgBouncer (%s) %s", tr.name, tr.pool.Name, since("write-pool"))
+	e.result(t, "%s:   first write through the per-node PgBouncer (rw.%s SRV) %s", tr.name, perNode, since("write-node"))
+	e.result(t, "%s:   first write directly (rw.%s SRV) %s", tr.name, direct, since("write-direct"))
+	if tr.from != nil {
+		for _, k := range []string{"write-pool", "write-node", "write-direct"} {
+			if last, ok := lastOld.Load(k); ok {
+				e.result(t, "%s:   %s: no write for %.2fs (last on %s to first on %s)",
+					tr.name, k, first[k].Sub(last.(time.Time)).Seconds(), tr.from.Name, tr.to.Name)
+			}
+		}
+	}
+}
+
+// sleepCtx sleeps for d or until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// answerChange is a DNS answer seen from a moment on.
+type answerChange struct {
+	at     time.Time
+	answer string
+}
+
+// answerString renders an answer: "[addresses]", or "(no answer: why)".
+func answerString(got []string, err error) string {
+	if err == nil {
+		return fmt.Sprint(got)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "(no answer: timeout)"
+	}
+	return "(no answer: " + err.Error() + ")"
+}
+
+// changes renders a sequence of answers with their times relative to ref:
+// "[a] -> [] at -7.51s -> [b] at +1.21s".
+func changes(seq []answerChange, ref time.Time) string {
+	var parts []string
+	for i, c := range seq {
+		if i == 0 {
+			parts = append(parts, c.answer)
+			continue
+		}
+		parts = append(parts, fmt.Sprintf("%s at %+.2fs", c.answer, c.at.Sub(ref).Seconds()))
+	}
+	return strings.Join(parts, " -> ")
+}
