@@ -1,0 +1,145 @@
+# shellcheck shell=bash
+# Starts the servers of the benchmark, each pinned to SERVER_CPU with
+# GOMAXPROCS=1 for the Go ones: two Consul datacenters with CLUSTERS Patroni
+# clusters, regiondns on them, and NSD and CoreDNS on a static copy of the
+# zone regiondns serves. Sourced by bench.sh after lib.sh.
+
+start_consul() {
+	local dc other
+	for dc in dc1 dc2; do
+		other=dc2
+		[[ $dc == dc2 ]] && other=dc1
+		mkdir -p "$WORK/$dc"
+		render_consul "$dc" "$other"
+		start "consul-$dc" "$WORK/consul-$dc.log" env GOMAXPROCS=1 "$BIN/consul" agent -config-file "$WORK/$dc.hcl"
+	done
+	has_leader() { [[ $(curl -sf "$(consul_url "$1")/v1/status/leader") == *:* ]]; }
+	federated() {
+		local dcs
+		dcs=$(curl -sf "$(consul_url "$1")/v1/catalog/datacenters") && [[ $dcs == *'"dc1"'* && $dcs == *'"dc2"'* ]]
+	}
+	for dc in dc1 dc2; do
+		wait_until 60 "a Consul leader in $dc (see $WORK/consul-$dc.log)" has_leader "$dc"
+		wait_until 60 "WAN federation seen from $dc" federated "$dc"
+	done
+}
+
+# render_consul DC OTHER: $WORK/DC.hcl from conf/consul.hcl.in.
+render_consul() {
+	# shellcheck disable=SC2034 # read by render
+	local DC=$1 C_HTTP=${HTTP_PORT[$1]} C_DNS=${DNS_PORT[$1]} C_SERVER=${SERVER_PORT[$1]} \
+		C_LAN=${LAN_PORT[$1]} C_WAN=${WAN_PORT[$1]} C_OTHER_WAN=${WAN_PORT[$2]}
+	render consul.hcl.in "$WORK/$1.hcl"
+}
+
+# member DC SCOPE MEMBER ADDR ROLE: a Patroni member as Patroni registers it
+# (service <scope> on the agent, ID <scope>/<member>, the role's tags, a TTL
+# check) plus its keys under service/<scope>/. The check starts passing and its
+# TTL outlasts the benchmark, so nothing has to refresh it during the load.
+member() {
+	local dc=$1 scope=$2 name=$3 addr=$4 role=$5 id="$2/$3"
+	api "$dc" PUT /v1/agent/service/register "{\"ID\":\"$id\",\"Name\":\"$(service_name "$scope")\",\"Address\":\"$addr\",\"Port\":5432,\"Tags\":$(role_tags "$role"),\"EnableTagOverride\":true,\"Check\":{\"CheckID\":\"service:$id\",\"TTL\":\"2h\",\"Status\":\"passing\",\"DeregisterCriticalServiceAfter\":\"150.0s\"}}" >/dev/null
+	member_keys "$dc" "$scope" "$name" "$addr" "$role" 1
+}
+
+# register_clusters: CLUSTERS clusters app01..appNN. main (dc1): a leader and
+# two replicas; standby (dc2): a standby leader and one replica. Addresses are
+# loopback ones that no query ever goes to: 127.1.<cluster>.<member>.
+register_clusters() {
+	mkdir -p "$WORK/state"
+	local i c
+	for ((i = 1; i <= CLUSTERS; i++)); do
+		c=$(cluster "$i")
+		member dc1 "$c" "$c-1" "127.1.$i.1" master
+		member dc1 "$c" "$c-2" "127.1.$i.2" replica
+		member dc1 "$c" "$c-3" "127.1.$i.3" replica
+		member dc2 "$c" "$c-4" "127.1.$i.4" standby_leader
+		member dc2 "$c" "$c-5" "127.1.$i.5" replica
+	done
+}
+
+cluster() { printf 'app%02d' "$1"; }
+
+start_regiondns() {
+	local i c
+	# shellcheck disable=SC2034 # read by render
+	local DC1_HTTP_PORT=${HTTP_PORT[dc1]} DC2_HTTP_PORT=${HTTP_PORT[dc2]} \
+		DC1_DNS_PORT=${DNS_PORT[dc1]} DC2_DNS_PORT=${DNS_PORT[dc2]}
+	render zone.yml.head.in "$WORK/zone.yml"
+	for ((i = 1; i <= CLUSTERS; i++)); do
+		c=$(cluster "$i")
+		echo "  - {label: $c, scopes: {main: $c, standby: $c}, layout: direct}" >>"$WORK/zone.yml"
+	done
+	REGIONDNS_CONFIG=$WORK/zone.yml "$REGIONDNS_BIN" check-config >/dev/null
+	start regiondns "$WORK/regiondns.log" env GOMAXPROCS=1 REGIONDNS_CONFIG="$WORK/zone.yml" \
+		REGIONDNS_DNS_ADDR="127.0.0.1:$REGIONDNS_PORT" REGIONDNS_HTTP_ADDR="$REGIONDNS_HTTP" \
+		REGIONDNS_LOG_LEVEL=warn "$REGIONDNS_BIN"
+	ready() { curl -sf "http://$REGIONDNS_HTTP/readyz"; }
+	wait_until 60 "regiondns /readyz (see $WORK/regiondns.log)" ready
+	# Ready means every region was read once; wait until the last cluster's
+	# names answer from both regions too.
+	c=$(cluster "$CLUSTERS")
+	answers() { [[ -n $(dig_short "$REGIONDNS_PORT" "$1.$c.$ZONE" A) ]]; }
+	wait_until 60 "rw.$c.$ZONE from regiondns" answers rw
+	wait_until 60 "passive-ro.$c.$ZONE from regiondns" answers passive-ro
+}
+
+dig_short() { dig @127.0.0.1 -p "$1" +norecurse +short +time=2 +tries=2 "$2" "$3"; }
+
+# write_zone_file: $WORK/zone.db, every record regiondns answers for the
+# names of the benchmark (asked with dig: answer and additional sections),
+# so that NSD and CoreDNS serve exactly the same records.
+write_zone_file() {
+	local i c n t names=() raw=$WORK/zone.raw
+	names+=("$ZONE SOA" "$ZONE NS" "ns1.$ZONE A" "ns1.$ZONE AAAA")
+	for ((i = 1; i <= CLUSTERS; i++)); do
+		c=$(cluster "$i")
+		for n in rw ro passive-rw passive-ro; do
+			for t in A AAAA SRV TXT; do names+=("$n.$c.$ZONE $t"); done
+		done
+	done
+	printf '%s\n' "${names[@]}" | dig_batch "$REGIONDNS_PORT" +noall +answer +additional >"$raw"
+	# The SRV targets (<member>.<region>.<cluster>.<zone>) answer A and AAAA too.
+	awk '$4 == "SRV" { print $8 " A"; print $8 " AAAA" }' "$raw" | sort -u |
+		dig_batch "$REGIONDNS_PORT" +noall +answer >>"$raw"
+	{
+		echo "; The records regiondns answered for the benchmark's names ($(date -u +%FT%TZ))."
+		echo "; Generated by bench/servers.sh; NSD and CoreDNS (file) serve this zone."
+		awk '$4 == "SOA"' "$raw" | head -1
+		# One line per record: the TTL of its first sighting, duplicates
+		# (rotated A answers, additional records) dropped.
+		awk '$4 != "SOA" && $4 != "OPT" { key = $1; for (i = 3; i <= NF; i++) key = key " " $i; if (!(key in seen)) { seen[key] = 1; print } }' "$raw" |
+			sort -k1,1 -k4,4
+	} >"$WORK/zone.db"
+	local records
+	records=$(grep -vc '^;' "$WORK/zone.db")
+	log "zone file: $records records from regiondns ($WORK/zone.db)"
+	((records > 10 * CLUSTERS)) || die "zone file has only $records records; see $raw"
+}
+
+# dig_batch PORT DIG-OPTIONS...: ask every "name type" line of stdin at once.
+dig_batch() {
+	local port=$1
+	shift
+	awk -v opts="$*" '{ print $1, $2, opts }' | dig @127.0.0.1 -p "$port" +norecurse +time=2 +tries=2 -f -
+}
+
+start_peers() {
+	mkdir -p "$WORK/nsd"
+	# shellcheck disable=SC2034 # read by render
+	local DC1_DNS_PORT=${DNS_PORT[dc1]}
+	render nsd.conf.in "$WORK/nsd.conf"
+	nsd-checkconf "$WORK/nsd.conf" || die "nsd-checkconf rejected $WORK/nsd.conf"
+	start nsd "$WORK/nsd.log" nsd -d -c "$WORK/nsd.conf"
+	render Corefile.file.in "$WORK/Corefile.file"
+	start coredns-file "$WORK/coredns-file.log" env GOMAXPROCS=1 "$COREDNS" -conf "$WORK/Corefile.file" -quiet
+	render Corefile.forward.in "$WORK/Corefile.forward"
+	start coredns-forward "$WORK/coredns-forward.log" env GOMAXPROCS=1 "$COREDNS" -conf "$WORK/Corefile.forward" -quiet
+	local port
+	for port in "$NSD_PORT" "$COREDNS_FILE_PORT"; do
+		soa() { [[ -n $(dig_short "$1" "$ZONE" SOA) ]]; }
+		wait_until 30 "the SOA of $ZONE on port $port" soa "$port"
+	done
+	fwd() { [[ -n $(dig_short "$COREDNS_FWD_PORT" "consul." SOA) ]]; }
+	wait_until 30 "consul. SOA through CoreDNS forward" fwd
+}
