@@ -248,6 +248,20 @@ func (m *PatroniMember) Promote(timeline int) {
 	m.putJSON("status", map[string]any{"optime": xlog})
 }
 
+// RejoinAsStandby makes the member's cluster a standby cluster again, as an
+// operator does to end a split brain: standby_cluster (replicating from
+// host) goes back into the config, and the member steps down from leader to
+// standby leader (re-registered with the standby-leader tag and check).
+func (m *PatroniMember) RejoinAsStandby(host string) {
+	m.t.Helper()
+	m.putJSON("config", patroniConfig(host))
+	m.mu.Lock()
+	m.role = RoleStandbyLeader
+	m.mu.Unlock()
+	m.registerService()
+	m.putMemberKey()
+}
+
 // Demote makes the member a replica, in Patroni's order: it releases the
 // leader key if it holds it, then re-registers with the replica tag and a
 // /replica check, then writes the member key.

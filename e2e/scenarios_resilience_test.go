@@ -81,14 +81,29 @@ func TestScenarioSplitBrain(t *testing.T) {
 	rsWaitState(t, r, rsDecisionCond(fl, "main", true))
 	rsWaitMetrics(t, r, splitMetrics)
 
-	t.Log("the standby region's leader steps down: the split brain is over")
+	// A promoted region whose leader merely steps down is still a primary
+	// cluster between leaders (its config has no standby_cluster): the split
+	// brain ends when it is made a standby cluster again.
+	t.Log("the standby region's leader steps down: still split brain, the promoted region is electing")
 	for _, c := range fl.Clusters {
 		c.Standby.Leader.Demote()
-		splitMetrics[fmt.Sprintf("regiondns_cluster_split_brain{cluster=%q}", c.Label)] = "0"
 	}
 	for _, c := range fl.Clusters {
 		rsWaitAnswers(t, r, c, rsWant{
 			A:   map[string][]string{"rw": c.Write(c.Main, c.Main.Leader), "passive-rw": {}},
+			TXT: map[string][]string{"rw": {"promoted standby region is electing one", "main region wins on timeline 5 > 2"}},
+		})
+	}
+	rsWaitState(t, r, rsDecisionCond(fl, "main", true))
+
+	t.Log("the standby region rejoins as a standby cluster: the split brain is over")
+	for _, c := range fl.Clusters {
+		c.Standby.Leader.RejoinAsStandby("127.0.0.1")
+		splitMetrics[fmt.Sprintf("regiondns_cluster_split_brain{cluster=%q}", c.Label)] = "0"
+	}
+	for _, c := range fl.Clusters {
+		rsWaitAnswers(t, r, c, rsWant{
+			A:   map[string][]string{"rw": c.Write(c.Main, c.Main.Leader), "passive-rw": c.Write(c.Standby, c.Standby.Leader)},
 			TXT: map[string][]string{"rw": {"main region is primary; fresh"}},
 		})
 	}

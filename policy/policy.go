@@ -24,6 +24,13 @@ func (r *reading) hasPrimary() bool {
 	return r.leader != nil && r.leader.Role == RoleLeader
 }
 
+// claimsPrimary reports whether the region is a primary cluster: it has a
+// read-write leader, or it is a promoted standby region between leaders
+// (a switchover, a failover) whose next leader will be read-write too.
+func (r *reading) claimsPrimary() bool {
+	return r.hasPrimary() || r.view.Promoted
+}
+
 // Decide applies the region-aware policy to one cluster.
 func Decide(in Input) Decision {
 	if in.ROFallback == "" {
@@ -34,6 +41,7 @@ func Decide(in Input) Decision {
 	}
 	main := read(&in.Main, in.WarningIsPassing)
 	standby := read(&in.Standby, in.WarningIsPassing)
+	standby.readPromotion(in.WarningIsPassing)
 
 	active, passive, reason, split := chooseActive(&main, &standby)
 	d := Decision{
@@ -58,23 +66,29 @@ func Decide(in Input) Decision {
 }
 
 // chooseActive returns the active and passive regions, why, and whether both
-// regions have a leader.
+// regions claim to be primary.
 func chooseActive(main, standby *reading) (active, passive *reading, reason string, split bool) {
 	switch {
-	case main.hasPrimary() && standby.hasPrimary():
+	case main.hasPrimary() && standby.claimsPrimary():
+		what := "both regions have a leader"
+		if !standby.hasPrimary() {
+			what = "main region has a leader and the promoted standby region is electing one"
+		}
 		mt, st := main.view.Timeline, standby.view.Timeline
 		switch {
 		case mt > 0 && st > 0 && mt > st:
-			return main, standby, fmt.Sprintf("split brain: both regions have a leader; main region wins on timeline %d > %d", mt, st), true
+			return main, standby, fmt.Sprintf("split brain: %s; main region wins on timeline %d > %d", what, mt, st), true
 		case mt > 0 && st > 0 && st > mt:
-			return standby, main, fmt.Sprintf("split brain: both regions have a leader; promoted standby region wins on timeline %d > %d", st, mt), true
+			return standby, main, fmt.Sprintf("split brain: %s; promoted standby region wins on timeline %d > %d", what, st, mt), true
 		default:
-			return standby, main, "split brain: both regions have a leader and timelines do not decide; promoted standby region wins", true
+			return standby, main, fmt.Sprintf("split brain: %s and timelines do not decide; promoted standby region wins", what), true
 		}
 	case main.hasPrimary():
 		return main, standby, "main region is primary", false
 	case standby.hasPrimary():
 		return standby, main, "standby region was promoted; main region has no leader", false
+	case standby.claimsPrimary():
+		return standby, main, fmt.Sprintf("standby region was promoted and is electing a leader; main region is %s", main.view.State), false
 	default:
 		return main, standby, fmt.Sprintf("no leader: main region is %s, standby region is %s (not promoted)", main.view.State, standby.view.State), false
 	}
@@ -130,6 +144,33 @@ func read(r *Region, warningOK bool) reading {
 		out.view.Replicas = append(out.view.Replicas, rep.Member)
 	}
 	return out
+}
+
+// readPromotion marks a standby region promoted when its Patroni config no
+// longer holds standby_cluster, it has no read-write leader yet, and it has
+// passing members. Its timeline is then the highest of its passing members':
+// the one its next leader will continue.
+func (r *reading) readPromotion(warningOK bool) {
+	if r.region.Config != ConfigPrimary || r.hasPrimary() || r.view.State == StateUnknown {
+		return
+	}
+	var tl int64
+	found := false
+	for _, m := range r.region.Members {
+		if passing(m.Health, warningOK) {
+			found = true
+			tl = max(tl, r.region.Timelines[m.Member])
+		}
+	}
+	if !found {
+		return
+	}
+	r.view.Promoted = true
+	if r.leader == nil {
+		r.view.Timeline = tl
+	} else {
+		r.view.Timeline = max(r.view.Timeline, tl)
+	}
 }
 
 // byLeaderKey returns the candidate that Patroni's leader key names, or nil:

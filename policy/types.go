@@ -167,7 +167,25 @@ type Region struct {
 	LeaderKey string
 	// Timelines maps member names to the timeline in their members/ key.
 	Timelines map[string]int64
+	// Config is what Patroni's config key says: a standby cluster or not.
+	Config ClusterConfig
 }
+
+// ClusterConfig is what Patroni's dynamic configuration (the config key)
+// says about a cluster. Promoting a standby cluster is removing
+// standby_cluster from it, so this is the promotion itself, seen before the
+// new leader is.
+type ClusterConfig uint8
+
+// The configurations a cluster can report.
+const (
+	// ConfigUnknown: no config key was read.
+	ConfigUnknown ClusterConfig = iota
+	// ConfigStandby: the config holds standby_cluster.
+	ConfigStandby
+	// ConfigPrimary: the config has no standby_cluster.
+	ConfigPrimary
+)
 
 // Options are the per-cluster settings the policy applies.
 type Options struct {
@@ -224,6 +242,9 @@ type RegionView struct {
 	Timeline int64 `json:"timeline,omitempty"`
 	// Replicas are the passing replicas' member names.
 	Replicas []string `json:"replicas,omitempty"`
+	// Promoted is true for a standby region whose Patroni config no longer
+	// holds standby_cluster while it has passing members.
+	Promoted bool `json:"promoted,omitempty"`
 }
 
 // Decision is what the four names of a cluster answer, and why.

@@ -65,6 +65,19 @@ func health(checks api.HealthChecks) policy.Health {
 	}
 }
 
+// readConfig tells from Patroni's config value whether the cluster is a
+// standby cluster: it is while "standby_cluster" is set and not null.
+func readConfig(value []byte) policy.ClusterConfig {
+	var cfg map[string]json.RawMessage
+	if json.Unmarshal(value, &cfg) != nil {
+		return policy.ConfigUnknown
+	}
+	if sc, ok := cfg["standby_cluster"]; ok && string(sc) != "null" {
+		return policy.ConfigStandby
+	}
+	return policy.ConfigPrimary
+}
+
 // memberKey is the part of Patroni's members/<name> value regiondns reads.
 type memberKey struct {
 	Role     string `json:"role"`
@@ -84,6 +97,8 @@ func convertKV(prefix string, pairs api.KVPairs) kvState {
 		switch {
 		case rest == "leader":
 			st.leader = strings.TrimSpace(string(p.Value))
+		case rest == "config":
+			st.config = readConfig(p.Value)
 		case strings.HasPrefix(rest, "members/"):
 			var m memberKey
 			if json.Unmarshal(p.Value, &m) == nil && m.Timeline > 0 {

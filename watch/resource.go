@@ -41,6 +41,7 @@ type result struct {
 type kvState struct {
 	leader    string
 	timelines map[string]int64
+	config    policy.ClusterConfig
 }
 
 // resource is one blocking-query loop and its latest result.

@@ -437,6 +437,29 @@ func TestConvertKV(t *testing.T) {
 	if got.leader != "pg-2" || got.timelines["pg-1"] != 3 || got.timelines["pg-2"] != 4 || len(got.timelines) != 2 {
 		t.Errorf("convertKV = %+v", got)
 	}
+	if got.config != policy.ConfigStandby {
+		t.Errorf("config with standby_cluster read as %v, want ConfigStandby", got.config)
+	}
+}
+
+func TestReadConfig(t *testing.T) {
+	tests := []struct {
+		value string
+		want  policy.ClusterConfig
+	}{
+		{`{"ttl":30,"standby_cluster":{"host":"10.0.0.1","port":5432}}`, policy.ConfigStandby},
+		{`{"ttl":30}`, policy.ConfigPrimary},
+		{`{"ttl":30,"standby_cluster":null}`, policy.ConfigPrimary},
+		{`not json`, policy.ConfigUnknown},
+	}
+	for _, tt := range tests {
+		if got := readConfig([]byte(tt.value)); got != tt.want {
+			t.Errorf("readConfig(%s) = %v, want %v", tt.value, got, tt.want)
+		}
+	}
+	if got := convertKV("service/orders/", nil).config; got != policy.ConfigUnknown {
+		t.Errorf("no config key read as %v, want ConfigUnknown", got)
+	}
 }
 
 func TestWatcherReconfigure(t *testing.T) {
