@@ -147,30 +147,28 @@ func read(r *Region, warningOK bool) reading {
 }
 
 // readPromotion marks a standby region promoted when its Patroni config no
-// longer holds standby_cluster, it has no read-write leader yet, and it has
-// passing members. Its timeline is then the highest of its passing members':
-// the one its next leader will continue.
+// longer holds standby_cluster, it has no read-write leader yet, and its
+// Patroni is running: a passing member, or a member key (during a role
+// change every check of the region can be critical for a moment, while the
+// session-bound member keys stay). Its timeline is then the highest of its
+// members': the one its next leader will continue.
 func (r *reading) readPromotion(warningOK bool) {
 	if r.region.Config != ConfigPrimary || r.hasPrimary() || r.view.State == StateUnknown {
 		return
 	}
-	var tl int64
-	found := false
+	alive := len(r.region.MemberKeys) > 0
 	for _, m := range r.region.Members {
-		if passing(m.Health, warningOK) {
-			found = true
-			tl = max(tl, r.region.Timelines[m.Member])
-		}
+		alive = alive || passing(m.Health, warningOK)
 	}
-	if !found {
+	if !alive {
 		return
 	}
-	r.view.Promoted = true
-	if r.leader == nil {
-		r.view.Timeline = tl
-	} else {
-		r.view.Timeline = max(r.view.Timeline, tl)
+	var tl int64
+	for _, t := range r.region.Timelines {
+		tl = max(tl, t)
 	}
+	r.view.Promoted = true
+	r.view.Timeline = max(r.view.Timeline, tl)
 }
 
 // byLeaderKey returns the candidate that Patroni's leader key names, or nil:

@@ -68,7 +68,15 @@ func TestPromotedStandbyBetweenLeaders(t *testing.T) {
 			main: mainPrimary, standby: standby(ConfigUnknown, 3, s1Replica),
 			wantActive: "main", wantRW: []string{"10.0.1.1"}, wantRO: []string{"10.0.1.2"},
 			wantReason: "main region is primary"},
-		{name: "promoted config but nothing passing: not a claim",
+		{name: "every check critical during the role change, member keys present: still a claim",
+			main: mainPrimary, standby: func() Region {
+				r := standby(ConfigPrimary, 3, s1Critical)
+				r.MemberKeys = []string{"s1", "s2"}
+				return r
+			}(),
+			wantActive: "standby", wantSplit: true, promoted: true,
+			wantReason: "promoted standby region wins on timeline 3 > 2"},
+		{name: "promoted config but nothing passing and no member key: not a claim",
 			main: mainPrimary, standby: standby(ConfigPrimary, 3, s1Critical),
 			wantActive: "main", wantRW: []string{"10.0.1.1"}, wantRO: []string{"10.0.1.2"},
 			wantReason: "main region is primary"},

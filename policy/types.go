@@ -169,6 +169,10 @@ type Region struct {
 	Timelines map[string]int64
 	// Config is what Patroni's config key says: a standby cluster or not.
 	Config ClusterConfig
+	// MemberKeys are the members with a members/ key. Patroni writes it with
+	// its session, so it exists exactly while that member's Patroni runs,
+	// whatever its health check says in the middle of a role change.
+	MemberKeys []string
 }
 
 // ClusterConfig is what Patroni's dynamic configuration (the config key)

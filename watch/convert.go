@@ -100,9 +100,11 @@ func convertKV(prefix string, pairs api.KVPairs) kvState {
 		case rest == "config":
 			st.config = readConfig(p.Value)
 		case strings.HasPrefix(rest, "members/"):
+			name := strings.TrimPrefix(rest, "members/")
+			st.members = append(st.members, name)
 			var m memberKey
 			if json.Unmarshal(p.Value, &m) == nil && m.Timeline > 0 {
-				st.timelines[strings.TrimPrefix(rest, "members/")] = m.Timeline
+				st.timelines[name] = m.Timeline
 			}
 		}
 	}

@@ -41,6 +41,7 @@ type result struct {
 type kvState struct {
 	leader    string
 	timelines map[string]int64
+	members   []string // members with a members/ key: a running Patroni
 	config    policy.ClusterConfig
 }
 

@@ -286,7 +286,7 @@ func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 	}
 	reg.Members = read(ck.members).instances
 	kv := read(ck.kv).kv
-	reg.LeaderKey, reg.Timelines, reg.Config = kv.leader, kv.timelines, kv.config
+	reg.LeaderKey, reg.Timelines, reg.Config, reg.MemberKeys = kv.leader, kv.timelines, kv.config, kv.members
 	if ck.hasBouncers {
 		reg.Bouncers = read(ck.bouncers).instances
 	}

@@ -437,6 +437,9 @@ func TestConvertKV(t *testing.T) {
 	if got.leader != "pg-2" || got.timelines["pg-1"] != 3 || got.timelines["pg-2"] != 4 || len(got.timelines) != 2 {
 		t.Errorf("convertKV = %+v", got)
 	}
+	if strings.Join(got.members, ",") != "pg-1,pg-2,pg-3" {
+		t.Errorf("member keys = %v, want pg-1,pg-2,pg-3 (an unreadable value still marks a running member)", got.members)
+	}
 	if got.config != policy.ConfigStandby {
 		t.Errorf("config with standby_cluster read as %v, want ConfigStandby", got.config)
 	}

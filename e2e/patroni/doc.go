@@ -67,8 +67,8 @@
 // from the last common one), and the split brain is decided by the rule for
 // equal timelines (the promoted standby region wins). A switchover inside the
 // promoted region then puts it on a higher timeline; for the moment between
-// its old leader's demotion and its new leader's promotion, the old main
-// region is the only primary and rw answers it (the policy is a function of
-// the current state alone). The test records those answers and reports them
-// rather than asserting them.
+// its old leader's demotion and its new leader's promotion the promoted
+// region has no leader, but its config (no standby_cluster) says it is still
+// a primary cluster, so rw answers nothing rather than the old main region's
+// leader: the test asserts that rw never answers main-1 then.
 package patroni

@@ -418,9 +418,9 @@ func testSplitBrain(t *testing.T, e *env) {
 	}
 
 	// While the promoted region has no leader between standby-1's demotion
-	// and standby-2's promotion, the main region is the only primary: by the
-	// policy (a pure function of the current state) rw answers main-1 for
-	// that moment. Recorded and reported, not asserted.
+	// and standby-2's promotion, it is still a primary cluster (its config
+	// has no standby_cluster): rw must answer nothing for that moment, never
+	// main-1, the losing primary.
 	t.Log("switchover inside the promoted region: standby-1 -> standby-2, a higher timeline")
 	rwRec := record(func() ([]string, error) { return lookupA(fqdn("rw", direct)) })
 	passiveRec := record(func() ([]string, error) { return lookupA(fqdn("passive-rw", direct)) })
@@ -431,7 +431,15 @@ func testSplitBrain(t *testing.T, e *env) {
 	waitA(t, e.expectA(view{active: "standby", passive: "main", leader: s2, replicas: []*member{s1},
 		passiveLeader: m1, passiveReplic: []*member{m3}}))
 	e.result(t, "split brain: switchover standby-1 -> standby-2 (timeline %d), answers from the patronictl call on:", st2.Timeline)
-	e.result(t, "split brain:   rw.%s: %s", direct, changes(rwRec.finish(), t0))
+	rwSeq := rwRec.finish()
+	e.result(t, "split brain:   rw.%s: %s", direct, changes(rwSeq, t0))
+	for _, c := range rwSeq {
+		if strings.Contains(c.answer, m1.Addr) {
+			t.Errorf("rw.%s answered the losing primary main-1 (%s) during the switchover in the promoted region: %s",
+				direct, m1.Addr, changes(rwSeq, t0))
+			break
+		}
+	}
 	e.result(t, "split brain:   passive-rw.%s: %s", direct, changes(passiveRec.finish(), t0))
 	wantTXT := fmt.Sprintf("wins on timeline %d > %d", st2.Timeline, mst.Timeline)
 	e2e.WaitFor(t, waitTimeout, func() (bool, string) {
