@@ -336,3 +336,6 @@ func (f *Federation) ZoneYAML(opts ZoneOptions) string {
 	}
 	return b.String()
 }
+
+// PID returns the process ID of the running regiondns.
+func (r *Regiondns) PID() int { return r.cmd.Process.Pid }

@@ -81,6 +81,11 @@ func newClient(addr, tokenFile string, wait time.Duration) (*api.Client, error) 
 	// Every watched resource holds one long poll open; let their connections
 	// be reused rather than redialled after each answer.
 	cfg.Transport.MaxIdleConnsPerHost = 128
+	// Each of those connections keeps its buffers for as long as it is
+	// open; Consul's answers for one service or one scope are small, and
+	// with a thousand clusters the default 4 KiB each way is tens of MiB.
+	cfg.Transport.ReadBufferSize = 2 << 10
+	cfg.Transport.WriteBufferSize = 1 << 10
 	hc, err := api.NewHttpClient(cfg.Transport, cfg.TLSConfig)
 	if err != nil {
 		return nil, err

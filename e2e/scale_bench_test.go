@@ -1,0 +1,212 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+)
+
+// BenchmarkConvergence measures, against real Consul, how long a leader
+// change takes to reach regiondns's answers: from the moment the catalog
+// write that moves a cluster's leader is sent (the index change) to the first
+// rw answer naming the new leader. It reports p50 and p99, and for the fleet
+// the resident memory of regiondns, the mean snapshot rebuild time and the
+// request rate it puts on Consul in steady state.
+//
+// Run with `make bench-convergence` (a binary built without -race).
+func BenchmarkConvergence(b *testing.B) {
+	for _, n := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("clusters=%d", n), func(b *testing.B) { benchConvergence(b, n) })
+	}
+}
+
+func benchConvergence(b *testing.B, n int) {
+	b.StopTimer()
+	f := StartFederation(b, FederationOptions{ExtraConfig: map[string]any{
+		// One blocking query per watched resource: 4 per cluster.
+		"limits": map[string]any{"http_max_conns_per_client": 16384},
+	}})
+	clusters := make([]ZoneCluster, n)
+	for i := range n {
+		clusters[i] = ZoneCluster{Label: fmt.Sprintf("c%d", i), MainScope: fmt.Sprintf("c%d", i)}
+		clusters[i].StandbyScope = clusters[i].MainScope
+	}
+	start := time.Now()
+	for ri, dc := range f.Datacenters() {
+		scaleRegister(b, dc.Server, ri, n)
+	}
+	b.Logf("%d clusters registered in both regions in %s", n, time.Since(start).Round(time.Millisecond))
+
+	start = time.Now()
+	r := StartRegiondns(b, f.ZoneYAML(ZoneOptions{Clusters: clusters}), nil)
+	last := fmt.Sprintf("rw.c%d.pg.example.internal.", n-1)
+	WaitFor(b, 2*time.Minute, func() (bool, string) {
+		m, err := Exchange(r.DNSAddr(), NewQuery(last, dns.TypeA), false)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(AnswerAddrs(m)) == 1, fmt.Sprintf("%s = %v", last, AnswerAddrs(m))
+	})
+	b.Logf("regiondns ready and answering every cluster %s after start", time.Since(start).Round(time.Millisecond))
+
+	// Steady state: the request rate on Consul with nothing changing.
+	req0, t0 := scaleMetric(b, r, "regiondns_region_consul_requests_total"), time.Now()
+	time.Sleep(10 * time.Second)
+	steadyRPS := (scaleMetric(b, r, "regiondns_region_consul_requests_total") - req0) / time.Since(t0).Seconds()
+
+	builds0 := scaleMetric(b, r, "regiondns_snapshot_build_duration_seconds_count")
+	buildSum0 := scaleMetric(b, r, "regiondns_snapshot_build_duration_seconds_sum")
+	leaders := make([]int, n) // 0: member 1 leads, 1: member 2 leads
+	var lat []time.Duration
+	b.StartTimer()
+	for i := range b.N {
+		c := i % n
+		next := 1 - leaders[c]
+		name := fmt.Sprintf("rw.c%d.pg.example.internal.", c)
+		want := scaleMemberAddr(0, c, next+1)
+		t0 := time.Now()
+		scaleSetLeader(b, f.DC1.Server, c, next)
+		for {
+			m, err := Exchange(r.DNSAddr(), NewQuery(name, dns.TypeA), false)
+			if err == nil && fmt.Sprint(AnswerAddrs(m)) == "["+want+"]" {
+				break
+			}
+			if time.Since(t0) > 30*time.Second {
+				b.Fatalf("%s never answered %s", name, want)
+			}
+			time.Sleep(200 * time.Microsecond)
+		}
+		lat = append(lat, time.Since(t0))
+		leaders[c] = next
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[int(math.Ceil(p*float64(len(lat))))-1].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	if builds := scaleMetric(b, r, "regiondns_snapshot_build_duration_seconds_count") - builds0; builds > 0 {
+		b.ReportMetric((scaleMetric(b, r, "regiondns_snapshot_build_duration_seconds_sum")-buildSum0)/builds*1000, "build-ms")
+	}
+	b.ReportMetric(float64(scaleRSS(b, r.PID()))/(1<<20), "rss-MiB")
+	if dir := os.Getenv("REGIONDNS_BENCH_PROFILES"); dir != "" {
+		for _, p := range []string{"heap", "goroutine", "allocs"} {
+			_, body := r.Get("/debug/pprof/" + p)
+			if err := os.WriteFile(fmt.Sprintf("%s/%s-%d.pb.gz", dir, p, n), body, 0o644); err != nil {
+				b.Error(err)
+			}
+		}
+	}
+	b.ReportMetric(steadyRPS, "consul-req/s")
+}
+
+// scaleMemberAddr is the address of member m (1 or 2) of cluster c in region ri.
+func scaleMemberAddr(ri, c, m int) string {
+	return fmt.Sprintf("10.%d.%d.%d", 10+ri*10+m, c/250, c%250+1)
+}
+
+// scaleRegister registers n clusters in one datacenter through the catalog,
+// 64 operations per transaction: main region members 1 (leader) and 2
+// (replica); standby region member 1 as standby leader. No checks: an
+// instance without checks is passing. KV: Patroni's leader key.
+func scaleRegister(b *testing.B, a *Agent, ri, n int) {
+	node := fmt.Sprintf("scale-%d", ri)
+	var ops api.TxnOps
+	flush := func() {
+		if len(ops) == 0 {
+			return
+		}
+		ok, resp, _, err := a.API().Txn().Txn(ops, nil)
+		if err != nil || !ok {
+			b.Fatalf("register: %v %+v", err, resp)
+		}
+		ops = ops[:0]
+	}
+	ops = append(ops, &api.TxnOp{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{Node: node, Address: "127.0.0.1"}}})
+	for c := range n {
+		scope := fmt.Sprintf("c%d", c)
+		tags := [][]string{{"master", "primary"}, {"replica"}}
+		if ri == 1 {
+			tags = [][]string{{"standby-leader"}, {"replica"}}
+		}
+		for m := 1; m <= 2; m++ {
+			ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: node, Service: api.AgentService{
+				ID: fmt.Sprintf("%s/m%d", scope, m), Service: scope, Tags: tags[m-1],
+				Address: scaleMemberAddr(ri, c, m), Port: 5432,
+			}}})
+		}
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: "service/" + scope + "/leader", Value: []byte("m1")}})
+		if len(ops) >= 60 {
+			flush()
+		}
+	}
+	flush()
+}
+
+// scaleSetLeader makes member leader+1 of cluster c the main region's leader
+// and the other one its replica, in one transaction: one index change.
+func scaleSetLeader(b *testing.B, a *Agent, c, leader int) {
+	scope := fmt.Sprintf("c%d", c)
+	var ops api.TxnOps
+	for m := 1; m <= 2; m++ {
+		tags := []string{"replica"}
+		if m == leader+1 {
+			tags = []string{"master", "primary"}
+		}
+		ops = append(ops, &api.TxnOp{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: "scale-0", Service: api.AgentService{
+			ID: fmt.Sprintf("%s/m%d", scope, m), Service: scope, Tags: tags, Address: scaleMemberAddr(0, c, m), Port: 5432,
+		}}})
+	}
+	ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVSet, Key: "service/" + scope + "/leader", Value: []byte(fmt.Sprintf("m%d", leader+1))}})
+	if ok, resp, _, err := a.API().Txn().Txn(ops, nil); err != nil || !ok {
+		b.Fatalf("set leader: %v %+v", err, resp)
+	}
+}
+
+// scaleMetric returns the sum of a metric's samples on /metrics.
+func scaleMetric(b *testing.B, r *Regiondns, name string) float64 {
+	code, body := r.Get("/metrics")
+	if code != 200 {
+		b.Fatalf("/metrics: HTTP %d", code)
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		fields := strings.Fields(line)
+		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// scaleRSS returns the resident set size of a process, in bytes.
+func scaleRSS(b *testing.B, pid int) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
