@@ -73,7 +73,7 @@ bench: $(CONSUL)
 bench-convergence: $(CONSUL)
 	@mkdir -p $(CACHE)/bench
 	$(GO) build -o $(CACHE)/bin/regiondns-bench ./cmd/regiondns
-	cd e2e && REGIONDNS_BIN=$(CACHE)/bin/regiondns-bench REGIONDNS_CONSUL_BIN=$(CONSUL) \
+	set -o pipefail; cd e2e && REGIONDNS_BIN=$(CACHE)/bin/regiondns-bench REGIONDNS_CONSUL_BIN=$(CONSUL) \
 		$(GO) test -run='^$$' -bench='^BenchmarkConvergence$$' -benchtime=200x -timeout 20m . \
 		| tee $(CACHE)/bench/convergence.txt
 
