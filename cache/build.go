@@ -273,6 +273,8 @@ func (b *builder) finish(gen uint64) *Snapshot {
 		names:    make(map[string]*node, len(b.nodes)),
 		negative: []dns.RR{b.negative},
 	}
+	var wb wireBuilder
+	s.negativeWire = wb.negative(b.zone, b.negative)
 	for name, p := range b.nodes {
 		n := p.node
 		n.a, n.aaaa = rotate(p.a), rotate(p.aaaa)
@@ -293,6 +295,7 @@ func (b *builder) finish(gen uint64) *Snapshot {
 		// the shared backing array.
 		n.srv, n.srvExtra = slices.Clip(n.srv), slices.Clip(n.srvExtra)
 		n.ns, n.nsExtra = slices.Clip(n.ns), slices.Clip(n.nsExtra)
+		n.wire = wb.node(name, &n)
 		s.names[name] = &n
 	}
 	return s

@@ -78,6 +78,9 @@ type Snapshot struct {
 	names map[string]*node
 	// negative is the authority section of NXDOMAIN and NODATA answers.
 	negative []dns.RR
+	// negativeWire is negative packed for the fast path (nil when it
+	// cannot be packed).
+	negativeWire *NegativeWire
 	// rotation picks the A/AAAA rotation of each answer.
 	rotation atomic.Uint32
 }
@@ -96,6 +99,8 @@ type node struct {
 	// anyType is the type whose records answer a query of type ANY
 	// (RFC 8482: one RRset, never all of them); 0 answers NODATA.
 	anyType uint16
+	// wire holds the same answers packed.
+	wire wireSet
 }
 
 // rotations are the precomputed orders of an A or AAAA RRset: rotation i
@@ -131,6 +136,72 @@ func (s *Snapshot) Lookup(qname string, qtype uint16) Answer {
 	return Answer{Result: Success, Answer: ans, Extra: extra}
 }
 
+// LookupWire is Lookup for the resolver's fast path: it returns the packed
+// answer to a question for name, which must be lower case, fully qualified
+// and free of escapes (the question's labels as they are on the wire,
+// joined by dots). rot picks the rotation of an A or AAAA answer: the fast
+// path counts queries per socket, so that no counter is shared between
+// CPUs.
+//
+// For Success the *Wire is nil when the answer could not be packed (a name
+// with an escape): the caller answers through Lookup then. NXDomain and
+// NoData answers are built from NegativeWire. It does not allocate.
+func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32) (*Wire, Result) {
+	if !inZoneWire(name, s.zone) {
+		return nil, OutOfZone
+	}
+	n, ok := s.names[string(name)]
+	if !ok {
+		return nil, NXDomain
+	}
+	if qtype == dns.TypeANY {
+		qtype = n.anyType
+	}
+	var w *Wire
+	switch qtype {
+	case dns.TypeA:
+		if r := n.wire.a; len(r) > 0 {
+			w = &r[rot%uint32(len(r))]
+		} else if len(n.a) > 0 {
+			return nil, Success
+		}
+	case dns.TypeAAAA:
+		if r := n.wire.aaaa; len(r) > 0 {
+			w = &r[rot%uint32(len(r))]
+		} else if len(n.aaaa) > 0 {
+			return nil, Success
+		}
+	case dns.TypeSRV:
+		w = n.wire.srv
+		if w == nil && len(n.srv) > 0 {
+			return nil, Success
+		}
+	case dns.TypeTXT:
+		w = n.wire.txt
+		if w == nil && len(n.txt) > 0 {
+			return nil, Success
+		}
+	case dns.TypeSOA:
+		w = n.wire.soa
+		if w == nil && len(n.soa) > 0 {
+			return nil, Success
+		}
+	case dns.TypeNS:
+		w = n.wire.ns
+		if w == nil && len(n.ns) > 0 {
+			return nil, Success
+		}
+	}
+	if w == nil {
+		return nil, NoData
+	}
+	return w, Success
+}
+
+// NegativeWire returns the packed authority section of NXDOMAIN and NODATA
+// answers, or nil when it could not be packed.
+func (s *Snapshot) NegativeWire() *NegativeWire { return s.negativeWire }
+
 // records returns the answer and additional records of type qtype at n.
 func (s *Snapshot) records(n *node, qtype uint16) (ans, extra []dns.RR) {
 	switch qtype {
@@ -161,6 +232,18 @@ func (s *Snapshot) pick(r rotations) []dns.RR {
 		return r[0]
 	}
 	return r[s.rotation.Add(1)%uint32(len(r))]
+}
+
+// inZoneWire is inZone for a name without escapes.
+func inZoneWire(name []byte, zone string) bool {
+	if zone == "." {
+		return true
+	}
+	i := len(name) - len(zone)
+	if i < 0 || string(name[i:]) != zone {
+		return false
+	}
+	return i == 0 || name[i-1] == '.'
 }
 
 // inZone reports whether name is zone or below it. A dot escaped in the

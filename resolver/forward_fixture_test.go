@@ -45,19 +45,42 @@ func startUpstream(t *testing.T, answer answerFunc) *fakeUpstream {
 			w.WriteMsg(resp)
 		}
 	})
-	srv := NewServer("127.0.0.1:0", h, ServerOptions{}, nil)
+	u.addr = startMiekgServer(t, h)
+	return u
+}
+
+// startMiekgServer serves h with miekg/dns on UDP and TCP on one port of
+// 127.0.0.1, as Consul DNS does; the servers stop when the test ends.
+func startMiekgServer(t *testing.T, h dns.Handler) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatalf("start upstream: %v", err)
+	ln, pcs, err := listen(ctx, "127.0.0.1:0", 1)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	started := make(chan struct{}, 2)
+	notify := func() { started <- struct{}{} }
+	servers := []*dns.Server{
+		{Listener: ln, Handler: h, NotifyStartedFunc: notify},
+		{PacketConn: pcs[0], Handler: h, NotifyStartedFunc: notify},
+	}
+	for _, srv := range servers {
+		go srv.ActivateAndServe()
+	}
+	for range servers {
+		select {
+		case <-started:
+		case <-ctx.Done():
+			t.Fatal("upstream did not start")
+		}
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		defer cancel()
-		srv.Shutdown(ctx)
+		for _, srv := range servers {
+			srv.Shutdown()
+		}
 	})
-	u.addr = srv.Addr()
-	return u
+	return ln.Addr().String()
 }
 
 // queries returns how many queries u received over UDP and TCP together.

@@ -80,3 +80,40 @@ func FuzzHandle(f *testing.F) {
 		}
 	})
 }
+
+// FuzzFastPath feeds the fast path every message: when it answers, the
+// answer must be HandleRequest's (checkFast: same header, sections, EDNS
+// and names, the question echoed byte for byte), over UDP and TCP, and it
+// must never write past the room it was given. testdata/fuzz/FuzzFastPath
+// holds queries at its edges: EDNS options, escapes, case patterns,
+// pointers, trailing octets.
+func FuzzFastPath(f *testing.F) {
+	for _, seed := range fuzzSeeds(f) {
+		f.Add(seed)
+	}
+	for _, q := range fastQueries {
+		wire, err := q.msg.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(wire)
+	}
+	h := New(testStore(f), Options{}, nil)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		before := bytes.Clone(data)
+		for _, tcp := range []bool{false, true} {
+			checkFast(t, "fuzz", h, data, tcp)
+			if !bytes.Equal(data, before) {
+				t.Fatal("the fast path modified the query")
+			}
+			// Too little room: no answer, and nothing written past it.
+			out := make([]byte, 64)
+			if f := h.answerFast(data, tcp, out[:32], 0); f.ok && f.n > 32 {
+				t.Fatalf("answer of %d octets in 32", f.n)
+			}
+			if !bytes.Equal(out[32:], make([]byte, 32)) {
+				t.Fatal("the fast path wrote past its buffer")
+			}
+		}
+	})
+}

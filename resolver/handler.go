@@ -1,12 +1,16 @@
 // Package resolver answers DNS queries: names in the zone from the current
 // cache.Snapshot, other names through an optional delegate (Consul DNS),
 // refused otherwise. Handler does the DNS protocol work (header bits, EDNS(0),
-// truncation) and Server runs it on UDP and TCP.
+// truncation) and Server runs it on UDP and TCP. Names in the zone take a
+// fast path (AnswerWire) that answers from the snapshot's packed responses
+// without unpacking, packing or allocating; everything else goes through
+// miekg/dns and HandleRequest.
 package resolver
 
 import (
 	"log/slog"
 	"net"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -44,6 +48,11 @@ type Handler struct {
 	store  *cache.Store
 	opts   Options
 	logger *slog.Logger
+	// rotation picks the A/AAAA order for AnswerWire; the server's loops
+	// keep counters of their own.
+	rotation atomic.Uint32
+	// panicLogged is when a panic was last logged (Unix nanoseconds).
+	panicLogged atomic.Int64
 }
 
 var _ dns.Handler = (*Handler)(nil)
@@ -83,6 +92,24 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 }
 
+// Source says what answered a query, for the metrics.
+type Source uint8
+
+// The sources of an answer.
+const (
+	// SourceSnapshot: a name in the zone, answered from the snapshot.
+	SourceSnapshot Source = iota
+	// SourceDelegated: a name outside the zone, answered through
+	// Options.Delegate (whatever its rcode).
+	SourceDelegated
+	// SourceError: no lookup was made: a malformed query (FORMERR), an
+	// opcode, EDNS version, class or type that is not served (NOTIMP,
+	// BADVERS, REFUSED), a name outside the zone without a delegate
+	// (REFUSED), no snapshot yet or a panic (SERVFAIL).
+	SourceError
+	numSources
+)
+
 // HandleRequest returns the response to req, received over TCP when tcp is
 // true (which sets the size limit), or nil when req must not be answered.
 // It never modifies req.
@@ -92,9 +119,15 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // claim to cover every class (RFC 6895 §3.1); any other class is REFUSED,
 // as this server is authoritative for no zone in it.
 func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
+	resp, _ := h.handle(req, tcp)
+	return resp
+}
+
+// handle is HandleRequest, and says what answered.
+func (h *Handler) handle(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
 	if req.Response {
 		// Answering a response invites loops and reflection.
-		return nil
+		return nil, SourceError
 	}
 	resp := &dns.Msg{MsgHdr: dns.MsgHdr{
 		Id:               req.Id,
@@ -112,8 +145,9 @@ func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
 		// RFC 6891 §6.1.1: more than one OPT (or a malformed one) is
 		// FORMERR, answered without EDNS.
 		resp.Rcode = dns.RcodeFormatError
-		return resp
+		return resp, SourceError
 	}
+	src := SourceError
 	switch {
 	case e.present && e.version != 0:
 		resp.Rcode = dns.RcodeBadVers
@@ -122,59 +156,59 @@ func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
 	case len(req.Question) != 1:
 		resp.Rcode = dns.RcodeFormatError
 	default:
-		h.answer(req, resp, tcp)
+		src = h.answer(req, resp, tcp)
 	}
-	return h.finish(resp, e, tcp)
+	return h.finish(resp, e, tcp), src
 }
 
 // answer fills resp with the answer to req's single question.
-func (h *Handler) answer(req, resp *dns.Msg, tcp bool) {
+func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
 	q := req.Question[0]
 	switch q.Qclass {
 	case dns.ClassINET, dns.ClassANY:
 	default:
 		resp.Rcode = dns.RcodeRefused
-		return
+		return SourceError
 	}
 	switch q.Qtype {
 	case dns.TypeOPT:
 		// OPT is a pseudo-record; it cannot be asked for (RFC 6891 §6.1.1).
 		resp.Rcode = dns.RcodeFormatError
-		return
+		return SourceError
 	case dns.TypeAXFR, dns.TypeIXFR:
 		// Zone transfers are not offered: the zone is synthesized from
 		// Consul, and every server builds its own.
 		resp.Rcode = dns.RcodeRefused
-		return
+		return SourceError
 	}
 
 	snap := h.store.Load()
 	if snap == nil {
 		resp.Rcode = dns.RcodeServerFailure
-		return
+		return SourceError
 	}
 	ans := snap.Lookup(lower(dns.Fqdn(q.Name)), q.Qtype)
 	if !ans.InZone() {
-		h.delegate(req, resp, tcp)
-		return
+		return h.delegate(req, resp, tcp)
 	}
 	resp.Authoritative = q.Qclass == dns.ClassINET
 	resp.Rcode = ans.Rcode()
 	resp.Answer, resp.Ns, resp.Extra = ans.Answer, ans.Ns, ans.Extra
+	return SourceSnapshot
 }
 
 // delegate answers a name outside the zone through Options.Delegate, or
 // refuses it.
-func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) {
+func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
 	if h.opts.Delegate == nil {
 		resp.Rcode = dns.RcodeRefused
-		return
+		return SourceError
 	}
 	up, err := h.opts.Delegate(req, tcp)
 	if err != nil || up == nil {
 		h.logger.Debug("delegate", "error", err)
 		resp.Rcode = dns.RcodeServerFailure
-		return
+		return SourceDelegated
 	}
 	// Extended rcodes travel in the upstream OPT, which is not forwarded;
 	// only the 4-bit rcode is meaningful here.
@@ -187,6 +221,7 @@ func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) {
 			resp.Extra = append(resp.Extra, rr)
 		}
 	}
+	return SourceDelegated
 }
 
 // failure returns a copy of resp's header, question and OPT record with

@@ -6,12 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"github.com/miekg/dns"
-	"golang.org/x/net/netutil"
 )
 
 // Server defaults.
@@ -24,6 +23,10 @@ const (
 	// portAttempts bounds the tries to find a port free for both UDP and
 	// TCP when the address asks for port 0.
 	portAttempts = 16
+	// maxSlowUDP bounds the UDP queries in the slow path at once (waiting
+	// for Consul DNS, mostly); beyond it, queries are dropped and counted,
+	// so that a flood of delegated names cannot pile up goroutines.
+	maxSlowUDP = 4096
 )
 
 // ErrNotStarted is returned by Shutdown for a server that never started.
@@ -31,38 +34,57 @@ var ErrNotStarted = errors.New("dns server not started")
 
 // ServerOptions configure a Server. The zero value is valid.
 type ServerOptions struct {
-	// ReadTimeout bounds the wait for the first query on a TCP connection,
-	// and for each UDP read. Default IdleTimeout: a connection that never
-	// sends a query is as idle as one that stopped sending them.
+	// ReadTimeout bounds the wait for the first query on a TCP connection.
+	// Default IdleTimeout: a connection that never sends a query is as
+	// idle as one that stopped sending them.
 	ReadTimeout time.Duration
 	// IdleTimeout closes a TCP connection that has sent no further query
 	// for that long (RFC 7766 §6.2.3). Default DefaultTCPTimeout.
 	IdleTimeout time.Duration
-	// WriteTimeout bounds writing a response. Default DefaultTCPTimeout.
+	// WriteTimeout bounds writing a response over TCP. Default
+	// DefaultTCPTimeout.
 	WriteTimeout time.Duration
 	// MaxTCPConns bounds the open TCP connections; further connections wait
 	// in the kernel's backlog until one closes. Default DefaultMaxTCPConns.
 	MaxTCPConns int
+	// UDPSockets is the number of UDP sockets bound to the address with
+	// SO_REUSEPORT, each served by its own goroutine (Linux; elsewhere
+	// one). Default GOMAXPROCS.
+	UDPSockets int
 }
 
-// Server serves a dns.Handler on UDP and TCP on the same address.
+// Server serves a Handler on UDP and TCP on the same address: the fast
+// path (AnswerWire) first, HandleRequest for the rest. See README.md.
 type Server struct {
-	addr    string
-	handler dns.Handler
-	opts    ServerOptions
-	logger  *slog.Logger
+	addr   string
+	h      *Handler
+	opts   ServerOptions
+	logger *slog.Logger
+
+	// shared holds the counters of TCP connections and of the slow path.
+	shared   sink
+	tcpConns atomic.Int64
+	closing  atomic.Bool
 
 	// mu guards the fields below.
-	mu       sync.Mutex
-	bound    string
-	udp, tcp *dns.Server
-	// served is closed once both serve loops have returned.
-	served chan struct{}
+	mu    sync.Mutex
+	bound string
+	ln    net.Listener
+	udp   []*udpLoop
+	conns map[*tcpConn]struct{}
+	// loops counts the serve loops (UDP sockets, the TCP accept loop and
+	// its connections); slow counts UDP queries in the slow path.
+	loops, slow sync.WaitGroup
+	slowSlots   chan struct{}
+	tcpSlots    chan struct{}
+	stop        chan struct{}
+	started     bool
+	stopped     bool
 }
 
 // NewServer returns a server for handler on addr ("host:port"; port 0
 // picks a port free for both UDP and TCP). A nil logger discards.
-func NewServer(addr string, handler dns.Handler, opts ServerOptions, logger *slog.Logger) *Server {
+func NewServer(addr string, handler *Handler, opts ServerOptions, logger *slog.Logger) *Server {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultTCPTimeout
 	}
@@ -75,78 +97,61 @@ func NewServer(addr string, handler dns.Handler, opts ServerOptions, logger *slo
 	if opts.MaxTCPConns <= 0 {
 		opts.MaxTCPConns = DefaultMaxTCPConns
 	}
+	if opts.UDPSockets <= 0 {
+		opts.UDPSockets = runtime.GOMAXPROCS(0)
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{addr: addr, handler: handler, opts: opts, logger: logger}
+	return &Server{addr: addr, h: handler, opts: opts, logger: logger}
 }
 
 // Start binds UDP and TCP and returns once both serve. It fails if either
-// cannot bind, or if ctx ends first; it does not stop the servers when ctx
+// cannot bind, or if ctx ends first; it does not stop the server when ctx
 // ends later: Shutdown does.
 func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.served != nil {
+	if s.started {
 		return errors.New("dns server already started")
 	}
-	ln, pc, err := listen(ctx, s.addr)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ln, pcs, err := listen(ctx, s.addr, s.opts.UDPSockets)
 	if err != nil {
 		return err
 	}
-	s.bound = ln.Addr().String()
-
-	started := make(chan struct{}, 2)
-	notify := func() { started <- struct{}{} }
-	idle := s.opts.IdleTimeout
-	s.tcp = &dns.Server{
-		Net:               "tcp",
-		Listener:          netutil.LimitListener(ln, s.opts.MaxTCPConns),
-		Handler:           s.handler,
-		ReadTimeout:       s.opts.ReadTimeout,
-		WriteTimeout:      s.opts.WriteTimeout,
-		IdleTimeout:       func() time.Duration { return idle },
-		MsgAcceptFunc:     acceptRequests,
-		DecorateReader:    strictReader,
-		NotifyStartedFunc: notify,
-	}
-	s.udp = &dns.Server{
-		Net:               "udp",
-		PacketConn:        pc,
-		Handler:           s.handler,
-		UDPSize:           udpReadSize,
-		ReadTimeout:       s.opts.ReadTimeout,
-		WriteTimeout:      s.opts.WriteTimeout,
-		MsgAcceptFunc:     acceptRequests,
-		DecorateReader:    strictReader,
-		NotifyStartedFunc: notify,
-	}
-
-	s.served = make(chan struct{})
-	errs := make(chan error, 2)
-	var wg sync.WaitGroup
-	for _, srv := range []*dns.Server{s.tcp, s.udp} {
-		wg.Go(func() {
-			if err := srv.ActivateAndServe(); err != nil {
-				s.logger.Error("dns server stopped", "net", srv.Net, "addr", s.bound, "error", err)
-				errs <- fmt.Errorf("serve %s on %s: %w", srv.Net, s.bound, err)
-			}
-		})
-	}
-	go func() { wg.Wait(); close(s.served) }()
-
-	for range 2 {
-		select {
-		case <-started:
-		case err := <-errs:
-			s.shutdownLocked(context.Background())
-			return err
-		case <-ctx.Done():
-			s.shutdownLocked(context.Background())
-			return ctx.Err()
+	if err := ctx.Err(); err != nil {
+		ln.Close()
+		for _, pc := range pcs {
+			pc.Close()
 		}
+		return err
 	}
-	s.logger.Info("dns server listening", "addr", s.bound)
+	loops := make([]*udpLoop, 0, len(pcs))
+	for i, pc := range pcs {
+		l, err := newUDPLoop(s, pc, i)
+		if err != nil {
+			ln.Close()
+			for _, pc := range pcs {
+				pc.Close()
+			}
+			return fmt.Errorf("dns udp socket on %s: %w", ln.Addr(), err)
+		}
+		loops = append(loops, l)
+	}
+	s.started = true
+	s.bound, s.ln, s.udp = ln.Addr().String(), ln, loops
+	s.conns = make(map[*tcpConn]struct{})
+	s.slowSlots = make(chan struct{}, maxSlowUDP)
+	s.tcpSlots = make(chan struct{}, s.opts.MaxTCPConns)
+	s.stop = make(chan struct{})
+	for _, l := range loops {
+		s.loops.Go(l.run)
+	}
+	s.loops.Go(s.acceptTCP)
+	s.logger.Info("dns server listening", "addr", s.bound, "udp_sockets", len(s.udp))
 	return nil
 }
 
@@ -158,62 +163,94 @@ func (s *Server) Addr() string {
 	return s.bound
 }
 
-// Shutdown stops accepting queries, unblocks open TCP connections and waits,
-// until ctx ends, for the queries in flight.
+// Stats returns the server's counters since it started. It is cheap
+// enough for every scrape: the per-socket counters are summed here, not on
+// the query path.
+func (s *Server) Stats() Stats {
+	var st Stats
+	s.shared.addTo(&st)
+	s.mu.Lock()
+	loops := s.udp
+	s.mu.Unlock()
+	for _, l := range loops {
+		l.sink.addTo(&st)
+	}
+	st.TCPConnections = s.tcpConns.Load()
+	return st
+}
+
+// Shutdown stops reading queries, lets those in flight finish (answers
+// being written, queries waiting for Consul DNS) and closes the sockets;
+// it gives up when ctx ends.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.served == nil {
+	if !s.started {
+		s.mu.Unlock()
 		return ErrNotStarted
 	}
-	return s.shutdownLocked(ctx)
-}
-
-// shutdownLocked stops both servers; s.mu must be held. Stopping a server
-// whose serve loop has not started yet makes miekg/dns report "not
-// started"; its listener is closed directly then, which ends the loop.
-func (s *Server) shutdownLocked(ctx context.Context) error {
-	var errs []error
-	for _, srv := range []*dns.Server{s.tcp, s.udp} {
-		if err := srv.ShutdownContext(ctx); err != nil {
-			closeListeners(srv)
-			if ctx.Err() != nil {
-				errs = append(errs, err)
-			}
+	if !s.stopped {
+		s.stopped = true
+		s.closing.Store(true)
+		close(s.stop)
+		s.ln.Close()
+		// A read deadline in the past ends every blocked read at once.
+		for _, l := range s.udp {
+			l.conn.SetReadDeadline(time.Now())
+		}
+		for c := range s.conns {
+			c.conn.SetReadDeadline(time.Now())
 		}
 	}
+	udp := s.udp
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.loops.Wait()
+		s.slow.Wait()
+		close(done)
+	}()
+	var err error
 	select {
-	case <-s.served:
+	case <-done:
 	case <-ctx.Done():
-		errs = append(errs, ctx.Err())
+		err = ctx.Err()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.conn.Close()
+		}
+		s.mu.Unlock()
 	}
-	return errors.Join(errs...)
+	// Answers of the slow path are written to the UDP sockets: they
+	// close last.
+	for _, l := range udp {
+		l.conn.Close()
+	}
+	return err
 }
 
-func closeListeners(srv *dns.Server) {
-	if srv.Listener != nil {
-		srv.Listener.Close()
+// track registers an open TCP connection, or reports false once the server
+// is shutting down.
+func (s *Server) track(c *tcpConn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return false
 	}
-	if srv.PacketConn != nil {
-		srv.PacketConn.Close()
-	}
+	s.conns[c] = struct{}{}
+	return true
 }
 
-// acceptRequests lets every request through to the handler, which answers
-// bad opcodes, question counts and EDNS itself (the miekg/dns default would
-// reject some with FORMERR before the handler could add EDNS). Responses
-// are dropped: answering them invites loops.
-func acceptRequests(dh dns.Header) dns.MsgAcceptAction {
-	const qr = 1 << 15
-	if dh.Bits&qr != 0 {
-		return dns.MsgIgnore
-	}
-	return dns.MsgAccept
+func (s *Server) untrack(c *tcpConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
 }
 
-// listen binds TCP and then UDP on the same port. With port 0 the kernel
-// picks a free TCP port that may be taken for UDP: then it tries again.
-func listen(ctx context.Context, addr string) (net.Listener, net.PacketConn, error) {
+// listen binds TCP and then n UDP sockets on the same port. With port 0
+// the kernel picks a free TCP port that may be taken for UDP: then it tries
+// again.
+func listen(ctx context.Context, addr string, n int) (net.Listener, []*net.UDPConn, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("dns listen address %q: %w", addr, err)
@@ -228,10 +265,10 @@ func listen(ctx context.Context, addr string) (net.Listener, net.PacketConn, err
 		if err != nil {
 			return nil, nil, fmt.Errorf("dns listen tcp %s: %w", addr, err)
 		}
-		bound := ln.Addr().(*net.TCPAddr).Port
-		pc, err := lc.ListenPacket(ctx, "udp", net.JoinHostPort(host, strconv.Itoa(bound)))
+		bound := net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+		pcs, err := listenUDP(ctx, bound, n)
 		if err == nil {
-			return ln, pc, nil
+			return ln, pcs, nil
 		}
 		ln.Close()
 		if i+1 >= attempts {

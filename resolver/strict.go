@@ -1,57 +1,27 @@
 package resolver
 
-import (
-	"encoding/binary"
-	"net"
-	"time"
-
-	"github.com/miekg/dns"
-)
+import "encoding/binary"
 
 // headerLen is the length of the DNS message header (RFC 1035 §4.1.1).
 const headerLen = 12
 
-// strictReader wraps the reader of a dns.Server so that a message whose
-// sections do not hold what its header counts is answered FORMERR.
+// A message whose sections do not hold what its header counts is answered
+// FORMERR.
 //
 // miekg/dns unpacks such messages without an error: a count larger than
 // the records that follow is taken as "the rest is missing", and a
 // question cut after its name (no QTYPE, no QCLASS) as QTYPE 0, QCLASS 0.
 // A query like that is malformed (RFC 1035 §4.1), and answering it as if
-// it were whole would answer a question nobody asked. The message is cut
-// down to its header with every count zero: the handler then answers
-// FORMERR (no question), with the ID, opcode and RD of the query.
-func strictReader(r dns.Reader) dns.Reader {
-	pr, ok := r.(dns.PacketConnReader)
-	if !ok {
-		// miekg/dns's own reader implements PacketConnReader; without it
-		// the UDP server cannot run on a net.PacketConn anyway.
-		return r
-	}
-	return strict{pr}
-}
-
-type strict struct{ dns.PacketConnReader }
-
-func (r strict) ReadTCP(conn net.Conn, timeout time.Duration) ([]byte, error) {
-	m, err := r.PacketConnReader.ReadTCP(conn, timeout)
-	return sanitize(m), err
-}
-
-func (r strict) ReadUDP(conn *net.UDPConn, timeout time.Duration) ([]byte, *dns.SessionUDP, error) {
-	m, s, err := r.PacketConnReader.ReadUDP(conn, timeout)
-	return sanitize(m), s, err
-}
-
-func (r strict) ReadPacketConn(conn net.PacketConn, timeout time.Duration) ([]byte, net.Addr, error) {
-	m, a, err := r.PacketConnReader.ReadPacketConn(conn, timeout)
-	return sanitize(m), a, err
-}
+// it were whole would answer a question nobody asked. The slow path
+// (answerSlow) cuts it down to its header with every count zero: the
+// handler then answers FORMERR (no question), with the ID, opcode and RD
+// of the query. The fast path reads every section it counts, so it never
+// sees one.
 
 // sanitize returns m, or, when its sections do not hold what its header
 // counts, its header alone with every count zero (in place: m is the
-// server's buffer for this message only). Messages shorter than a header
-// are left to miekg/dns, which drops them.
+// slow path's copy of this message). Messages shorter than a header are
+// dropped by the caller.
 func sanitize(m []byte) []byte {
 	if len(m) < headerLen || wellFormed(m) {
 		return m

@@ -8,6 +8,7 @@ import (
 
 	"github.com/regiondns/regiondns/cache"
 	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
 )
@@ -208,4 +209,72 @@ func (c *lruCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(st.Misses))
 	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(st.Evictions))
 	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
+}
+
+// dnsCollector reports the DNS server's counters at scrape time: the
+// server counts per socket loop and per connection without labels or
+// locks, and the sums are made here.
+type dnsCollector struct {
+	stats                                         func() resolver.Stats
+	queries, answers, duration, truncated, panics *prometheus.Desc
+	dropped, tcpConns                             *prometheus.Desc
+}
+
+func newDNSCollector(stats func() resolver.Stats) *dnsCollector {
+	return &dnsCollector{
+		stats: stats,
+		queries: prometheus.NewDesc("regiondns_dns_queries_total",
+			"DNS queries answered, by protocol (udp, tcp), query type (A, AAAA, SRV, TXT, SOA, NS, ANY, other) and response code.",
+			[]string{"proto", "type", "rcode"}, nil),
+		answers: prometheus.NewDesc("regiondns_dns_answers_total",
+			"DNS queries answered, by source: snapshot (names in the zone), delegated (Consul DNS), error (rejected before any lookup).",
+			[]string{"source"}, nil),
+		duration: prometheus.NewDesc("regiondns_dns_query_duration_seconds",
+			"Time from reading a query to its response being ready, by source; one query in 64 is timed.",
+			[]string{"source"}, nil),
+		truncated: prometheus.NewDesc("regiondns_dns_truncated_responses_total",
+			"DNS responses sent with TC set (too big for UDP: the client retries over TCP).", nil, nil),
+		panics: prometheus.NewDesc("regiondns_dns_panics_recovered_total",
+			"Queries whose handling panicked; each was answered SERVFAIL (or by the slow path, for a panic of the fast path).", nil, nil),
+		dropped: prometheus.NewDesc("regiondns_dns_dropped_messages_total",
+			"DNS messages not answered: responses, messages shorter than a header, UDP queries beyond the bound on the slow path.", nil, nil),
+		tcpConns: prometheus.NewDesc("regiondns_dns_tcp_connections",
+			"Open DNS TCP connections.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *dnsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.queries, c.answers, c.duration, c.truncated, c.panics, c.dropped, c.tcpConns} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector. Every label combination is
+// reported, zero or not, so that rates never start from a missing series.
+func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.stats()
+	for p, proto := range resolver.Protocols {
+		for q, qtype := range resolver.QueryTypes {
+			for r, rcode := range resolver.Rcodes {
+				ch <- prometheus.MustNewConstMetric(c.queries, prometheus.CounterValue, float64(st.Queries[p][q][r]), proto, qtype, rcode)
+			}
+		}
+	}
+	for src, source := range resolver.Sources {
+		ch <- prometheus.MustNewConstMetric(c.answers, prometheus.CounterValue, float64(st.Answers[src]), source)
+		d := st.Durations[src]
+		buckets := make(map[float64]uint64, len(resolver.DurationBuckets))
+		var count uint64
+		for b, upper := range resolver.DurationBuckets {
+			count += d.Counts[b]
+			buckets[upper.Seconds()] = count
+		}
+		count += d.Counts[len(resolver.DurationBuckets)]
+		ch <- prometheus.MustNewConstHistogram(c.duration, count, d.Sum.Seconds(), buckets, source)
+	}
+	ch <- prometheus.MustNewConstMetric(c.truncated, prometheus.CounterValue, float64(st.Truncated))
+	ch <- prometheus.MustNewConstMetric(c.panics, prometheus.CounterValue, float64(st.Panics))
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(c.tcpConns, prometheus.GaugeValue, float64(st.TCPConnections))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
 )
@@ -82,6 +83,7 @@ func testMetrics(t *testing.T) *metrics {
 	t.Helper()
 	m := newMetrics(testMetricsWatcher(t))
 	m.registry.MustRegister(newLRUCollector(cache.NewLRU(cache.LRUOptions{})))
+	m.registry.MustRegister(newDNSCollector(func() resolver.Stats { return resolver.Stats{} }))
 	// Vectors only show up once they have a child.
 	m.activeRegion.WithLabelValues("c", "main")
 	m.splitBrain.WithLabelValues("c")

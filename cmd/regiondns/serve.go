@@ -53,7 +53,9 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
 		IdleTimeout: s.TCPIdleTimeout,
 		MaxTCPConns: s.TCPMaxConns,
+		UDPSockets:  s.UDPSockets,
 	}, logger)
+	m.registry.MustRegister(newDNSCollector(dnsSrv.Stats))
 	if err := dnsSrv.Start(ctx); err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}

@@ -27,6 +27,7 @@ type settings struct {
 	ConsulWait      time.Duration `env:"CONSUL_WAIT" envDefault:"60s"`
 	TCPIdleTimeout  time.Duration `env:"TCP_IDLE_TIMEOUT" envDefault:"10s"`
 	TCPMaxConns     int           `env:"TCP_MAX_CONNS" envDefault:"1024"`
+	UDPSockets      int           `env:"UDP_SOCKETS" envDefault:"0"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"10s"`
 	Delegation      bool          `env:"DELEGATION" envDefault:"true"`
 	LocalRegion     string        `env:"LOCAL_REGION"`
@@ -43,6 +44,8 @@ func loadSettings() (settings, error) {
 	switch {
 	case s.TCPMaxConns < 1:
 		return s, fmt.Errorf("REGIONDNS_TCP_MAX_CONNS: %d is not valid; want a positive number", s.TCPMaxConns)
+	case s.UDPSockets < 0:
+		return s, fmt.Errorf("REGIONDNS_UDP_SOCKETS: %d is not valid; want 0 (one per CPU, GOMAXPROCS) or a positive number", s.UDPSockets)
 	case s.ConsulWait < time.Second || s.ConsulWait > 10*time.Minute:
 		return s, fmt.Errorf("REGIONDNS_CONSUL_WAIT: %s is not valid; want between 1s and 10m (Consul's limit)", s.ConsulWait)
 	case s.TCPIdleTimeout <= 0:

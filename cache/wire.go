@@ -1,0 +1,416 @@
+package cache
+
+import (
+	"encoding/binary"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// Wire is one answer of the snapshot packed once, when the snapshot is
+// built: the whole response to the question for the answer's owner name,
+// with ID 0, the flags QR and AA, RD and CD clear, compressed exactly as
+// miekg/dns packs the same message. The resolver's fast path copies it,
+// patches the ID, the flags and the question (the client's own bytes, case
+// included) and appends its OPT record: the response is byte for byte the
+// one HandleRequest gives.
+//
+// miekg/dns compresses case-sensitively, so the bytes depend on the case of
+// the question: Lower is the response to the question in lower case (names
+// point into the question), Cased the response to a question whose last
+// label has an upper-case letter (no name points into the question). A
+// question in lower case except its last label matches neither; the slow
+// path answers it.
+type Wire struct {
+	Lower, Cased Packed
+}
+
+// Packed is one packed response; Msg must not be modified.
+type Packed struct {
+	Msg []byte
+	// Extra is the offset of the additional section in Msg: Msg[:Extra]
+	// with ARCOUNT 0 is the response without it (RFC 2181 §9).
+	Extra int
+}
+
+// NegativeWire is the authority section of every NXDOMAIN and NODATA
+// answer, the negative SOA, packed after a question for the zone apex. For a
+// question whose name is d octets longer than the apex, every compression
+// pointer in it moves d octets: the apex is the last labels of the question
+// name, and the record starts d octets later.
+//
+// Lower follows a question in lower case (its owner points into the
+// question), Cased one whose last label has an upper-case letter (as Wire).
+// miekg/dns may point a name of the SOA's data at a longer suffix of the
+// question than the apex (a question for "x.ns1.<zone>" and the MNAME
+// "ns1.<zone>"): the fast path then spells out a label more than
+// HandleRequest does; the records are the same.
+type NegativeWire struct {
+	Lower, Cased NegativeRR
+	// ApexLen is the length of the apex name in wire format.
+	ApexLen int
+}
+
+// NegativeRR is one packing of the negative SOA.
+type NegativeRR struct {
+	// RR is the record.
+	RR []byte
+	// Pointers are the offsets in RR of its compression pointers.
+	Pointers []int
+}
+
+// wireSet holds the packed answers of one owner name, nil where it has no
+// records of the type or where a name cannot be packed here (the resolver
+// then answers through Lookup).
+type wireSet struct {
+	a, aaaa           []Wire
+	srv, txt, soa, ns *Wire
+}
+
+// The header of every template: QR and AA set, one question.
+const (
+	headerLen    = 12
+	flagsQRAA    = 0x8400
+	maxCompress  = 1 << 14 // miekg/dns's maxCompressionOffset
+	maxNameWire  = 255
+	maxLabelWire = 63
+)
+
+// packer writes messages the way miekg/dns packs them with compression on:
+// each name is looked up by its suffixes, longest first, among the names
+// written before; a suffix not seen yet is remembered at its offset. Names
+// that may be compressed (owners, NS and SOA names) end in a pointer at the
+// first suffix seen; SRV targets are never compressed (RFC 2782) but are
+// remembered. Lookups are case-sensitive, as in miekg/dns; every name in a
+// snapshot is lower case.
+type packer struct {
+	b    []byte
+	seen []compressed
+	// cased, while the question is written, keeps its suffixes out of
+	// seen: a question whose last label has an upper-case letter matches
+	// no name of the snapshot (all lower case).
+	cased bool
+	// ptrs, when recording, collects the offsets of pointers written.
+	ptrs      []int
+	recording bool
+	// owner is the question's name, known to be packable: most records
+	// are owned by it.
+	owner string
+}
+
+type compressed struct {
+	suffix string
+	off    int
+}
+
+// reset forgets the last message; p.b is nil (answer points it at the
+// arena, where the last message may have been kept).
+func (p *packer) reset() {
+	p.b, p.seen, p.ptrs, p.recording, p.cased = nil, p.seen[:0], p.ptrs[:0], false, false
+}
+
+func (p *packer) find(suffix string) (int, bool) {
+	for _, c := range p.seen {
+		if c.suffix == suffix {
+			return c.off, true
+		}
+	}
+	return 0, false
+}
+
+// packable reports whether name can be written by the packer: fully
+// qualified, no escapes (a snapshot name with one is answered by the slow
+// path), labels and name within the limits of RFC 1035.
+func packable(name string) bool {
+	if name == "." {
+		return true
+	}
+	if !strings.HasSuffix(name, ".") || strings.IndexByte(name, '\\') >= 0 || len(name)+1 > maxNameWire {
+		return false
+	}
+	begin := 0
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			if l := i - begin; l == 0 || l > maxLabelWire {
+				return false
+			}
+			begin = i + 1
+		}
+	}
+	return true
+}
+
+// name writes a domain name; packable(name) must hold.
+func (p *packer) name(name string, compress bool) {
+	if name == "." {
+		p.b = append(p.b, 0)
+		return
+	}
+	begin := 0
+	for i := 0; i < len(name); i++ {
+		if name[i] != '.' {
+			continue
+		}
+		suffix := name[begin:]
+		if p.cased {
+			// Not remembered: see cased.
+		} else if off, ok := p.find(suffix); ok {
+			if compress {
+				if p.recording {
+					p.ptrs = append(p.ptrs, len(p.b))
+				}
+				p.b = binary.BigEndian.AppendUint16(p.b, 0xC000|uint16(off))
+				return
+			}
+		} else if len(p.b) < maxCompress {
+			p.seen = append(p.seen, compressed{suffix, len(p.b)})
+		}
+		p.b = append(p.b, byte(i-begin))
+		p.b = append(p.b, name[begin:i]...)
+		begin = i + 1
+	}
+	p.b = append(p.b, 0)
+}
+
+func (p *packer) u16(v uint16) { p.b = binary.BigEndian.AppendUint16(p.b, v) }
+func (p *packer) u32(v uint32) { p.b = binary.BigEndian.AppendUint32(p.b, v) }
+
+// header writes a response header with the section counts.
+func (p *packer) header(rcode, an, ns, ar int) {
+	p.u16(0)
+	p.u16(flagsQRAA | uint16(rcode))
+	p.u16(1)
+	p.u16(uint16(an))
+	p.u16(uint16(ns))
+	p.u16(uint16(ar))
+}
+
+// question writes the question for name, class IN; cased: as a question
+// whose last label has an upper-case letter would be (the resolver writes
+// the client's question over it).
+func (p *packer) question(name string, qtype uint16, cased bool) {
+	p.owner = name
+	p.cased = cased
+	p.name(name, true)
+	p.cased = false
+	p.u16(qtype)
+	p.u16(dns.ClassINET)
+}
+
+// rr writes one record, and reports false for a record the packer cannot
+// write (a type the snapshot never holds, or a name or string with an
+// escape).
+func (p *packer) rr(rr dns.RR) bool {
+	h := rr.Header()
+	if h.Name != p.owner && !packable(h.Name) {
+		return false
+	}
+	p.name(h.Name, true)
+	p.u16(h.Rrtype)
+	p.u16(h.Class)
+	p.u32(h.Ttl)
+	lenAt := len(p.b)
+	p.u16(0)
+	switch v := rr.(type) {
+	case *dns.A:
+		a := v.A.To4()
+		if a == nil {
+			return false
+		}
+		p.b = append(p.b, a...)
+	case *dns.AAAA:
+		a := v.AAAA.To16()
+		if a == nil {
+			return false
+		}
+		p.b = append(p.b, a...)
+	case *dns.SRV:
+		if !packable(v.Target) {
+			return false
+		}
+		p.u16(v.Priority)
+		p.u16(v.Weight)
+		p.u16(v.Port)
+		p.name(v.Target, false)
+	case *dns.TXT:
+		for _, s := range v.Txt {
+			if len(s) > 255 || strings.IndexByte(s, '\\') >= 0 {
+				return false
+			}
+			p.b = append(p.b, byte(len(s)))
+			p.b = append(p.b, s...)
+		}
+	case *dns.NS:
+		if !packable(v.Ns) {
+			return false
+		}
+		p.name(v.Ns, true)
+	case *dns.SOA:
+		if !packable(v.Ns) || !packable(v.Mbox) {
+			return false
+		}
+		p.name(v.Ns, true)
+		p.name(v.Mbox, true)
+		p.u32(v.Serial)
+		p.u32(v.Refresh)
+		p.u32(v.Retry)
+		p.u32(v.Expire)
+		p.u32(v.Minttl)
+	default:
+		return false
+	}
+	rdlen := len(p.b) - lenAt - 2
+	if rdlen > 0xFFFF {
+		return false
+	}
+	binary.BigEndian.PutUint16(p.b[lenAt:], uint16(rdlen))
+	return true
+}
+
+// arena hands out the byte slices of a snapshot's templates from large
+// blocks: a few allocations per snapshot instead of one per answer.
+type arena struct {
+	block []byte
+}
+
+const arenaBlock = 64 << 10
+
+// tail returns the free end of the current block, for a packer to append
+// to: keep then takes what was written there.
+func (a *arena) tail() []byte {
+	if cap(a.block)-len(a.block) < 2<<10 {
+		a.block = make([]byte, 0, arenaBlock)
+	}
+	return a.block[len(a.block):len(a.block)]
+}
+
+// keep returns b, written from tail, for good. A message that outgrew the
+// block was moved by append to an array of its own, which it keeps.
+func (a *arena) keep(b []byte) []byte {
+	rest := a.block[len(a.block):cap(a.block)]
+	if len(b) > 0 && len(rest) >= len(b) && &rest[0] == &b[0] {
+		a.block = a.block[:len(a.block)+len(b)]
+	}
+	return b[:len(b):len(b)]
+}
+
+// wireBuilder packs the templates of a snapshot.
+type wireBuilder struct {
+	p     packer
+	arena arena
+	wires []Wire
+}
+
+// answer packs the responses for (name, qtype) with the answer and
+// additional sections given into w; false when a name or record cannot be
+// packed or the message outgrows DNS (then the slow path answers).
+func (wb *wireBuilder) answer(w *Wire, name string, qtype uint16, ans, extra []dns.RR) bool {
+	if len(ans) == 0 || !packable(name) {
+		return false
+	}
+	for _, v := range []struct {
+		cased bool
+		into  *Packed
+	}{{false, &w.Lower}, {true, &w.Cased}} {
+		p := &wb.p
+		p.reset()
+		p.b = wb.arena.tail()
+		p.header(dns.RcodeSuccess, len(ans), 0, len(extra))
+		p.question(name, qtype, v.cased)
+		for _, rr := range ans {
+			if !p.rr(rr) {
+				return false
+			}
+		}
+		extraAt := len(p.b)
+		for _, rr := range extra {
+			if !p.rr(rr) {
+				return false
+			}
+		}
+		if len(p.b) > dns.MaxMsgSize {
+			return false
+		}
+		*v.into = Packed{Msg: wb.arena.keep(p.b), Extra: extraAt}
+	}
+	return true
+}
+
+// alloc returns n zero Wires, contiguous, from the builder's blocks.
+func (wb *wireBuilder) alloc(n int) []Wire {
+	if len(wb.wires)+n > cap(wb.wires) {
+		wb.wires = make([]Wire, 0, max(n, 1024))
+	}
+	start := len(wb.wires)
+	wb.wires = wb.wires[:start+n]
+	return wb.wires[start : start+n : start+n]
+}
+
+// one packs a single answer; nil when it has no records or cannot be
+// packed.
+func (wb *wireBuilder) one(name string, qtype uint16, ans, extra []dns.RR) *Wire {
+	if len(ans) == 0 {
+		return nil
+	}
+	w := &wb.alloc(1)[0]
+	if !wb.answer(w, name, qtype, ans, extra) {
+		return nil
+	}
+	return w
+}
+
+// rotations packs one response per precomputed order of an RRset; nil
+// when one cannot be packed.
+func (wb *wireBuilder) rotations(name string, qtype uint16, r rotations) []Wire {
+	if len(r) == 0 {
+		return nil
+	}
+	out := wb.alloc(len(r))
+	for i, rrs := range r {
+		if !wb.answer(&out[i], name, qtype, rrs, nil) {
+			return nil
+		}
+	}
+	return out
+}
+
+// node packs every answer of one owner name.
+func (wb *wireBuilder) node(name string, n *node) wireSet {
+	return wireSet{
+		a:    wb.rotations(name, dns.TypeA, n.a),
+		aaaa: wb.rotations(name, dns.TypeAAAA, n.aaaa),
+		srv:  wb.one(name, dns.TypeSRV, n.srv, n.srvExtra),
+		txt:  wb.one(name, dns.TypeTXT, n.txt, nil),
+		soa:  wb.one(name, dns.TypeSOA, n.soa, nil),
+		ns:   wb.one(name, dns.TypeNS, n.ns, n.nsExtra),
+	}
+}
+
+// negative packs the negative SOA after a question for the apex, and
+// records where its pointers are; nil when it cannot be packed.
+func (wb *wireBuilder) negative(zone string, soa dns.RR) *NegativeWire {
+	if !packable(zone) {
+		return nil
+	}
+	neg := &NegativeWire{}
+	for _, v := range []struct {
+		cased bool
+		into  *NegativeRR
+	}{{false, &neg.Lower}, {true, &neg.Cased}} {
+		p := &wb.p
+		p.reset()
+		p.header(dns.RcodeSuccess, 0, 1, 0)
+		p.question(zone, dns.TypeSOA, v.cased)
+		start := len(p.b)
+		p.recording = true
+		if !p.rr(soa) {
+			return nil
+		}
+		v.into.RR = append([]byte(nil), p.b[start:]...)
+		for _, off := range p.ptrs {
+			v.into.Pointers = append(v.into.Pointers, off-start)
+		}
+		neg.ApexLen = start - headerLen - 4
+	}
+	return neg
+}

@@ -1,0 +1,193 @@
+package cache
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/policy"
+)
+
+// miekgPack packs the response to (name, qtype) with the sections given as
+// the resolver's slow path does: compression on, QR and AA set.
+func miekgPack(t *testing.T, name string, qtype uint16, ans, ns, extra []dns.RR) []byte {
+	t.Helper()
+	m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Authoritative: true}, Compress: true}
+	m.Question = []dns.Question{{Name: name, Qtype: qtype, Qclass: dns.ClassINET}}
+	m.Answer, m.Ns, m.Extra = ans, ns, extra
+	wire, err := m.Pack()
+	if err != nil {
+		t.Fatalf("pack %s %s: %v", name, dns.TypeToString[qtype], err)
+	}
+	return wire
+}
+
+// TestWireMatchesMiekg checks every template of the test snapshots, every
+// rotation, byte for byte against miekg/dns packing the records Lookup
+// returns, with and without the additional section.
+func TestWireMatchesMiekg(t *testing.T) {
+	snaps := map[string]*Snapshot{
+		"fixture": testSnapshot(t),
+		"big":     Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(40)}, 3),
+	}
+	for label, s := range snaps {
+		checked := 0
+		for name, n := range s.names {
+			sets := []struct {
+				qtype uint16
+				wires []Wire
+				ans   [][]dns.RR
+				extra []dns.RR
+			}{
+				{dns.TypeA, n.wire.a, n.a, nil},
+				{dns.TypeAAAA, n.wire.aaaa, n.aaaa, nil},
+				{dns.TypeSRV, deref(n.wire.srv), [][]dns.RR{n.srv}, n.srvExtra},
+				{dns.TypeTXT, deref(n.wire.txt), [][]dns.RR{n.txt}, nil},
+				{dns.TypeSOA, deref(n.wire.soa), [][]dns.RR{n.soa}, nil},
+				{dns.TypeNS, deref(n.wire.ns), [][]dns.RR{n.ns}, n.nsExtra},
+			}
+			for _, set := range sets {
+				if len(set.ans) == 0 || len(set.ans[0]) == 0 {
+					if len(set.wires) > 0 {
+						t.Errorf("%s: %s %s: template without records", label, name, dns.TypeToString[set.qtype])
+					}
+					continue
+				}
+				if len(set.wires) != len(set.ans) {
+					t.Fatalf("%s: %s %s: %d templates for %d rotations", label, name, dns.TypeToString[set.qtype], len(set.wires), len(set.ans))
+				}
+				for i, w := range set.wires {
+					// Cased is checked against a question with every
+					// other letter upper case, the last label included.
+					for _, v := range []struct {
+						question string
+						p        Packed
+					}{{name, w.Lower}, {mixCase(name), w.Cased}} {
+						where := fmt.Sprintf("%s: %s %s rotation %d", label, v.question, dns.TypeToString[set.qtype], i)
+						want := miekgPack(t, v.question, set.qtype, set.ans[i], nil, set.extra)
+						if got := withQuestion(v.p.Msg, want); !bytes.Equal(got, want) {
+							t.Errorf("%s:\n got % x\nwant % x", where, got, want)
+						}
+						short := miekgPack(t, v.question, set.qtype, set.ans[i], nil, nil)
+						got := withQuestion(v.p.Msg[:v.p.Extra], short)
+						binary.BigEndian.PutUint16(got[10:], 0)
+						if !bytes.Equal(got, short) {
+							t.Errorf("%s, without additional:\n got % x\nwant % x", where, got, short)
+						}
+					}
+					checked++
+				}
+			}
+		}
+		if checked < 20 {
+			t.Errorf("%s: only %d templates checked", label, checked)
+		}
+	}
+}
+
+func deref(w *Wire) []Wire {
+	if w == nil {
+		return nil
+	}
+	return []Wire{*w}
+}
+
+// mixCase returns name with every other letter upper case, and the last
+// letter too.
+func mixCase(name string) string {
+	b := []byte(name)
+	for i := range b {
+		if ('a' <= b[i] && b[i] <= 'z') && (i%2 == 0 || i == len(b)-2) {
+			b[i] -= 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// withQuestion returns a copy of msg with the question name of like (the
+// same length): the fast path writes the client's question in.
+func withQuestion(msg, like []byte) []byte {
+	out := bytes.Clone(msg)
+	end := headerLen
+	for out[end] != 0 {
+		end += int(out[end]) + 1
+	}
+	copy(out[headerLen:end], like[headerLen:end])
+	return out
+}
+
+// relocate returns the negative SOA for a question whose name is nameLen
+// octets long on the wire, as the fast path writes it.
+func relocate(neg *NegativeWire, r NegativeRR, nameLen int) []byte {
+	rr := bytes.Clone(r.RR)
+	d := nameLen - neg.ApexLen
+	for _, p := range r.Pointers {
+		v := binary.BigEndian.Uint16(rr[p:]) & 0x3FFF
+		binary.BigEndian.PutUint16(rr[p:], 0xC000|(v+uint16(d)))
+	}
+	return rr
+}
+
+func TestNegativeWireRelocates(t *testing.T) {
+	s := testSnapshot(t)
+	neg := s.NegativeWire()
+	if neg == nil || len(neg.Lower.Pointers) == 0 || len(neg.Cased.Pointers) == 0 {
+		t.Fatalf("negative template %+v: want one with pointers", neg)
+	}
+	for _, lower := range []string{zone, "nope." + zone, "a.b.c.nope." + zone, "rw.orders." + zone, strings.Repeat("x", 63) + "." + zone} {
+		for _, v := range []struct {
+			name string
+			r    NegativeRR
+		}{{lower, neg.Lower}, {mixCase(lower), neg.Cased}} {
+			name := v.name
+			want := miekgPack(t, name, dns.TypeA, nil, s.negative, nil)
+			var wantMsg dns.Msg
+			if err := wantMsg.Unpack(want); err != nil {
+				t.Fatal(err)
+			}
+			q := want[:len(want)-len(v.r.RR)]
+			got := append(bytes.Clone(q), relocate(neg, v.r, len(q)-headerLen-4)...)
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s:\n got % x\nwant % x", name, got, want)
+			}
+			var gotMsg dns.Msg
+			if err := gotMsg.Unpack(got); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if gotMsg.String() != wantMsg.String() {
+				t.Errorf("%s: got\n%v\nwant\n%v", name, &gotMsg, &wantMsg)
+			}
+		}
+	}
+}
+
+func TestLookupWireMatchesLookup(t *testing.T) {
+	s := testSnapshot(t)
+	for _, tc := range []struct {
+		name  string
+		qtype uint16
+		want  Result
+	}{
+		{"rw.orders." + zone, dns.TypeA, Success},
+		{"rw.orders." + zone, dns.TypeANY, Success},
+		{"rw.orders." + zone, dns.TypeMX, NoData},
+		{"orders." + zone, dns.TypeA, NoData},
+		{"nope." + zone, dns.TypeA, NXDomain},
+		{zone, dns.TypeSOA, Success},
+		{zone, dns.TypeNS, Success},
+		{"example.com.", dns.TypeA, OutOfZone},
+		{"xpg.example.internal.", dns.TypeA, OutOfZone},
+	} {
+		w, res := s.LookupWire([]byte(tc.name), tc.qtype, 0)
+		if res != tc.want || res != s.Lookup(tc.name, tc.qtype).Result || (res == Success) != (w != nil) {
+			t.Errorf("LookupWire(%s, %s) = %v, %v; want %v", tc.name, dns.TypeToString[tc.qtype], w, res, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { s.LookupWire([]byte("ro.orders."+zone), dns.TypeA, 7) }); n != 0 {
+		t.Errorf("LookupWire allocates %v times", n)
+	}
+}

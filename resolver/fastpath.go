@@ -1,0 +1,356 @@
+package resolver
+
+import (
+	"encoding/binary"
+
+	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/cache"
+)
+
+// The fast path answers the queries that make up nearly all the traffic,
+// a question for a name in the zone, from the snapshot's packed answers
+// (cache.Wire): it reads the query in place, copies a template and patches
+// the ID, the flags and the question. It allocates nothing and takes no
+// lock. Anything it is not sure to answer exactly as HandleRequest would
+// goes to the slow path (fast.ok false): see parseQuery.
+
+// Header bits (RFC 1035 §4.1.1), in the two flag octets.
+const (
+	flagQR     = 0x80 // octet 2
+	flagOpcode = 0x78 // octet 2
+	flagAA     = 0x04 // octet 2
+	flagTC     = 0x02 // octet 2
+	flagRD     = 0x01 // octet 2
+	flagCD     = 0x10 // octet 3
+)
+
+// optLen is the length of the OPT record the fast path appends: root
+// owner, TYPE, CLASS (payload size), TTL (extended rcode, version, flags),
+// RDLENGTH 0.
+const optLen = 11
+
+// fastQuery is what the fast path reads from a query.
+type fastQuery struct {
+	// qEnd is the offset just after the question.
+	qEnd int
+	// nameLen is the length of the question name on the wire.
+	nameLen int
+	qtype   uint16
+	// classIN is true for QCLASS IN, false for ANY (answered without AA).
+	classIN bool
+	// cased is true when the name's last label has an upper-case letter
+	// (see cache.Wire); false when the name is in lower case.
+	cased bool
+	edns  bool
+	do    bool
+	size  uint16
+}
+
+// fast is the outcome of the fast path for one query.
+type fast struct {
+	// n is the length of the response written, when ok.
+	n  int
+	ok bool
+	// need, when not ok, is the room the answer needs: out was too small.
+	need  int
+	tc    bool
+	rcode uint8
+	qtype uint16
+}
+
+// maxName is the longest name in presentation format the fast path reads:
+// 255 octets on the wire.
+const maxName = 255
+
+// parseQuery reads a query the fast path can answer, writing the question
+// name lower-cased, with its labels joined by dots, into name. It reports
+// false for anything else:
+//
+//   - not a query: QR set, an opcode other than QUERY, not exactly one
+//     question, records in the answer or authority section, more than one
+//     additional record;
+//   - a name with a compression pointer, or a label octet that the
+//     presentation format would escape (so that the name is the key
+//     HandleRequest looks up), or longer than 255 octets;
+//   - a name with upper-case letters none of which is in its last label
+//     (see cache.Wire);
+//   - QCLASS other than IN and ANY; QTYPE OPT, AXFR or IXFR;
+//   - an additional record that is not an OPT owned by the root, an EDNS
+//     version other than 0, or an option miekg/dns might refuse to unpack.
+//
+// Octets after the last record are ignored, as miekg/dns does.
+func parseQuery(q []byte, name *[maxName]byte) (fq fastQuery, k int, ok bool) {
+	if len(q) < headerLen+5 || q[2]&(flagQR|flagOpcode) != 0 ||
+		binary.BigEndian.Uint16(q[4:]) != 1 || binary.BigEndian.Uint16(q[6:]) != 0 ||
+		binary.BigEndian.Uint16(q[8:]) != 0 {
+		return fq, 0, false
+	}
+	ar := binary.BigEndian.Uint16(q[10:])
+	if ar > 1 {
+		return fq, 0, false
+	}
+	off := headerLen
+	upper := false
+	for {
+		if off >= len(q) {
+			return fq, 0, false
+		}
+		l := int(q[off])
+		off++
+		if l == 0 {
+			break
+		}
+		if l > 63 || off+l > len(q) || k+l+1 > maxName {
+			return fq, 0, false
+		}
+		upper = upper || fq.cased
+		fq.cased = false
+		for _, c := range q[off : off+l] {
+			switch {
+			case 'A' <= c && c <= 'Z':
+				c += 'a' - 'A'
+				fq.cased = true
+			case c <= ' ' || c > '~' || c == '.' || c == '\\' || c == '"' || c == '\'' ||
+				c == '(' || c == ')' || c == ';' || c == '@':
+				return fq, 0, false
+			}
+			name[k] = c
+			k++
+		}
+		name[k] = '.'
+		k++
+		off += l
+	}
+	if upper && !fq.cased {
+		return fq, 0, false
+	}
+	if k == 0 {
+		name[0] = '.'
+		k = 1
+	}
+	fq.nameLen = off - headerLen
+	if fq.nameLen > maxName || off+4 > len(q) {
+		return fq, 0, false
+	}
+	fq.qtype = binary.BigEndian.Uint16(q[off:])
+	switch binary.BigEndian.Uint16(q[off+2:]) {
+	case dns.ClassINET:
+		fq.classIN = true
+	case dns.ClassANY:
+	default:
+		return fq, 0, false
+	}
+	switch fq.qtype {
+	case dns.TypeOPT, dns.TypeAXFR, dns.TypeIXFR:
+		return fq, 0, false
+	}
+	fq.qEnd = off + 4
+	if ar == 1 && !parseOPT(q[fq.qEnd:], &fq) {
+		return fq, 0, false
+	}
+	return fq, k, true
+}
+
+// parseOPT reads the OPT record at the start of rr.
+func parseOPT(rr []byte, fq *fastQuery) bool {
+	// Root owner, TYPE, CLASS, TTL, RDLENGTH.
+	if len(rr) < optLen || rr[0] != 0 || binary.BigEndian.Uint16(rr[1:]) != dns.TypeOPT || rr[6] != 0 {
+		return false
+	}
+	rdlen := int(binary.BigEndian.Uint16(rr[9:]))
+	if optLen+rdlen > len(rr) {
+		return false
+	}
+	for opts := rr[optLen : optLen+rdlen]; len(opts) > 0; {
+		if len(opts) < 4 {
+			return false
+		}
+		code, l := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
+		if 4+l > len(opts) || !opaqueOption(code) {
+			return false
+		}
+		opts = opts[4+l:]
+	}
+	fq.edns, fq.size, fq.do = true, binary.BigEndian.Uint16(rr[3:]), rr[7]&0x80 != 0
+	return true
+}
+
+// opaqueOption reports whether miekg/dns unpacks an EDNS option of this code
+// as opaque data, which never fails: COOKIE, PADDING and the codes it does
+// not know. The others (client subnet, NSID, ...) it parses, and may
+// refuse: HandleRequest then answers FORMERR, so the slow path takes them.
+func opaqueOption(code uint16) bool {
+	switch code {
+	case dns.EDNS0LLQ, dns.EDNS0UL, dns.EDNS0NSID, dns.EDNS0ESU, dns.EDNS0DAU, dns.EDNS0DHU, dns.EDNS0N3U,
+		dns.EDNS0SUBNET, dns.EDNS0EXPIRE, dns.EDNS0TCPKEEPALIVE, dns.EDNS0EDE, dns.EDNS0REPORTING,
+		dns.EDNS0ZONEVERSION:
+		return false
+	}
+	return true
+}
+
+// AnswerWire answers query, received over TCP when tcp is true, into out
+// without allocating, when the fast path can: a query for a name in the
+// zone, with or without EDNS(0). It reports false, having written nothing
+// useful, for anything else (see parseQuery; names outside the zone; no
+// snapshot; out too small): HandleRequest answers those. The response is
+// the one HandleRequest gives for the query with its name in lower case:
+// same header bits, rcode, sections and EDNS, the question as the client
+// sent it; over TCP it has no length prefix.
+func (h *Handler) AnswerWire(query []byte, tcp bool, out []byte) (n int, ok bool) {
+	f := h.answerFast(query, tcp, out, h.rotation.Add(1))
+	return f.n, f.ok
+}
+
+// answerFast is AnswerWire with the rotation given, and what the metrics
+// count.
+func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
+	var name [maxName]byte
+	fq, k, ok := parseQuery(q, &name)
+	if !ok {
+		return fast{}
+	}
+	snap := h.store.Load()
+	if snap == nil {
+		return fast{}
+	}
+	w, res := snap.LookupWire(name[:k], fq.qtype, rot)
+	limit := dns.MinMsgSize
+	if fq.edns {
+		limit = int(min(max(fq.size, dns.MinMsgSize), h.opts.UDPSize))
+	}
+	if tcp {
+		limit = dns.MaxMsgSize
+	}
+	switch res {
+	case cache.Success:
+		if w == nil {
+			return fast{}
+		}
+		return h.writeAnswer(q, &fq, w, limit, out)
+	case cache.NXDomain, cache.NoData:
+		neg := snap.NegativeWire()
+		if neg == nil {
+			return fast{}
+		}
+		rcode := uint8(dns.RcodeSuccess)
+		if res == cache.NXDomain {
+			rcode = dns.RcodeNameError
+		}
+		return h.writeNegative(q, &fq, neg, rcode, limit, out)
+	}
+	return fast{}
+}
+
+// writeAnswer writes the template w as the answer to q: whole, or without
+// its additional section, or truncated to its question with TC set, the
+// first that fits limit (as fit does for HandleRequest).
+func (h *Handler) writeAnswer(q []byte, fq *fastQuery, w *cache.Wire, limit int, out []byte) fast {
+	opt := 0
+	if fq.edns {
+		opt = optLen
+	}
+	p := &w.Lower
+	if fq.cased {
+		p = &w.Cased
+	}
+	msg := p.Msg
+	f := fast{ok: true, qtype: fq.qtype, rcode: msg[3] & 0xF}
+	switch {
+	case len(msg)+opt <= limit:
+	case p.Extra+opt <= limit:
+		msg = msg[:p.Extra]
+	default:
+		msg = msg[:fq.qEnd]
+		f.tc = true
+	}
+	if len(msg) < fq.qEnd {
+		return fast{}
+	}
+	if len(msg)+opt > len(out) {
+		return fast{need: len(msg) + opt}
+	}
+	n := copy(out, msg)
+	copy(out[headerLen:fq.qEnd], q[headerLen:fq.qEnd])
+	switch {
+	case f.tc:
+		clear(out[6:headerLen])
+	case len(msg) < len(p.Msg):
+		clear(out[10:headerLen])
+	}
+	h.writeHeader(q, fq, out, f.tc)
+	f.n = h.appendOPT(fq, out, n)
+	return f
+}
+
+// writeNegative writes an NXDOMAIN or NODATA answer: the header, the
+// client's question and the negative SOA, its pointers moved after the
+// question name. One that does not fit goes to the slow path, which
+// truncates it.
+func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire, rcode uint8, limit int, out []byte) fast {
+	opt := 0
+	if fq.edns {
+		opt = optLen
+	}
+	r := &neg.Lower
+	if fq.cased {
+		r = &neg.Cased
+	}
+	d := fq.nameLen - neg.ApexLen
+	n := fq.qEnd + len(r.RR)
+	if d < 0 || n+opt > limit {
+		return fast{}
+	}
+	if n+opt > len(out) {
+		return fast{need: n + opt}
+	}
+	copy(out[headerLen:fq.qEnd], q[headerLen:fq.qEnd])
+	rr := out[fq.qEnd:n]
+	copy(rr, r.RR)
+	for _, p := range r.Pointers {
+		ptr := binary.BigEndian.Uint16(rr[p:])&0x3FFF + uint16(d)
+		binary.BigEndian.PutUint16(rr[p:], 0xC000|ptr)
+	}
+	// Counts: one question, one authority record.
+	binary.BigEndian.PutUint64(out[4:], 1<<48|1<<16)
+	out[3] = rcode
+	h.writeHeader(q, fq, out, false)
+	return fast{n: h.appendOPT(fq, out, n), ok: true, qtype: fq.qtype, rcode: rcode}
+}
+
+// writeHeader sets the ID and the flags of the response in out: QR, AA for
+// class IN, TC when truncated, RD and CD from the query, opcode QUERY, RA,
+// Z and AD clear; the rcode bits of out are kept.
+func (h *Handler) writeHeader(q []byte, fq *fastQuery, out []byte, tc bool) {
+	out[0], out[1] = q[0], q[1]
+	flags := byte(flagQR) | q[2]&flagRD
+	if fq.classIN {
+		flags |= flagAA
+	}
+	if tc {
+		flags |= flagTC
+	}
+	out[2] = flags
+	out[3] = out[3]&0xF | q[3]&flagCD
+}
+
+// appendOPT appends the response's OPT record when the query had one
+// (version 0, our payload size, the client's DO bit, no options) and
+// returns the response's length.
+func (h *Handler) appendOPT(fq *fastQuery, out []byte, n int) int {
+	if !fq.edns {
+		return n
+	}
+	o := out[n : n+optLen]
+	o[0] = 0
+	binary.BigEndian.PutUint16(o[1:], dns.TypeOPT)
+	binary.BigEndian.PutUint16(o[3:], h.opts.UDPSize)
+	binary.BigEndian.PutUint32(o[5:], 0)
+	if fq.do {
+		o[7] = 0x80
+	}
+	binary.BigEndian.PutUint16(o[9:], 0)
+	binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
+	return n + optLen
+}
