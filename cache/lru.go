@@ -56,7 +56,7 @@ type Key struct {
 // NewKey returns the key of question q asked with the DO bit do. It
 // allocates only when the name has an upper-case letter.
 func NewKey(q dns.Question, do bool) Key {
-	return Key{Name: lowerASCII(q.Name), Qtype: q.Qtype, Qclass: q.Qclass, DO: do}
+	return Key{Name: LowerName(q.Name), Qtype: q.Qtype, Qclass: q.Qclass, DO: do}
 }
 
 // LRUStats are the LRU's counters since it was created.
@@ -261,10 +261,10 @@ func countDown(rrs []dns.RR, elapsed uint32) []dns.RR {
 	return out
 }
 
-// lowerASCII returns s with ASCII letters lower-cased, allocating only when
+// LowerName returns s with ASCII letters lower-cased, allocating only when
 // s has an upper-case letter. DNS names compare case-insensitively for
-// ASCII only (RFC 4343).
-func lowerASCII(s string) string {
+// ASCII only (RFC 4343); snapshot and cache keys are lower case.
+func LowerName(s string) string {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; 'A' <= c && c <= 'Z' {
 			b := []byte(s)

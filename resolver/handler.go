@@ -187,7 +187,7 @@ func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
 		resp.Rcode = dns.RcodeServerFailure
 		return SourceError
 	}
-	ans := snap.Lookup(lower(dns.Fqdn(q.Name)), q.Qtype)
+	ans := snap.Lookup(cache.LowerName(dns.Fqdn(q.Name)), q.Qtype)
 	if !ans.InZone() {
 		return h.delegate(req, resp, tcp)
 	}
@@ -235,22 +235,4 @@ func failure(resp *dns.Msg, rcode int) *dns.Msg {
 		m.Extra = []dns.RR{opt}
 	}
 	return m
-}
-
-// lower returns s with ASCII letters lower-cased. It allocates only when s
-// has an upper-case letter; DNS matching is case-insensitive for ASCII only
-// (RFC 4343).
-func lower(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; 'A' <= c && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }

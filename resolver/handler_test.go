@@ -261,11 +261,11 @@ func TestLower(t *testing.T) {
 	for in, want := range map[string]string{
 		"rw.orders.": "rw.orders.", "RW.Orders.": "rw.orders.", "a-Z0.": "a-z0.", "": "", `\065B.`: `\065b.`,
 	} {
-		if got := lower(in); got != want {
-			t.Errorf("lower(%q) = %q, want %q", in, got, want)
+		if got := cache.LowerName(in); got != want {
+			t.Errorf("LowerName(%q) = %q, want %q", in, got, want)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { lower("rw.orders.pg.example.internal.") }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { cache.LowerName("rw.orders.pg.example.internal.") }); n != 0 {
 		t.Errorf("lower of a lower-case name allocates %v times", n)
 	}
 }
