@@ -153,10 +153,13 @@ func TestSplitBrainTXT(t *testing.T) {
 			t.Fatalf("%s: %d TXT records, want 1", label, len(ans.Answer))
 		}
 		txt := strings.Join(ans.Answer[0].(*dns.TXT).Txt, "")
-		for _, want := range []string{"split brain;", "; stale (region main last known data)", label + ": region "} {
+		for _, want := range []string{"split brain", "; stale (region main last known data)", label + ": region "} {
 			if !strings.Contains(txt, want) {
 				t.Errorf("%s: TXT %q does not contain %q", label, txt, want)
 			}
+		}
+		if n := strings.Count(txt, "split brain"); n != 1 {
+			t.Errorf("%s: TXT %q says split brain %d times, want once", label, txt, n)
 		}
 	}
 	rw := s.Lookup("rw.split."+zone, dns.TypeTXT).Answer[0].(*dns.TXT).Txt[0]

@@ -50,7 +50,8 @@ func decisionText(label string, d *policy.Decision, view *policy.RegionView, eps
 		b.WriteString("; ")
 		b.WriteString(d.Reason)
 	}
-	if d.SplitBrain {
+	// The policy's reason names a split brain itself; say it once.
+	if d.SplitBrain && !strings.Contains(d.Reason, "split brain") {
 		b.WriteString("; split brain")
 	}
 	b.WriteString("; ")
