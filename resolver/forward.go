@@ -167,7 +167,9 @@ func (f *Forwarder) resolve(key cache.Key) (*dns.Msg, error) {
 			break
 		}
 		tried++
+		started := time.Now()
 		resp, err := f.exchange(ctx, u, key)
+		u.stats.observe(time.Since(started), err)
 		if err != nil {
 			f.failed(u, err)
 			lastErr = fmt.Errorf("%s: %w", u.addr, err)

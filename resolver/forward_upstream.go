@@ -26,6 +26,7 @@ type upstream struct {
 	addr      string
 	fails     atomic.Uint32 // consecutive failed tries
 	downUntil atomic.Int64  // Unix nanoseconds; skipped before then
+	stats     upstreamStats
 }
 
 // isDown reports whether u is skipped at now.

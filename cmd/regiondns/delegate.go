@@ -45,33 +45,36 @@ func upstreamGroups(cfg *zones.Config, local string) ([][]string, error) {
 // delegator answers out-of-zone names with the forwarder of the running
 // configuration; a reload swaps the forwarder without touching the handler.
 type delegator struct {
-	fn atomic.Pointer[resolver.DelegateFunc]
+	fwd atomic.Pointer[resolver.Forwarder]
 }
 
-func (d *delegator) set(fn resolver.DelegateFunc) {
-	if fn == nil {
-		d.fn.Store(nil)
-		return
-	}
-	d.fn.Store(&fn)
-}
+func (d *delegator) set(fwd *resolver.Forwarder) { d.fwd.Store(fwd) }
 
-// delegate implements resolver.DelegateFunc; with no forwarder it returns
-// ErrRefused so the handler refuses the name.
+// delegate implements resolver.DelegateFunc; with no forwarder it answers
+// REFUSED.
 func (d *delegator) delegate(req *dns.Msg, tcp bool) (*dns.Msg, error) {
-	fn := d.fn.Load()
-	if fn == nil {
+	fwd := d.fwd.Load()
+	if fwd == nil {
 		m := new(dns.Msg)
 		m.SetRcode(req, dns.RcodeRefused)
 		return m, nil
 	}
-	return (*fn)(req, tcp)
+	return fwd.Delegate(req, tcp)
+}
+
+// stats returns the running forwarder's upstream counters (none when
+// delegation is off). A reload starts them anew.
+func (d *delegator) stats() []resolver.UpstreamStats {
+	if fwd := d.fwd.Load(); fwd != nil {
+		return fwd.Stats()
+	}
+	return nil
 }
 
 // newDelegate builds the forwarder to Consul DNS, or nil when delegation is
 // off or no region has a Consul DNS address (out-of-zone names are then
 // REFUSED).
-func newDelegate(s settings, cfg *zones.Config, lru *cache.LRU, logger *slog.Logger) (resolver.DelegateFunc, error) {
+func newDelegate(s settings, cfg *zones.Config, lru *cache.LRU, logger *slog.Logger) (*resolver.Forwarder, error) {
 	groups, err := upstreamGroups(cfg, s.LocalRegion)
 	if err != nil || !s.Delegation {
 		return nil, err
@@ -80,6 +83,5 @@ func newDelegate(s settings, cfg *zones.Config, lru *cache.LRU, logger *slog.Log
 		logger.Warn("no region has consul_dns addresses; names outside the zone will be refused")
 		return nil, nil
 	}
-	fwd := resolver.NewForwarder(resolver.ForwardOptions{Groups: groups, Timeout: s.UpstreamTimeout}, lru, logger)
-	return fwd.Delegate, nil
+	return resolver.NewForwarder(resolver.ForwardOptions{Groups: groups, Timeout: s.UpstreamTimeout}, lru, logger), nil
 }

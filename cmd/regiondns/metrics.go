@@ -278,3 +278,44 @@ func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(c.tcpConns, prometheus.GaugeValue, float64(st.TCPConnections))
 }
+
+// upstreamCollector reports each Consul DNS upstream's tries at scrape time.
+type upstreamCollector struct {
+	stats                      func() []resolver.UpstreamStats
+	requests, errors, duration *prometheus.Desc
+}
+
+func newUpstreamCollector(stats func() []resolver.UpstreamStats) *upstreamCollector {
+	labels := []string{"upstream"}
+	return &upstreamCollector{
+		stats: stats,
+		requests: prometheus.NewDesc("regiondns_upstream_requests_total",
+			"Queries sent to a Consul DNS upstream (a truncated UDP answer's TCP retry counts with it).", labels, nil),
+		errors: prometheus.NewDesc("regiondns_upstream_errors_total",
+			"Queries to a Consul DNS upstream that failed: network error, timeout, mismatched answer.", labels, nil),
+		duration: prometheus.NewDesc("regiondns_upstream_request_duration_seconds",
+			"Time of one query to a Consul DNS upstream.", labels, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.requests
+	ch <- c.errors
+	ch <- c.duration
+}
+
+// Collect implements prometheus.Collector.
+func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, st := range c.stats() {
+		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(st.Requests), st.Addr)
+		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.Errors), st.Addr)
+		buckets := make(map[float64]uint64, len(resolver.UpstreamBuckets))
+		var cum uint64
+		for i, le := range resolver.UpstreamBuckets {
+			cum += st.Buckets[i]
+			buckets[le] = cum
+		}
+		ch <- prometheus.MustNewConstHistogram(c.duration, st.Requests, st.DurationSum, buckets, st.Addr)
+	}
+}

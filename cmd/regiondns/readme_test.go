@@ -83,6 +83,9 @@ func testMetrics(t *testing.T) *metrics {
 	t.Helper()
 	m := newMetrics(testMetricsWatcher(t))
 	m.registry.MustRegister(newLRUCollector(cache.NewLRU(cache.LRUOptions{})))
+	m.registry.MustRegister(newUpstreamCollector(func() []resolver.UpstreamStats {
+		return []resolver.UpstreamStats{{Addr: "127.0.0.1:8600", Buckets: make([]uint64, len(resolver.UpstreamBuckets)+1)}}
+	}))
 	m.registry.MustRegister(newDNSCollector(func() resolver.Stats { return resolver.Stats{} }))
 	// Vectors only show up once they have a child.
 	m.activeRegion.WithLabelValues("c", "main")

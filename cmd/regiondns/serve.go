@@ -38,6 +38,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	lru := cache.NewLRU(cache.LRUOptions{Size: s.CacheSize, MaxTTL: s.CacheMaxTTL})
 	m.registry.MustRegister(newLRUCollector(lru))
 	d := &delegator{}
+	m.registry.MustRegister(newUpstreamCollector(d.stats))
 	fn, err := newDelegate(s, cfg, lru, logger)
 	if err != nil {
 		return err
