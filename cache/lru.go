@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +77,11 @@ type LRUStats struct {
 type LRU struct {
 	entries *lru.Cache[Key, *lruEntry]
 	opts    LRUOptions
+	// wire indexes the entries in wire form for the resolver's fast path
+	// (lru_wire.go); addMu serializes Adds so that it holds exactly the
+	// entries of golang-lru. Neither is held across I/O.
+	wire  wireMap
+	addMu sync.Mutex
 
 	hits, misses, evictions atomic.Uint64
 }
@@ -88,6 +94,12 @@ type lruEntry struct {
 	answer, ns, extra []dns.RR
 	ttl               uint32    // lifetime in whole seconds, the TTL ceiling
 	stored, expires   time.Time // expires = stored + lifetime
+	// key is the entry's key; wire its packed response (nil when it does
+	// not pack); touched when a GetWire last refreshed its recency in
+	// golang-lru (Unix nanoseconds).
+	key     Key
+	wire    *DelegatedWire
+	touched atomic.Int64
 }
 
 // NewLRU returns an empty LRU configured by opts.
@@ -108,8 +120,10 @@ func NewLRU(opts LRUOptions) *LRU {
 		opts.Now = time.Now
 	}
 	// New fails only for a size below 1, excluded above.
-	entries, _ := lru.New[Key, *lruEntry](opts.Size)
-	return &LRU{entries: entries, opts: opts}
+	c := &LRU{opts: opts}
+	c.wire.init()
+	c.entries, _ = lru.NewWithEvict[Key, *lruEntry](opts.Size, c.evicted)
+	return c
 }
 
 // Get returns the cached response for k, or false when there is none or it
@@ -158,10 +172,18 @@ func (c *LRU) Add(k Key, m *dns.Msg) (*dns.Msg, bool) {
 		ttl:     ttl,
 		stored:  now,
 		expires: now.Add(life),
+		key:     k,
 	}
+	e.touched.Store(now.UnixNano())
+	e.wire = packWire(k, e.msg(now))
+	c.addMu.Lock()
+	defer c.addMu.Unlock()
+	// golang-lru calls evicted after releasing its lock, before Add
+	// returns: the wire index loses the evicted entry before it gains e.
 	if c.entries.Add(k, e) {
 		c.evictions.Add(1)
 	}
+	c.putWire(k, e)
 	return e.msg(now), true
 }
 

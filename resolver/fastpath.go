@@ -12,7 +12,9 @@ import (
 // a question for a name in the zone, from the snapshot's packed answers
 // (cache.Wire): it reads the query in place, copies a template and patches
 // the ID, the flags and the question. It allocates nothing and takes no
-// lock. Anything it is not sure to answer exactly as HandleRequest would
+// lock. Names outside the zone whose answer is in Options.DelegateCache
+// are answered the same way from the cache's packed form (answerDelegated).
+// Anything it is not sure to answer exactly as HandleRequest would
 // goes to the slow path (fast.ok false): see parseQuery.
 
 // Header bits (RFC 1035 §4.1.1), in the two flag octets.
@@ -22,6 +24,8 @@ const (
 	flagAA     = 0x04 // octet 2
 	flagTC     = 0x02 // octet 2
 	flagRD     = 0x01 // octet 2
+	flagRA     = 0x80 // octet 3
+	flagAD     = 0x20 // octet 3
 	flagCD     = 0x10 // octet 3
 )
 
@@ -57,6 +61,8 @@ type fast struct {
 	tc    bool
 	rcode uint8
 	qtype uint16
+	// source is what answered: the snapshot, or the delegation cache.
+	source Source
 }
 
 // maxName is the longest name in presentation format the fast path reads:
@@ -216,6 +222,9 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 		return fast{}
 	}
 	w, res := snap.LookupWire(name[:k], fq.qtype, rot)
+	if res == cache.OutOfZone {
+		return h.answerDelegated(q, &fq, name[:k], tcp, out)
+	}
 	limit := dns.MinMsgSize
 	if fq.edns {
 		limit = int(min(max(fq.size, dns.MinMsgSize), h.opts.UDPSize))
@@ -353,4 +362,81 @@ func (h *Handler) appendOPT(fq *fastQuery, out []byte, n int) int {
 	binary.BigEndian.PutUint16(o[9:], 0)
 	binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	return n + optLen
+}
+
+// answerDelegated answers a query for a name outside the zone from the
+// delegation cache's wire form (Options.DelegateCache), as HandleRequest
+// answers it through a Forwarder that hits that cache: the ID, RD and CD
+// of the query; the cached rcode, RA, AD and records, TTLs counted down;
+// no AA; our OPT when the query had one; fitted to the client's limit as
+// fit does. A name with an upper-case letter goes to the slow path: the
+// cached response is packed after the lower-case question, and miekg/dns
+// compresses names case-sensitively, so its compression differs from the
+// slow path's for such a question.
+func (h *Handler) answerDelegated(q []byte, fq *fastQuery, name []byte, tcp bool, out []byte) fast {
+	lru := h.opts.DelegateCache
+	if lru == nil || h.opts.Delegate == nil || fq.cased {
+		return fast{}
+	}
+	qclass := uint16(dns.ClassINET)
+	if !fq.classIN {
+		qclass = dns.ClassANY
+	}
+	var kb [cache.WireKeyMax]byte
+	w, elapsed, ok := lru.GetWire(cache.AppendWireKey(kb[:0], name, fq.qtype, qclass, fq.do))
+	if !ok || w.QEnd != fq.qEnd || len(w.Msg) < w.QEnd {
+		return fast{}
+	}
+	limit := dns.MinMsgSize
+	if fq.edns {
+		limit = int(min(max(fq.size, dns.MinMsgSize), h.opts.UDPSize))
+	}
+	if tcp {
+		limit = dns.MaxMsgSize
+	}
+	opt := 0
+	if fq.edns {
+		opt = optLen
+	}
+	msg := w.Msg
+	f := fast{ok: true, qtype: fq.qtype, rcode: msg[3] & 0xF, source: SourceDelegated}
+	switch {
+	case len(msg)+opt <= limit:
+	case w.Extra+opt <= limit:
+		msg = msg[:w.Extra]
+	default:
+		msg = msg[:w.QEnd]
+		f.tc = true
+	}
+	if len(msg)+opt > len(out) {
+		return fast{need: len(msg) + opt}
+	}
+	n := copy(out, msg)
+	copy(out[headerLen:fq.qEnd], q[headerLen:fq.qEnd])
+	switch {
+	case f.tc:
+		clear(out[6:headerLen])
+	case len(msg) < len(w.Msg):
+		clear(out[10:headerLen])
+	}
+	if elapsed > 0 {
+		for _, t := range w.TTLs {
+			if int(t)+4 > n {
+				break
+			}
+			ttl := binary.BigEndian.Uint32(out[t:])
+			binary.BigEndian.PutUint32(out[t:], ttl-min(ttl, elapsed))
+		}
+	}
+	// ID, QR, opcode QUERY, no AA, TC when truncated, RD from the query;
+	// RA, AD and the rcode cached, Z clear, CD from the query.
+	out[0], out[1] = q[0], q[1]
+	flags := byte(flagQR) | q[2]&flagRD
+	if f.tc {
+		flags |= flagTC
+	}
+	out[2] = flags
+	out[3] = msg[3]&(flagRA|flagAD|0xF) | q[3]&flagCD
+	f.n = h.appendOPT(fq, out, n)
+	return f
 }

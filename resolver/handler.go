@@ -1,10 +1,11 @@
 // Package resolver answers DNS queries: names in the zone from the current
 // cache.Snapshot, other names through an optional delegate (Consul DNS),
 // refused otherwise. Handler does the DNS protocol work (header bits, EDNS(0),
-// truncation) and Server runs it on UDP and TCP. Names in the zone take a
-// fast path (AnswerWire) that answers from the snapshot's packed responses
-// without unpacking, packing or allocating; everything else goes through
-// miekg/dns and HandleRequest.
+// truncation) and Server runs it on UDP and TCP. Names in the zone, and
+// delegated names in the cache of Options.DelegateCache, take a fast path
+// (AnswerWire) that answers from packed responses without unpacking,
+// packing or allocating; everything else goes through miekg/dns and
+// HandleRequest.
 package resolver
 
 import (
@@ -35,6 +36,12 @@ type Options struct {
 	// the client's own: a UDP response never exceeds either.
 	// Default DefaultUDPSize; values below 512 mean 512.
 	UDPSize uint16
+	// DelegateCache is the cache.LRU that Delegate answers from (the lru
+	// given to NewForwarder when Delegate is a Forwarder's). When set
+	// (with Delegate), the fast path answers its hits in wire form, as
+	// Delegate would, without calling it. Leave it nil when Delegate does
+	// not answer hits of this cache as a Forwarder does.
+	DelegateCache *cache.LRU
 }
 
 // Handler answers queries from the snapshot in a cache.Store. It implements

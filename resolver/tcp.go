@@ -191,7 +191,7 @@ func (c *tcpConn) handle(msg []byte) {
 		if timed {
 			took = time.Since(start)
 		}
-		c.tally.count(protoTCP, outcome{qtype: f.qtype, rcode: int(f.rcode), source: SourceSnapshot, tc: f.tc}, timed, took)
+		c.tally.count(protoTCP, outcome{qtype: f.qtype, rcode: int(f.rcode), source: f.source, tc: f.tc}, timed, took)
 		return
 	}
 	if len(msg) < headerLen || msg[2]&flagQR != 0 {

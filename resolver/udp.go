@@ -79,7 +79,7 @@ func (l *udpLoop) serve(i int) {
 		if timed {
 			took = time.Since(start)
 		}
-		l.tally.count(protoUDP, outcome{qtype: f.qtype, rcode: int(f.rcode), source: SourceSnapshot, tc: f.tc}, timed, took)
+		l.tally.count(protoUDP, outcome{qtype: f.qtype, rcode: int(f.rcode), source: f.source, tc: f.tc}, timed, took)
 		return
 	}
 	if len(msg) < headerLen || msg[2]&flagQR != 0 {

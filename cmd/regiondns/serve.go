@@ -50,7 +50,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 		fn, err := newDelegate(s, cfg, lru, logger)
 		return func() { d.set(fn) }, err
 	}
-	handler := resolver.New(store, resolver.Options{Delegate: d.delegate}, logger)
+	handler := resolver.New(store, resolver.Options{Delegate: d.delegate, DelegateCache: lru}, logger)
 	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
 		IdleTimeout: s.TCPIdleTimeout,
 		MaxTCPConns: s.TCPMaxConns,
