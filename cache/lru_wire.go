@@ -163,7 +163,7 @@ func packWire(k Key, m *dns.Msg) *DelegatedWire {
 		return nil
 	}
 	w := &DelegatedWire{Msg: msg}
-	off := skipWireName(msg, 12)
+	off := SkipName(msg, 12)
 	if off < 0 || off+4 > len(msg) {
 		return nil
 	}
@@ -180,7 +180,7 @@ func packWire(k Key, m *dns.Msg) *DelegatedWire {
 		if i == an+ns {
 			w.Extra = off
 		}
-		if off = skipWireName(msg, off); off < 0 || off+10 > len(msg) {
+		if off = SkipName(msg, off); off < 0 || off+10 > len(msg) {
 			return nil
 		}
 		if binary.BigEndian.Uint16(msg[off:]) == dns.TypeOPT {
@@ -201,8 +201,10 @@ func packWire(k Key, m *dns.Msg) *DelegatedWire {
 	return w
 }
 
-// skipWireName returns the offset after the name at off in msg, or -1.
-func skipWireName(msg []byte, off int) int {
+// SkipName returns the offset after the wire-format domain name at off in
+// msg, or -1 when the name runs past the end or uses a label type other than
+// a length (0b00) or a compression pointer (0b11).
+func SkipName(msg []byte, off int) int {
 	for off < len(msg) {
 		l := int(msg[off])
 		switch l & 0xC0 {

@@ -1,6 +1,10 @@
 package resolver
 
-import "encoding/binary"
+import (
+	"encoding/binary"
+
+	"github.com/regiondns/regiondns/cache"
+)
 
 // headerLen is the length of the DNS message header (RFC 1035 §4.1.1).
 const headerLen = 12
@@ -43,13 +47,13 @@ func wellFormed(m []byte) bool {
 	// Every question takes at least 5 octets and every record 11, so
 	// both loops end within len(m) steps, whatever the counts say.
 	for range qd {
-		if off = skipName(m, off); off < 0 || off+4 > len(m) {
+		if off = cache.SkipName(m, off); off < 0 || off+4 > len(m) {
 			return false
 		}
 		off += 4
 	}
 	for range rrs {
-		if off = skipName(m, off); off < 0 || off+10 > len(m) {
+		if off = cache.SkipName(m, off); off < 0 || off+10 > len(m) {
 			return false
 		}
 		off += 10 + int(binary.BigEndian.Uint16(m[off+8:]))
@@ -58,28 +62,4 @@ func wellFormed(m []byte) bool {
 		}
 	}
 	return true
-}
-
-// skipName returns the offset after the domain name at off in m, or -1
-// when the name runs past the end or uses a label type other than a
-// length (0b00) or a compression pointer (0b11).
-func skipName(m []byte, off int) int {
-	for off < len(m) {
-		l := int(m[off])
-		switch l & 0xC0 {
-		case 0x00:
-			if l == 0 {
-				return off + 1
-			}
-			off += 1 + l
-		case 0xC0:
-			if off+2 > len(m) {
-				return -1
-			}
-			return off + 2
-		default:
-			return -1
-		}
-	}
-	return -1
 }
