@@ -225,13 +225,7 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 	if res == cache.OutOfZone {
 		return h.answerDelegated(q, &fq, name[:k], tcp, out)
 	}
-	limit := dns.MinMsgSize
-	if fq.edns {
-		limit = int(min(max(fq.size, dns.MinMsgSize), h.opts.UDPSize))
-	}
-	if tcp {
-		limit = dns.MaxMsgSize
-	}
+	limit := h.limit(&fq, tcp)
 	switch res {
 	case cache.Success:
 		if w == nil {
@@ -252,45 +246,76 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 	return fast{}
 }
 
+// optSize is the room our OPT record takes in the response: optLen with
+// EDNS, none without.
+func (fq *fastQuery) optSize() int {
+	if fq.edns {
+		return optLen
+	}
+	return 0
+}
+
+// limit returns the largest response the query may get: 512 bytes over UDP
+// without EDNS, the client's EDNS size (at least 512, at most ours) with it,
+// 64 KiB over TCP.
+func (h *Handler) limit(fq *fastQuery, tcp bool) int {
+	switch {
+	case tcp:
+		return dns.MaxMsgSize
+	case fq.edns:
+		return int(min(max(fq.size, dns.MinMsgSize), h.opts.UDPSize))
+	default:
+		return dns.MinMsgSize
+	}
+}
+
+// fitted copies the packed response msg into out as the answer to q: whole,
+// without its additional section (from extra on), or cut to its question
+// (ending at qEnd) with TC set, the first that fits limit with opt bytes to
+// spare for our OPT, as fit does for HandleRequest (RFC 2181 §9: the
+// additional section goes first). The question bytes are the client's, and
+// the counts of the sections dropped are cleared. ok is false when msg does
+// not hold its question, and need is the size out lacks when it is too small.
+func fitted(msg []byte, extra, qEnd int, q, out []byte, opt, limit int) (n int, tc, ok bool, need int) {
+	if qEnd > len(msg) || extra < qEnd || extra > len(msg) {
+		return 0, false, false, 0
+	}
+	whole := len(msg)
+	switch {
+	case len(msg)+opt <= limit:
+	case extra+opt <= limit:
+		msg = msg[:extra]
+	default:
+		msg, tc = msg[:qEnd], true
+	}
+	if len(msg)+opt > len(out) {
+		return 0, false, false, len(msg) + opt
+	}
+	n = copy(out, msg)
+	copy(out[headerLen:qEnd], q[headerLen:qEnd])
+	switch {
+	case tc:
+		clear(out[6:headerLen])
+	case n < whole:
+		clear(out[10:headerLen])
+	}
+	return n, tc, true, 0
+}
+
 // writeAnswer writes the template w as the answer to q: whole, or without
 // its additional section, or truncated to its question with TC set, the
 // first that fits limit (as fit does for HandleRequest).
 func (h *Handler) writeAnswer(q []byte, fq *fastQuery, w *cache.Wire, limit int, out []byte) fast {
-	opt := 0
-	if fq.edns {
-		opt = optLen
-	}
 	p := &w.Lower
 	if fq.cased {
 		p = &w.Cased
 	}
-	msg := p.Msg
-	f := fast{ok: true, qtype: fq.qtype, rcode: msg[3] & 0xF}
-	switch {
-	case len(msg)+opt <= limit:
-	case p.Extra+opt <= limit:
-		msg = msg[:p.Extra]
-	default:
-		msg = msg[:fq.qEnd]
-		f.tc = true
+	n, tc, fits, need := fitted(p.Msg, p.Extra, fq.qEnd, q, out, fq.optSize(), limit)
+	if !fits {
+		return fast{need: need}
 	}
-	if len(msg) < fq.qEnd {
-		return fast{}
-	}
-	if len(msg)+opt > len(out) {
-		return fast{need: len(msg) + opt}
-	}
-	n := copy(out, msg)
-	copy(out[headerLen:fq.qEnd], q[headerLen:fq.qEnd])
-	switch {
-	case f.tc:
-		clear(out[6:headerLen])
-	case len(msg) < len(p.Msg):
-		clear(out[10:headerLen])
-	}
-	h.writeHeader(q, fq, out, f.tc)
-	f.n = h.appendOPT(fq, out, n)
-	return f
+	h.writeHeader(q, fq, out, tc)
+	return fast{n: h.appendOPT(fq, out, n), ok: true, tc: tc, qtype: fq.qtype, rcode: p.Msg[3] & 0xF}
 }
 
 // writeNegative writes an NXDOMAIN or NODATA answer: the header, the
@@ -298,10 +323,7 @@ func (h *Handler) writeAnswer(q []byte, fq *fastQuery, w *cache.Wire, limit int,
 // question name. One that does not fit goes to the slow path, which
 // truncates it.
 func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire, rcode uint8, limit int, out []byte) fast {
-	opt := 0
-	if fq.edns {
-		opt = optLen
-	}
+	opt := fq.optSize()
 	r := &neg.Lower
 	if fq.cased {
 		r = &neg.Cased
@@ -384,41 +406,16 @@ func (h *Handler) answerDelegated(q []byte, fq *fastQuery, name []byte, tcp bool
 	}
 	var kb [cache.WireKeyMax]byte
 	w, elapsed, ok := lru.GetWire(cache.AppendWireKey(kb[:0], name, fq.qtype, qclass, fq.do))
-	if !ok || w.QEnd != fq.qEnd || len(w.Msg) < w.QEnd {
+	if !ok || w.QEnd != fq.qEnd {
 		return fast{}
 	}
-	limit := dns.MinMsgSize
-	if fq.edns {
-		limit = int(min(max(fq.size, dns.MinMsgSize), h.opts.UDPSize))
-	}
-	if tcp {
-		limit = dns.MaxMsgSize
-	}
-	opt := 0
-	if fq.edns {
-		opt = optLen
-	}
 	msg := w.Msg
-	f := fast{ok: true, qtype: fq.qtype, rcode: msg[3] & 0xF, source: SourceDelegated}
-	switch {
-	case len(msg)+opt <= limit:
-	case w.Extra+opt <= limit:
-		msg = msg[:w.Extra]
-	default:
-		msg = msg[:w.QEnd]
-		f.tc = true
+	f := fast{qtype: fq.qtype, rcode: msg[3] & 0xF, source: SourceDelegated}
+	n, tc, fits, need := fitted(msg, w.Extra, w.QEnd, q, out, fq.optSize(), h.limit(fq, tcp))
+	if !fits {
+		return fast{need: need}
 	}
-	if len(msg)+opt > len(out) {
-		return fast{need: len(msg) + opt}
-	}
-	n := copy(out, msg)
-	copy(out[headerLen:fq.qEnd], q[headerLen:fq.qEnd])
-	switch {
-	case f.tc:
-		clear(out[6:headerLen])
-	case len(msg) < len(w.Msg):
-		clear(out[10:headerLen])
-	}
+	f.ok, f.tc = true, tc
 	if elapsed > 0 {
 		for _, t := range w.TTLs {
 			if int(t)+4 > n {
