@@ -3,9 +3,7 @@ package resolver
 import (
 	"encoding/binary"
 	"net"
-	"os"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -69,16 +67,11 @@ func (c *batchClient) send(k int) error {
 }
 
 func (c *batchClient) sendmmsg(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.out[c.base])), uintptr(c.n), 0, 0, 0)
-	switch e {
-	case 0:
-		c.n = int(n)
-	case unix.EAGAIN:
-		return false
-	default:
-		c.err = os.NewSyscallError("sendmmsg", e)
+	n, done, err := mmsg(unix.SYS_SENDMMSG, fd, c.out[c.base:c.base+c.n], 0, "sendmmsg")
+	if done {
+		c.n, c.err = n, err
 	}
-	return true
+	return done
 }
 
 // recv waits for answers and returns how many arrived.
@@ -91,14 +84,9 @@ func (c *batchClient) recv() (int, error) {
 }
 
 func (c *batchClient) recvmmsg(fd uintptr) bool {
-	n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.in[0])), uintptr(len(c.in)), unix.MSG_WAITFORONE, 0, 0)
-	switch e {
-	case 0:
-		c.n = int(n)
-	case unix.EAGAIN:
-		return false
-	default:
-		c.err = os.NewSyscallError("recvmmsg", e)
+	n, done, err := mmsg(unix.SYS_RECVMMSG, fd, c.in, unix.MSG_WAITFORONE, "recvmmsg")
+	if done {
+		c.n, c.err = n, err
 	}
-	return true
+	return done
 }

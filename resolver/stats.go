@@ -115,8 +115,21 @@ func (t *tally) add(i int, v uint64) {
 	t.local[i] += v
 }
 
-// count records one query, and its duration when timed.
-func (t *tally) count(proto int, o outcome, timed bool, took time.Duration) {
+// sample is the start of a query that the duration histogram times; the
+// zero sample times nothing.
+type sample struct{ start time.Time }
+
+// sampleQuery returns the sample of the query numbered seq: one query in
+// durationSample reads the clock, the rest cost nothing.
+func sampleQuery(seq uint32) sample {
+	if seq%durationSample != 0 {
+		return sample{}
+	}
+	return sample{start: time.Now()}
+}
+
+// count records one query, and its duration when s times it.
+func (t *tally) count(proto int, o outcome, s sample) {
 	if o.panicked {
 		t.add(idxPanics, 1)
 	}
@@ -129,7 +142,8 @@ func (t *tally) count(proto int, o outcome, timed bool, took time.Duration) {
 	if o.tc {
 		t.add(idxTruncated, 1)
 	}
-	if timed {
+	if !s.start.IsZero() {
+		took := time.Since(s.start)
 		b := 0
 		for b < len(DurationBuckets) && took > DurationBuckets[b] {
 			b++
@@ -137,6 +151,11 @@ func (t *tally) count(proto int, o outcome, timed bool, took time.Duration) {
 		t.add(idxBuckets+int(o.source)*nBuckets+b, 1)
 		t.add(idxSums+int(o.source), uint64(took))
 	}
+}
+
+// outcome is what the metrics count of a fast answer.
+func (f fast) outcome() outcome {
+	return outcome{qtype: f.qtype, rcode: int(f.rcode), source: f.source, tc: f.tc}
 }
 
 // flush adds the counts to s and starts again from zero.

@@ -181,21 +181,13 @@ func (c *tcpConn) fill() (int, error) {
 func (c *tcpConn) handle(msg []byte) {
 	c.seq++
 	c.rot++
-	timed := c.seq%durationSample == 0
-	var start time.Time
-	if timed {
-		start = time.Now()
-	}
+	smp := sampleQuery(c.seq)
 	if f := c.fast(msg); f.ok {
-		var took time.Duration
-		if timed {
-			took = time.Since(start)
-		}
-		c.tally.count(protoTCP, outcome{qtype: f.qtype, rcode: int(f.rcode), source: f.source, tc: f.tc}, timed, took)
+		c.tally.count(protoTCP, f.outcome(), smp)
 		return
 	}
 	if len(msg) < headerLen || msg[2]&flagQR != 0 {
-		c.tally.count(protoTCP, outcome{dropped: true}, false, 0)
+		c.tally.count(protoTCP, outcome{dropped: true}, sample{})
 		return
 	}
 	select {
@@ -208,7 +200,7 @@ func (c *tcpConn) handle(msg []byte) {
 	query := append([]byte(nil), msg...)
 	c.slow.Add(1)
 	c.inflight.Add(1)
-	go c.slowPath(query, timed, start)
+	go c.slowPath(query, smp)
 }
 
 // fast runs the fast path into wbuf, after a length prefix. A panic in it
@@ -272,7 +264,7 @@ func (c *tcpConn) write(b ...[]byte) {
 
 // slowPath answers one query through HandleRequest from its own
 // goroutine: a delegated name may wait for Consul DNS.
-func (c *tcpConn) slowPath(query []byte, timed bool, start time.Time) {
+func (c *tcpConn) slowPath(query []byte, smp sample) {
 	defer func() {
 		c.lastSlow.Store(time.Now().UnixNano())
 		c.inflight.Add(-1)
@@ -283,11 +275,7 @@ func (c *tcpConn) slowPath(query []byte, timed bool, start time.Time) {
 	if resp != nil && len(resp) <= dns.MaxMsgSize {
 		c.write(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp)
 	}
-	var took time.Duration
-	if timed {
-		took = time.Since(start)
-	}
 	var t tally
-	t.count(protoTCP, o, timed, took)
+	t.count(protoTCP, o, smp)
 	t.flush(&c.s.shared)
 }

@@ -68,35 +68,27 @@ func (l *udpLoop) serve(i int) {
 	msg := l.io.msg(i)
 	l.seq++
 	l.rot++
-	timed := l.seq%durationSample == 0
-	var start time.Time
-	if timed {
-		start = time.Now()
-	}
+	smp := sampleQuery(l.seq)
 	if f := l.fast(msg, l.io.out(i)); f.ok {
 		l.io.reply(i, f.n)
-		var took time.Duration
-		if timed {
-			took = time.Since(start)
-		}
-		l.tally.count(protoUDP, outcome{qtype: f.qtype, rcode: int(f.rcode), source: f.source, tc: f.tc}, timed, took)
+		l.tally.count(protoUDP, f.outcome(), smp)
 		return
 	}
 	if len(msg) < headerLen || msg[2]&flagQR != 0 {
 		// Dropped by the slow path anyway: no goroutine for it.
-		l.tally.count(protoUDP, outcome{dropped: true}, false, 0)
+		l.tally.count(protoUDP, outcome{dropped: true}, sample{})
 		return
 	}
 	select {
 	case l.s.slowSlots <- struct{}{}:
 	default:
-		l.tally.count(protoUDP, outcome{dropped: true}, false, 0)
+		l.tally.count(protoUDP, outcome{dropped: true}, sample{})
 		return
 	}
 	// The loop reuses msg's buffer for the next batch.
 	query, peer := append([]byte(nil), msg...), l.io.peer(i)
 	l.s.slow.Add(1)
-	go l.slowPath(query, peer, timed, start)
+	go l.slowPath(query, peer, smp)
 }
 
 // fast runs the fast path on msg; a panic in it is counted and logged, and
@@ -114,7 +106,7 @@ func (l *udpLoop) fast(msg, out []byte) (f fast) {
 
 // slowPath answers one query through HandleRequest and sends the answer
 // from its own goroutine: a delegated name may wait for Consul DNS.
-func (l *udpLoop) slowPath(query []byte, peer udpPeer, timed bool, start time.Time) {
+func (l *udpLoop) slowPath(query []byte, peer udpPeer, smp sample) {
 	defer func() {
 		<-l.s.slowSlots
 		l.s.slow.Done()
@@ -125,11 +117,7 @@ func (l *udpLoop) slowPath(query []byte, peer udpPeer, timed bool, start time.Ti
 			l.s.logger.Debug("dns udp write", "error", err)
 		}
 	}
-	var took time.Duration
-	if timed {
-		took = time.Since(start)
-	}
 	var t tally
-	t.count(protoUDP, o, timed, took)
+	t.count(protoUDP, o, smp)
 	t.flush(&l.s.shared)
 }

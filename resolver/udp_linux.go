@@ -143,21 +143,31 @@ func (b *batchIO) read() (int, error) {
 }
 
 func (b *batchIO) recvmmsg(fd uintptr) bool {
+	// MSG_WAITFORONE: after the first datagram, take what is there.
+	n, done, err := mmsg(unix.SYS_RECVMMSG, fd, b.hdrs, unix.MSG_WAITFORONE, "recvmmsg")
+	b.sysN, b.sysErr = n, err
+	return done
+}
+
+// mmsg runs recvmmsg or sendmmsg (trap) on fd for the message headers hdrs,
+// again after EINTR. done is false on EAGAIN (the socket is not ready: the
+// runtime poller waits and calls again); otherwise n or err is the result.
+func mmsg(trap, fd uintptr, hdrs []mmsghdr, flags uintptr, name string) (n int, done bool, err error) {
+	if len(hdrs) == 0 {
+		return 0, true, nil
+	}
 	for {
-		// MSG_WAITFORONE: after the first datagram, take what is there.
-		n, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&b.hdrs[0])), uintptr(len(b.hdrs)),
-			unix.MSG_WAITFORONE, 0, 0)
+		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&hdrs[0])), uintptr(len(hdrs)), flags, 0, 0)
 		switch e {
 		case 0:
-			b.sysN = int(n)
+			return int(r), true, nil
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			return false
+			return 0, false, nil
 		default:
-			b.sysErr = os.NewSyscallError("recvmmsg", e)
+			return 0, true, os.NewSyscallError(name, e)
 		}
-		return true
 	}
 }
 
@@ -221,20 +231,9 @@ func cmpOr(a, b error) error {
 }
 
 func (b *batchIO) sendmmsg(fd uintptr) bool {
-	for {
-		n, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&b.ohdrs[b.wbase])), uintptr(b.m-b.wbase), 0, 0, 0)
-		switch e {
-		case 0:
-			b.sysN = int(n)
-		case unix.EINTR:
-			continue
-		case unix.EAGAIN:
-			return false
-		default:
-			b.sysErr = os.NewSyscallError("sendmmsg", e)
-		}
-		return true
-	}
+	n, done, err := mmsg(unix.SYS_SENDMMSG, fd, b.ohdrs[b.wbase:b.m], 0, "sendmmsg")
+	b.sysN, b.sysErr = n, err
+	return done
 }
 
 // peer returns where the answer to datagram i goes, for send.
