@@ -510,3 +510,38 @@ func TestWatcherReconfigure(t *testing.T) {
 		}
 	}
 }
+
+// Patroni rewrites its member keys every loop_wait: the index moves while
+// nothing a decision reads changes. Such an answer must not announce an
+// update (which would rebuild the snapshot).
+func TestWatcherSkipsUnchangedData(t *testing.T) {
+	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
+	main.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	})
+	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	waitFor(t, "ready", w.Ready)
+	waitFor(t, "parked at index 10", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "10") })
+	select {
+	case <-w.Updates():
+	default:
+	}
+	main.set(func(f *fakeConsul) { f.index = 11 }) // same data, new index
+	waitFor(t, "re-queried at index 11", func() bool {
+		return hasIndex(main.requests(), "/v1/health/service/orders", "11") && hasIndex(main.requests(), "/v1/kv/service/orders/", "11")
+	})
+	select {
+	case <-w.Updates():
+		t.Error("an answer with a new index but the same data announced an update")
+	default:
+	}
+	main.set(func(f *fakeConsul) {
+		f.index = 12
+		f.entries["orders"][0].Checks[1].Status = api.HealthCritical
+	})
+	select {
+	case <-w.Updates():
+	case <-time.After(5 * time.Second):
+		t.Error("a health change announced no update")
+	}
+}
