@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -115,6 +116,12 @@ func TestScenarioFailoverInMain(t *testing.T) {
 			// leader key expires a replica takes it and promotes.
 			m1.SetHealthy(false)
 			m1.WaitCheck(coreSettle, api.HealthCritical)
+			// A pool fleet's endpoints are its bouncers, named by node.
+			after := `after="active=main rw=[`
+			if layout != "pool-fleet" {
+				after += m2.Name + "@"
+			}
+			changesBefore := decisionChanges(w.r.Logs(), c.label, after)
 			start := time.Now()
 			m2.Promote(2)
 			wants := c.steadyWants()
@@ -130,6 +137,11 @@ func TestScenarioFailoverInMain(t *testing.T) {
 			}
 			WaitNames(t, w.dns, coreSettle, wants)
 			t.Logf("rw followed the new leader %s in %s", m2.Name, time.Since(start).Round(time.Millisecond))
+			// One more info line says what changed: before, after and why.
+			WaitFor(t, coreSettle, func() (bool, string) {
+				n := decisionChanges(w.r.Logs(), c.label, after)
+				return n > changesBefore, fmt.Sprintf("%d decision-changed log lines with %s, want more than %d", n, after, changesBefore)
+			})
 
 			// The old leader rejoins as a replica of the new one.
 			m1.Demote()
@@ -225,4 +237,17 @@ func TestScenarioStandbyPromoted(t *testing.T) {
 			t.Logf("rw moved to the promoted standby leader %s in %s", s1.Name, time.Since(start).Round(time.Millisecond))
 		})
 	}
+}
+
+// decisionChanges counts the "decision changed" log lines of cluster that
+// carry before, why, and after (a prefix of the after field).
+func decisionChanges(logs, cluster, after string) int {
+	n := 0
+	for _, line := range strings.Split(logs, "\n") {
+		if strings.Contains(line, `msg="decision changed" cluster=`+cluster+" ") &&
+			strings.Contains(line, "before=") && strings.Contains(line, after) && strings.Contains(line, "why=") {
+			n++
+		}
+	}
+	return n
 }
