@@ -545,3 +545,13 @@ func TestWatcherSkipsUnchangedData(t *testing.T) {
 		t.Error("a health change announced no update")
 	}
 }
+
+func TestRateLimiter(t *testing.T) {
+	l := newRateLimiter(time.Hour)
+	if !l.allow("main") || l.allow("main") {
+		t.Error("want the first event of a key through and the second held back")
+	}
+	if !l.allow("standby") {
+		t.Error("a key's limit held back another key")
+	}
+}

@@ -2,10 +2,19 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/zones"
 )
 
 func TestRunCommands(t *testing.T) {
@@ -69,5 +78,33 @@ func TestRunCommands(t *testing.T) {
 func TestSummaryNamesEndpoints(t *testing.T) {
 	if got := endpoints(nil); got != "[]" {
 		t.Errorf("endpoints(nil) = %q, want []", got)
+	}
+}
+
+func TestReadyzNamesTheUnreadRegion(t *testing.T) {
+	cfg := &zones.Config{
+		Regions: []zones.Region{
+			{Name: "main", Role: zones.RoleMain, Datacenter: "dc1", ConsulHTTP: []string{"http://127.0.0.1:1"}},
+			{Name: "standby", Role: zones.RoleStandby, Datacenter: "dc2", ConsulHTTP: []string{"http://127.0.0.1:1"}},
+		},
+		Clusters: []zones.Cluster{{Label: "orders", Scopes: map[string]string{"main": "orders", "standby": "orders"},
+			Namespace: "service", Layout: policy.LayoutDirect, Tags: policy.DefaultRoleTags()}},
+	}
+	w, err := watch.New(cfg, watch.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Never run: no region has been read.
+	e := &engine{watcher: w, cfg: cfg, store: &cache.Store{}}
+	h := newHTTPHandler(e, testMetrics(t))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "region main") {
+		t.Errorf("/readyz before any read = %d %q, want 503 naming region main", rec.Code, rec.Body.String())
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("/healthz = %d, want 200", rec.Code)
 	}
 }
