@@ -81,7 +81,7 @@ func toFile(cfg *Config) *fileConfig {
 		WarningIsPassing: cfg.WarningIsPassing,
 	}
 	for _, ns := range cfg.NS {
-		fc.NS = append(fc.NS, fileNS{Name: ns.Name, Addresses: ns.Addresses})
+		fc.NS = append(fc.NS, fileNS(ns))
 	}
 	for _, r := range cfg.Regions {
 		fr := fileRegion{
