@@ -60,22 +60,25 @@ func benchConvergence(b *testing.B, n int) {
 	})
 	b.Logf("regiondns ready and answering every cluster %s after start", time.Since(start).Round(time.Millisecond))
 
-	// Steady state: with nothing changing, every watch asks once per
-	// REGIONDNS_CONSUL_WAIT (60 s): the load is the number of watches / 60 s.
-	// (A short window measures nothing: the blocking queries all started
-	// together and are still parked.)
+	// Steady state: with nothing changing, every blocking query (each
+	// service, and each KV prefix being followed) asks once per
+	// REGIONDNS_CONSUL_WAIT (60 s), and every other KV prefix is read once
+	// per KV refresh (5 min). (A short window measures nothing: the
+	// blocking queries all started together and are still parked.)
 	_, body := r.Get("/debug/state")
 	var st struct {
 		Regions []struct {
 			Resources int `json:"resources"`
+			Following int `json:"following"`
 		} `json:"regions"`
 	}
 	if err := json.Unmarshal(body, &st); err != nil {
 		b.Fatal(err)
 	}
-	watches := 0
+	watches, idle := 0, 0
 	for _, reg := range st.Regions {
-		watches += reg.Resources
+		watches += reg.Following
+		idle += reg.Resources - reg.Following
 	}
 
 	builds0 := scaleMetric(b, r, "regiondns_snapshot_build_duration_seconds_count")
@@ -115,15 +118,21 @@ func benchConvergence(b *testing.B, n int) {
 	}
 	b.ReportMetric(float64(scaleRSS(b, r.PID()))/(1<<20), "rss-MiB")
 	if dir := os.Getenv("REGIONDNS_BENCH_PROFILES"); dir != "" {
-		for _, p := range []string{"heap", "goroutine", "allocs"} {
+		// heap and memstats are taken after a collection: the live heap.
+		for range 5 {
+			r.Get("/debug/pprof/heap?gc=1")
+		}
+		for file, p := range map[string]string{
+			"heap": "heap?gc=1", "goroutine": "goroutine", "allocs": "allocs", "memstats": "heap?debug=1&gc=1",
+		} {
 			_, body := r.Get("/debug/pprof/" + p)
-			if err := os.WriteFile(fmt.Sprintf("%s/%s-%d.pb.gz", dir, p, n), body, 0o644); err != nil {
+			if err := os.WriteFile(fmt.Sprintf("%s/%s-%d.prof", dir, file, n), body, 0o644); err != nil {
 				b.Error(err)
 			}
 		}
 	}
 	b.ReportMetric(float64(watches), "watches")
-	b.ReportMetric(float64(watches)/60, "idle-consul-req/s")
+	b.ReportMetric(float64(watches)/60+float64(idle)/300, "idle-consul-req/s")
 }
 
 // scaleMemberAddr is the address of member m (1 or 2) of cluster c in region ri.

@@ -48,10 +48,10 @@ const ownRetryInterval = 10 * time.Second
 // newRegionConn builds the clients of region r. The Consul environment
 // (CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...) applies as consul/api reads it; a
 // region's token file overrides the environment's token.
-func newRegionConn(r, other *zones.Region, wait time.Duration, c *counters) (*regionConn, error) {
+func newRegionConn(r, other *zones.Region, tr *pollTransport, c *counters) (*regionConn, error) {
 	rc := &regionConn{name: r.Name, counters: c}
 	for _, addr := range r.ConsulHTTP {
-		c, err := newClient(addr, r.TokenFile, wait)
+		c, err := newClient(addr, r.TokenFile, tr)
 		if err != nil {
 			return nil, fmt.Errorf("region %s: consul_http %q: %w", r.Name, addr, err)
 		}
@@ -62,7 +62,7 @@ func newRegionConn(r, other *zones.Region, wait time.Duration, c *counters) (*re
 		for _, addr := range other.ConsulHTTP {
 			// The region's own token: in a federated ACL system tokens are
 			// global, and this one is the one allowed to read this region.
-			c, err := newClient(addr, r.TokenFile, wait)
+			c, err := newClient(addr, r.TokenFile, tr)
 			if err != nil {
 				return nil, fmt.Errorf("region %s: fallback consul_http %q: %w", r.Name, addr, err)
 			}
@@ -72,30 +72,29 @@ func newRegionConn(r, other *zones.Region, wait time.Duration, c *counters) (*re
 	return rc, nil
 }
 
-func newClient(addr, tokenFile string, wait time.Duration) (*api.Client, error) {
+func newClient(addr, tokenFile string, tr *pollTransport) (*api.Client, error) {
 	cfg := api.DefaultConfig()
 	cfg.Address = addr
 	if tokenFile != "" {
 		cfg.TokenFile = tokenFile
 	}
-	// Every watched resource holds one long poll open; let their connections
-	// be reused rather than redialled after each answer.
-	cfg.Transport.MaxIdleConnsPerHost = 128
-	// Each of those connections keeps its buffers for as long as it is
-	// open; Consul's answers for one service or one scope are small, and
-	// with a thousand clusters the default 4 KiB each way is tens of MiB.
-	cfg.Transport.ReadBufferSize = 2 << 10
-	cfg.Transport.WriteBufferSize = 1 << 10
-	hc, err := api.NewHttpClient(cfg.Transport, cfg.TLSConfig)
-	if err != nil {
-		return nil, err
-	}
-	// A blocking query returns within wait plus Consul's jitter of wait/16;
-	// past that margin the agent is hung, and the next path should be tried.
-	hc.Timeout = wait + wait/16 + 5*time.Second
-	cfg.HttpClient = hc
+	// No Timeout: with a transport other than net/http's it costs a
+	// goroutine per request. Each query's context carries its deadline.
+	cfg.HttpClient = &http.Client{Transport: tr}
 	// consul/api's errors name the token file, never the token.
 	return api.NewClient(cfg)
+}
+
+// newTransport returns the transport of every Consul client, with the TLS
+// settings of the Consul environment (CONSUL_CACERT, CONSUL_CLIENT_CERT,
+// ...).
+func newTransport() (*pollTransport, error) {
+	cfg := api.DefaultConfig()
+	tlsConfig, err := api.SetupTLSConfig(&cfg.TLSConfig)
+	if err != nil {
+		return nil, fmt.Errorf("consul TLS settings: %w", err)
+	}
+	return newPollTransport(tlsConfig), nil
 }
 
 // order returns the order in which to try the paths for the next query.

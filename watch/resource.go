@@ -45,14 +45,36 @@ type kvState struct {
 	config    policy.ClusterConfig
 }
 
-// resource is one blocking-query loop and its latest result.
+// resource is one watched Consul resource: its query loop and its latest
+// result.
+//
+// A service's health is followed with blocking queries all the time. A
+// Patroni KV prefix is followed only while it matters: for KVFollow after
+// the scope's health changed, and while the scope is unsettled (see
+// settled); otherwise it is read when its scope's health changes and every
+// KVRefresh, and costs neither a connection nor a goroutine in between.
+// Patroni rewrites its member keys every loop_wait; following every scope
+// all the time would cost a blocking query per scope and region, and a
+// Consul request per rewrite.
 type resource struct {
 	key  resourceKey
 	tags policy.RoleTags // health resources of Patroni services classify roles
 	// conn is swapped by Reconfigure; each query loads it.
 	conn atomic.Pointer[regionConn]
-	// cancel stops the loop; guarded by the Watcher's mu.
+	// cancel stops the loop, and ctx is its context; set before the loop
+	// first runs and guarded by the Watcher's mu.
 	cancel context.CancelFunc
+	ctx    context.Context
+	// kv are the KV prefixes, in every region, of the clusters whose
+	// Patroni service this is; health is the Patroni service of a KV
+	// prefix's scope, and others the Patroni services of its cluster in the
+	// other regions. Linked by the Watcher under its mu.
+	kv     []*resource
+	health *resource
+	others []*resource
+	// lp is the loop's own state, touched only by the goroutine running
+	// the loop's current step.
+	lp loopState
 
 	mu sync.Mutex
 	// The fields below are guarded by mu.
@@ -64,6 +86,23 @@ type resource struct {
 	lastErr     error
 	lastContact time.Time
 	via         string
+	// running: a goroutine runs the loop's step or is about to; poked: a
+	// read was asked for while it ran; waiters are closed when the read a
+	// poke started has finished; refresh is an idle KV prefix's timer;
+	// followUntil is the end of the KV prefix's follow window.
+	running     bool
+	poked       bool
+	waiters     []chan struct{}
+	refresh     *time.Timer
+	followUntil time.Time
+}
+
+// loopState is what a resource's loop carries from one query to the next.
+type loopState struct {
+	idx     uint64
+	lastVia string // the path of the last successful read
+	broken  bool   // the last read failed
+	backoff time.Duration
 }
 
 // snapshot returns the resource's state under its lock.
@@ -75,6 +114,10 @@ func (r *resource) snapshot() (res result, known, failing bool) {
 
 // fetch runs one blocking query at index idx on path p.
 func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Duration) (result, uint64, error) {
+	// A blocking query returns within wait plus Consul's jitter of wait/16;
+	// past that margin the agent is hung, and the next path should be tried.
+	ctx, cancel := context.WithTimeout(ctx, wait+wait/16+5*time.Second)
+	defer cancel()
 	q := (&api.QueryOptions{WaitIndex: idx, WaitTime: wait, Datacenter: p.dc}).WithContext(ctx)
 	switch r.key.kind {
 	case kindKV:
@@ -92,65 +135,114 @@ func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Dura
 	}
 }
 
-// run is the blocking-query loop, following Consul's guidance: an index that
-// goes backwards resets to 0, an index of 0 is treated as 1 to avoid a hot
-// loop, calls are rate limited, and errors back off with jitter.
-func (r *resource) run(ctx context.Context, o Options, changed func(), failed func(error)) {
-	var idx uint64
-	var (
-		lastVia string // the path of the last successful read
-		broken  bool   // the last read failed
-	)
-	backoff := o.MinBackoff
-	for ctx.Err() == nil {
-		started := time.Now()
-		var (
-			res  result
-			next uint64
-		)
-		p, err := r.conn.Load().query(func(p path) error {
-			at := idx
-			if broken || p.addr+dcSuffix(p.dc) != lastVia {
-				// After a failure, or on another path than the one that
-				// answered last (its agent is gone, or the own agents are
-				// tried again), read without blocking: the recovery or the
-				// switch shows (stale, via, last contact) at once, not only
-				// after the next change, up to a wait time later.
-				at = 0
-			}
-			var ferr error
-			res, next, ferr = r.fetch(ctx, p, at, o.WaitTime)
-			return ferr
-		})
-		if ctx.Err() != nil {
-			return
-		}
-		broken = err != nil
-		if err != nil {
-			r.setFailed(err)
-			failed(err)
-			changed() // staleness is part of the answer (TXT, state)
-			sleep(ctx, jitter(backoff))
-			backoff = min(backoff*2, o.MaxBackoff)
-			continue
-		}
-		backoff = o.MinBackoff
-		switch {
-		case next < idx:
-			next = 0 // the index went backwards: start over with a full read
-		case next == 0:
-			next = 1
-		}
-		lastVia = p.addr + dcSuffix(p.dc)
-		fresh := r.setResult(res, next, idx, lastVia)
-		idx = next
-		if fresh {
-			changed()
-		}
-		if d := o.MinInterval - time.Since(started); d > 0 {
-			sleep(ctx, d)
-		}
+// step runs one query of the loop and reports whether the loop goes on;
+// the Watcher runs each step on a new goroutine. It follows Consul's
+// guidance for blocking queries: an index that goes backwards resets to 0,
+// an index of 0 is treated as 1 to avoid a hot loop, calls are rate
+// limited, and errors back off with jitter.
+func (r *resource) step(w *Watcher) bool {
+	ctx, o, lp := r.ctx, w.opts, &r.lp
+	if ctx.Err() != nil {
+		return false
 	}
+	if lp.backoff == 0 {
+		lp.backoff = o.MinBackoff
+	}
+	r.mu.Lock()
+	r.poked = false
+	first := !r.attempted
+	r.mu.Unlock()
+	started := time.Now()
+	block := r.key.kind != kindKV || w.following(r, started)
+	var (
+		res  result
+		next uint64
+	)
+	p, err := r.conn.Load().query(func(p path) error {
+		at := lp.idx
+		if !block || lp.broken || p.addr+dcSuffix(p.dc) != lp.lastVia {
+			// A KV prefix not followed is read, not waited on. After a
+			// failure, or on another path than the one that answered last
+			// (its agent is gone, or the own agents are tried again), the
+			// read does not block either: the recovery or the switch shows
+			// (stale, via, last contact) at once, not only after the next
+			// change, up to a wait time later.
+			at = 0
+		}
+		var ferr error
+		res, next, ferr = r.fetch(ctx, p, at, o.WaitTime)
+		return ferr
+	})
+	if ctx.Err() != nil {
+		r.finishRead()
+		return false
+	}
+	lp.broken = err != nil
+	if err != nil {
+		r.setFailed(err)
+		w.logError(r.key, err)
+		if first {
+			w.settle(r)
+		}
+		w.notify() // staleness is part of the answer (TXT, state)
+		r.finishRead()
+		sleep(ctx, jitter(lp.backoff))
+		lp.backoff = min(lp.backoff*2, o.MaxBackoff)
+		return true // a failing resource, KV prefix or not, keeps trying
+	}
+	lp.backoff = o.MinBackoff
+	switch {
+	case next < lp.idx:
+		next = 0 // the index went backwards: start over with a full read
+	case next == 0:
+		next = 1
+	}
+	lp.lastVia = p.addr + dcSuffix(p.dc)
+	fresh := r.setResult(res, next, lp.idx, lp.lastVia)
+	lp.idx = next
+	switch {
+	case first:
+		w.settle(r)
+	case fresh:
+		// The scope's KV prefixes are read now and followed for a while;
+		// their answer joins this one in the same decision.
+		w.wake(r)
+	}
+	if fresh {
+		w.notify()
+	}
+	r.finishRead()
+	if d := o.MinInterval - time.Since(started); d > 0 {
+		sleep(ctx, d)
+	}
+	if r.key.kind == kindKV && !w.following(r, time.Now()) {
+		return r.idle(w)
+	}
+	return true
+}
+
+// finishRead releases the waiters of the read that just finished.
+func (r *resource) finishRead() {
+	r.mu.Lock()
+	waiters := r.waiters
+	r.waiters = nil
+	r.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
+}
+
+// idle ends a KV prefix's loop until a poke or its refresh timer; it
+// reports true, and the loop goes on, when a poke came during the read.
+func (r *resource) idle(w *Watcher) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.poked {
+		return true
+	}
+	r.running = false
+	r.refresh = time.AfterFunc(jitter(w.opts.KVRefresh), func() { w.poke(r, false) })
+	return false
 }
 
 func dcSuffix(dc string) string {

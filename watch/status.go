@@ -20,12 +20,17 @@ type RegionStatus struct {
 	LastContact time.Time `json:"last_contact"`
 	// LastError is the newest read error while the region is stale.
 	LastError string `json:"last_error,omitempty"`
-	// Via lists the agents the region was last read through ("addr?dc=x"
-	// when through the other region's agents).
+	// Via lists the agents the region's followed resources were last read
+	// through ("addr?dc=x" when through the other region's agents); a KV
+	// prefix read now and then (see Following) is not counted.
 	Via []string `json:"via,omitempty"`
 	// Resources and Failing count the watched resources and those failing.
 	Resources int `json:"resources"`
 	Failing   int `json:"failing"`
+	// Following counts the resources whose loop runs: every service, each
+	// KV prefix while it is followed, and any resource that is failing.
+	// Each holds one blocking query (or backs off); the others are idle.
+	Following int `json:"following"`
 	// Requests and Errors count HTTP requests to Consul for this region, and
 	// the failed ones, since the process started.
 	Requests uint64 `json:"requests"`
@@ -47,6 +52,9 @@ func (w *Watcher) Status() []RegionStatus {
 		st := byName[key.region]
 		r.mu.Lock()
 		st.Resources++
+		if r.running {
+			st.Following++
+		}
 		st.Ready = st.Ready && r.attempted
 		st.Index = max(st.Index, r.index)
 		if r.lastContact.After(st.LastContact) {
@@ -58,7 +66,7 @@ func (w *Watcher) Status() []RegionStatus {
 			if r.lastErr != nil {
 				st.LastError = r.lastErr.Error()
 			}
-		} else if r.via != "" {
+		} else if r.via != "" && r.running {
 			if vias[key.region] == nil {
 				vias[key.region] = map[string]bool{}
 			}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,15 @@ type Options struct {
 	MinInterval time.Duration
 	// MinBackoff and MaxBackoff bound the jittered backoff after errors.
 	MinBackoff, MaxBackoff time.Duration
+	// KVFollow is how long a Patroni KV prefix is followed with blocking
+	// queries after its scope's health changed: long enough for what
+	// Patroni writes after a role change (timelines, member keys, and the
+	// member keys that expire with a dead member's session, 30 s by
+	// default).
+	KVFollow time.Duration
+	// KVRefresh is how often a KV prefix that is not followed is read
+	// anyway, for changes no health change announces (an operator's edit).
+	KVRefresh time.Duration
 }
 
 // DefaultOptions are the options used where a field is zero.
@@ -34,6 +44,8 @@ var DefaultOptions = Options{
 	MinInterval: 10 * time.Millisecond,
 	MinBackoff:  250 * time.Millisecond,
 	MaxBackoff:  10 * time.Second,
+	KVFollow:    2 * time.Minute,
+	KVRefresh:   5 * time.Minute,
 }
 
 func (o Options) withDefaults() Options {
@@ -49,6 +61,12 @@ func (o Options) withDefaults() Options {
 	if o.MaxBackoff < o.MinBackoff {
 		o.MaxBackoff = max(DefaultOptions.MaxBackoff, o.MinBackoff)
 	}
+	if o.KVFollow <= 0 {
+		o.KVFollow = DefaultOptions.KVFollow
+	}
+	if o.KVRefresh <= 0 {
+		o.KVRefresh = DefaultOptions.KVRefresh
+	}
 	return o
 }
 
@@ -58,7 +76,9 @@ type Watcher struct {
 	logger  *slog.Logger
 	updates chan struct{}
 	errLog  *rateLimiter
-	wg      sync.WaitGroup
+	// transport carries every Consul request, of every configuration.
+	transport *pollTransport
+	wg        sync.WaitGroup
 
 	mu sync.RWMutex
 	// The fields below are guarded by mu.
@@ -69,22 +89,33 @@ type Watcher struct {
 	countersMu sync.Mutex
 	counters   map[string]*counters
 	runCtx     context.Context // set by Run; nil before
+
+	// launchMu guards stopping, which Run sets before it waits for the
+	// loops: no loop starts after that.
+	launchMu sync.Mutex
+	stopping bool
 }
 
 // New builds a Watcher for cfg. It fails when a region's Consul client cannot
 // be built (a bad address, an unreadable token file).
 func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error) {
+	tr, err := newTransport()
+	if err != nil {
+		return nil, err
+	}
 	w := &Watcher{
-		opts:     opts.withDefaults(),
-		logger:   logger,
-		updates:  make(chan struct{}, 1),
-		errLog:   newRateLimiter(30 * time.Second),
-		counters: map[string]*counters{},
+		transport: tr,
+		opts:      opts.withDefaults(),
+		logger:    logger,
+		updates:   make(chan struct{}, 1),
+		errLog:    newRateLimiter(30 * time.Second),
+		counters:  map[string]*counters{},
 	}
 	resources, err := w.plan(cfg)
 	if err != nil {
 		return nil, err
 	}
+	link(cfg, resources)
 	w.cfg, w.resources = cfg, resources
 	return w, nil
 }
@@ -95,7 +126,7 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, error) {
 	conns := map[string]*regionConn{}
 	for i := range cfg.Regions {
 		r := &cfg.Regions[i]
-		rc, err := newRegionConn(r, cfg.Other(r), w.opts.WaitTime, w.regionCounters(r.Name))
+		rc, err := newRegionConn(r, cfg.Other(r), w.transport, w.regionCounters(r.Name))
 		if err != nil {
 			return nil, err
 		}
@@ -114,6 +145,39 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, error) {
 		}
 	}
 	return resources, nil
+}
+
+// link pairs each Patroni service with the KV prefixes of its clusters in
+// every region (a change of the service reads them all), and each KV prefix
+// with the Patroni services of its cluster (settled reads them).
+func link(cfg *zones.Config, resources map[resourceKey]*resource) {
+	for _, r := range resources {
+		r.kv, r.health, r.others = nil, nil, nil
+	}
+	for i := range cfg.Clusters {
+		cks := make([]clusterKeys, len(cfg.Regions))
+		for j := range cfg.Regions {
+			cks[j] = clusterKeysOf(&cfg.Clusters[i], cfg.Regions[j].Name)
+		}
+		for j, ck := range cks {
+			h, kv := resources[ck.members], resources[ck.kv]
+			kv.health = h
+			for k, other := range cks {
+				if k != j {
+					kv.others = appendNew(kv.others, resources[other.members])
+				}
+				h.kv = appendNew(h.kv, resources[other.kv])
+			}
+		}
+	}
+}
+
+// appendNew appends r to list unless it is already there.
+func appendNew(list []*resource, r *resource) []*resource {
+	if slices.Contains(list, r) {
+		return list
+	}
+	return append(list, r)
 }
 
 // regionCounters returns the counters of a region, made on first use.
@@ -149,6 +213,7 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 			old.cancel()
 		}
 	}
+	link(cfg, next)
 	w.cfg, w.resources = cfg, next
 	if w.runCtx != nil {
 		for _, r := range next {
@@ -225,8 +290,8 @@ func (w *Watcher) notify() {
 	}
 }
 
-// Run runs every blocking-query loop until ctx is done, and returns once all
-// of them have stopped.
+// Run runs every query loop until ctx is done, and returns once all of them
+// have stopped.
 func (w *Watcher) Run(ctx context.Context) {
 	w.mu.Lock()
 	w.runCtx = ctx
@@ -235,18 +300,19 @@ func (w *Watcher) Run(ctx context.Context) {
 	}
 	w.mu.Unlock()
 	<-ctx.Done()
+	w.launchMu.Lock()
+	w.stopping = true
+	w.launchMu.Unlock()
 	w.wg.Wait()
 }
 
-// startLocked starts r's loop; w.mu must be held.
+// startLocked starts r's loop with a first read; w.mu must be held.
 func (w *Watcher) startLocked(r *resource) {
-	ctx, cancel := context.WithCancel(w.runCtx)
-	r.cancel = cancel
-	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		r.run(ctx, w.opts, w.notify, func(err error) { w.logError(r.key, err) })
-	}()
+	r.ctx, r.cancel = context.WithCancel(w.runCtx)
+	r.mu.Lock()
+	r.running = true
+	r.mu.Unlock()
+	w.launch(r)
 }
 
 func (w *Watcher) logError(key resourceKey, err error) {

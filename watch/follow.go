@@ -1,0 +1,187 @@
+package watch
+
+import (
+	"time"
+
+	"github.com/regiondns/regiondns/policy"
+)
+
+// launch runs the next step of r's loop on a new goroutine: a loop's stack
+// grows while it decodes an answer, and a fresh goroutine waits for the next
+// one on a small stack. It does nothing once Run is stopping.
+func (w *Watcher) launch(r *resource) {
+	w.launchMu.Lock()
+	defer w.launchMu.Unlock()
+	if w.stopping {
+		return
+	}
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		if r.step(w) {
+			w.launch(r)
+		}
+	}()
+}
+
+// poke asks for a read of the KV prefix r and, with window, follows it for
+// KVFollow from now. It returns a channel closed once that read is done, or
+// nil when r's loop was already running (the running loop reads again if
+// it was about to stop).
+func (w *Watcher) poke(r *resource, window bool) <-chan struct{} {
+	if r.ctx == nil || r.ctx.Err() != nil {
+		return nil
+	}
+	r.mu.Lock()
+	if window {
+		r.followUntil = time.Now().Add(w.opts.KVFollow)
+	}
+	if r.running {
+		r.poked = true
+		r.mu.Unlock()
+		return nil
+	}
+	r.running = true
+	if r.refresh != nil {
+		r.refresh.Stop()
+		r.refresh = nil
+	}
+	done := make(chan struct{})
+	r.waiters = append(r.waiters, done)
+	r.mu.Unlock()
+	w.launch(r)
+	return done
+}
+
+// wakeWait bounds how long a changed Patroni service waits for the reads
+// of its KV prefixes before it announces the change.
+const wakeWait = time.Second
+
+// wake reads, and follows for KVFollow, the KV prefixes of the Patroni
+// service r, whose health just changed; it returns once those reads are
+// done (or after wakeWait), so that the change and the KV it came with reach
+// the policy together.
+func (w *Watcher) wake(r *resource) {
+	w.mu.RLock()
+	peers := r.kv
+	w.mu.RUnlock()
+	var dones []<-chan struct{}
+	for _, kv := range peers {
+		if done := w.poke(kv, true); done != nil {
+			dones = append(dones, done)
+		}
+	}
+	if len(dones) == 0 {
+		return
+	}
+	t := time.NewTimer(wakeWait)
+	defer t.Stop()
+	for _, done := range dones {
+		select {
+		case <-done:
+		case <-t.C:
+			return
+		case <-r.ctx.Done():
+			return
+		}
+	}
+}
+
+// settle runs after the first read of r. For a Patroni service, it reads
+// each KV prefix of its scope that is unsettled and was read before the
+// service was known: the prefix decided then not to follow, knowing
+// nothing.
+func (w *Watcher) settle(r *resource) {
+	w.mu.RLock()
+	peers := r.kv
+	w.mu.RUnlock()
+	for _, kv := range peers {
+		kv.mu.Lock()
+		attempted, running := kv.attempted, kv.running
+		kv.mu.Unlock()
+		if attempted && !running && !w.settled(kv) {
+			w.poke(kv, false)
+		}
+	}
+}
+
+// following reports whether the KV prefix r is followed with blocking
+// queries at now: within its follow window, or while its scope is
+// unsettled.
+func (w *Watcher) following(r *resource, now time.Time) bool {
+	r.mu.Lock()
+	until := r.followUntil
+	r.mu.Unlock()
+	return now.Before(until) || !w.settled(r)
+}
+
+// settled reports whether the scope of the KV prefix r looks at rest: its
+// Patroni service has exactly one passing leader (a primary or a standby
+// leader), which holds the leader key and whose role agrees with the
+// cluster's config, and no other region of the cluster has a primary while
+// this one has. Anything else (no leader, two, a leader key naming another
+// member, a standby config with a primary or the other way round, a split
+// brain, a failing read) is a scope in the middle of a change, whose KV
+// (timelines, config, leader key) the policy may need the moment it
+// changes. A scope whose service is not read yet is settled: the service's
+// first read settles it again.
+func (w *Watcher) settled(r *resource) bool {
+	w.mu.RLock()
+	h, others := r.health, r.others
+	w.mu.RUnlock()
+	kv, kvKnown, kvFailing := r.snapshot()
+	if !kvKnown || kvFailing || h == nil {
+		return false
+	}
+	members, known, failing := h.snapshot()
+	if !known {
+		return true
+	}
+	if failing || !scopeSettled(members.instances, kv.kv) {
+		return false
+	}
+	if !hasPrimary(members.instances) {
+		return true
+	}
+	for _, o := range others {
+		if res, known, _ := o.snapshot(); known && hasPrimary(res.instances) {
+			return false
+		}
+	}
+	return true
+}
+
+// hasPrimary reports whether a passing member is a primary.
+func hasPrimary(members []policy.Instance) bool {
+	for _, m := range members {
+		if m.Health == policy.HealthPassing && m.Role == policy.RoleLeader {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeSettled is settled's test on the data.
+func scopeSettled(members []policy.Instance, kv kvState) bool {
+	var leader *policy.Instance
+	for i := range members {
+		m := &members[i]
+		if m.Health != policy.HealthPassing || (m.Role != policy.RoleLeader && m.Role != policy.RoleStandbyLeader) {
+			continue
+		}
+		if leader != nil {
+			return false
+		}
+		leader = m
+	}
+	if leader == nil || kv.leader != leader.Member {
+		return false
+	}
+	switch kv.config {
+	case policy.ConfigStandby:
+		return leader.Role == policy.RoleStandbyLeader
+	case policy.ConfigPrimary:
+		return leader.Role == policy.RoleLeader
+	}
+	return true
+}

@@ -1,0 +1,226 @@
+package watch
+
+import (
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/regiondns/regiondns/policy"
+)
+
+func TestScopeSettled(t *testing.T) {
+	leader := policy.Instance{Member: "pg-1", Role: policy.RoleLeader, Health: policy.HealthPassing}
+	standbyLeader := policy.Instance{Member: "pg-1", Role: policy.RoleStandbyLeader, Health: policy.HealthPassing}
+	replica := policy.Instance{Member: "pg-2", Role: policy.RoleReplica, Health: policy.HealthPassing}
+	second := policy.Instance{Member: "pg-2", Role: policy.RoleLeader, Health: policy.HealthPassing}
+	critical := leader
+	critical.Health = policy.HealthCritical
+	for _, tc := range []struct {
+		name    string
+		members []policy.Instance
+		kv      kvState
+		want    bool
+	}{
+		{"one leader holding the key, primary config", []policy.Instance{leader, replica}, kvState{leader: "pg-1", config: policy.ConfigPrimary}, true},
+		{"one standby leader holding the key, standby config", []policy.Instance{standbyLeader, replica}, kvState{leader: "pg-1", config: policy.ConfigStandby}, true},
+		{"no config key", []policy.Instance{leader}, kvState{leader: "pg-1"}, true},
+		{"no leader", []policy.Instance{replica}, kvState{leader: "pg-1", config: policy.ConfigPrimary}, false},
+		{"no member", nil, kvState{}, false},
+		{"leader failing its check", []policy.Instance{critical, replica}, kvState{leader: "pg-1"}, false},
+		{"two leaders", []policy.Instance{leader, second}, kvState{leader: "pg-1"}, false},
+		{"leader key names another member", []policy.Instance{leader, replica}, kvState{leader: "pg-2"}, false},
+		{"no leader key", []policy.Instance{leader, replica}, kvState{}, false},
+		{"standby config, primary leader (being demoted)", []policy.Instance{leader}, kvState{leader: "pg-1", config: policy.ConfigStandby}, false},
+		{"primary config, standby leader (being promoted)", []policy.Instance{standbyLeader}, kvState{leader: "pg-1", config: policy.ConfigPrimary}, false},
+	} {
+		if got := scopeSettled(tc.members, tc.kv); got != tc.want {
+			t.Errorf("%s: settled = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// settledConsul is a region whose orders scope is at rest: pg-1 leads,
+// holds the leader key, and the config agrees: a primary's in dc1, a standby
+// cluster's elsewhere.
+func settledConsul(t *testing.T, dc string) *fakeConsul {
+	f := newFakeConsul(t, dc)
+	tags, config := []string{"master", "primary"}, `{"ttl":30}`
+	if dc != "dc1" {
+		tags, config = []string{"standby-leader"}, `{"ttl":30,"standby_cluster":{"host":"10.0.0.1"}}`
+	}
+	f.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{
+			entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, tags...),
+			entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthPassing, "replica"),
+		}
+		f.kv = api.KVPairs{
+			{Key: "service/orders/leader", Value: []byte("pg-1")},
+			{Key: "service/orders/config", Value: []byte(config)},
+		}
+	})
+	return f
+}
+
+// kvBlocking reports whether a KV query with a wait index reached f at or
+// after request number from.
+func kvBlocking(f *fakeConsul, from int) bool {
+	reqs := f.requests()
+	for _, r := range reqs[min(from, len(reqs)):] {
+		if r.path == "/v1/kv/service/orders/" && r.index != "" && r.index != "0" {
+			return true
+		}
+	}
+	return false
+}
+
+func kvReads(f *fakeConsul) int {
+	n := 0
+	for _, r := range f.requests() {
+		if r.path == "/v1/kv/service/orders/" {
+			n++
+		}
+	}
+	return n
+}
+
+// A settled scope's KV prefix is read once and not followed: no blocking
+// query, no loop. The Patroni service is followed.
+func TestWatcherDoesNotFollowSettledKV(t *testing.T) {
+	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
+	opts := fastOptions
+	opts.KVRefresh = time.Hour
+	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	waitFor(t, "ready", w.Ready)
+	waitFor(t, "service parked at index 10", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "10") })
+	waitFor(t, "one loop per region (the service)", func() bool {
+		st := w.Status()
+		return st[0].Following == 1 && st[1].Following == 1 && st[0].Resources == 2
+	})
+	// A few wait times of the service's blocking query later, still no
+	// blocking KV query and no other KV read.
+	main.set(func(f *fakeConsul) { f.index = 11 }) // same data, new index
+	waitFor(t, "service re-queried at index 11", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "11") })
+	if kvBlocking(main, 0) {
+		t.Error("a settled scope's KV prefix was followed with a blocking query")
+	}
+	if n := kvReads(main); n != 1 {
+		t.Errorf("KV prefix read %d times, want once", n)
+	}
+}
+
+// A change of the Patroni service reads the KV prefix at once, and the
+// update announcing the change already carries the new KV: a failover's new
+// tags and new leader key reach the policy together. The prefix is then
+// followed for KVFollow, and left once the window is over.
+func TestWatcherHealthChangeReadsAndFollowsKV(t *testing.T) {
+	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
+	opts := fastOptions
+	opts.WaitTime = 300 * time.Millisecond
+	opts.KVFollow = 500 * time.Millisecond
+	opts.KVRefresh = time.Hour
+	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	waitFor(t, "ready", w.Ready)
+	waitFor(t, "KV idle", func() bool { return w.Status()[0].Following == 1 })
+	for len(w.Updates()) > 0 {
+		<-w.Updates()
+	}
+	before := len(main.requests())
+
+	main.set(func(f *fakeConsul) {
+		f.index = 11
+		f.entries["orders"] = []*api.ServiceEntry{
+			entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "replica"),
+			entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthPassing, "master", "primary"),
+		}
+		f.kv[0].Value = []byte("pg-2")
+	})
+	select {
+	case <-w.Updates():
+	case <-time.After(5 * time.Second):
+		t.Fatal("no update after a failover")
+	}
+	if got := w.Inputs()["orders"].Main; got.LeaderKey != "pg-2" || got.Members[1].Role != policy.RoleLeader {
+		t.Errorf("first update after the failover: leader key %q, pg-2 role %v; want pg-2 leading in both", got.LeaderKey, got.Members[1].Role)
+	}
+	waitFor(t, "KV followed after the change", func() bool { return kvBlocking(main, before) })
+	if st := w.Status()[0]; st.Following != 2 {
+		t.Errorf("following %d resources in the window, want 2", st.Following)
+	}
+	// A KV-only change inside the window is seen without a health change.
+	main.set(func(f *fakeConsul) {
+		f.index = 12
+		f.kv = append(f.kv, &api.KVPair{Key: "service/orders/members/pg-2", Value: []byte(`{"timeline":5}`)})
+	})
+	waitFor(t, "KV change in the window", func() bool { return w.Inputs()["orders"].Main.Timelines["pg-2"] == 5 })
+	waitFor(t, "KV left once the window is over", func() bool { return w.Status()[0].Following == 1 })
+}
+
+// A scope that is not settled (here: no leader at all) has its KV prefix
+// followed: a KV-only change is seen at once.
+func TestWatcherFollowsUnsettledKV(t *testing.T) {
+	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
+	main.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthPassing, "replica")}
+	})
+	opts := fastOptions
+	opts.KVRefresh = time.Hour
+	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	waitFor(t, "ready", w.Ready)
+	waitFor(t, "KV followed", func() bool { return kvBlocking(main, 0) && w.Status()[0].Following == 2 })
+	main.set(func(f *fakeConsul) {
+		f.index = 11
+		f.kv[1].Value = []byte(`{"standby_cluster":{"host":"10.1.0.1"}}`)
+	})
+	waitFor(t, "config change seen", func() bool { return w.Inputs()["orders"].Main.Config == policy.ConfigStandby })
+}
+
+// A KV prefix that is not followed is still read every KVRefresh: an
+// operator's edit that no health change announces is seen.
+func TestWatcherRefreshesIdleKV(t *testing.T) {
+	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
+	opts := fastOptions
+	opts.KVRefresh = 200 * time.Millisecond
+	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	waitFor(t, "ready", w.Ready)
+	main.set(func(f *fakeConsul) {
+		// Only the KV changes, and the scope stays settled.
+		f.kv = append(f.kv, &api.KVPair{Key: "service/orders/members/pg-1", Value: []byte(`{"timeline":7}`)})
+	})
+	waitFor(t, "KV change seen through the refresh", func() bool { return w.Inputs()["orders"].Main.Timelines["pg-1"] == 7 })
+	waitFor(t, "a few refreshes", func() bool { return kvReads(main) >= 4 })
+	if kvBlocking(main, 0) {
+		t.Error("refresh reads blocked; want plain reads")
+	}
+}
+
+// In a split brain (a primary in each region) both regions' KV prefixes are
+// followed: a timeline, read from a member key, decides which region wins.
+func TestWatcherFollowsKVInSplitBrain(t *testing.T) {
+	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
+	opts := fastOptions
+	opts.KVRefresh = time.Hour
+	opts.KVFollow = time.Millisecond // the window alone keeps nothing followed
+	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	waitFor(t, "ready", w.Ready)
+	waitFor(t, "KV idle in both regions", func() bool {
+		st := w.Status()
+		return st[0].Following == 1 && st[1].Following == 1
+	})
+
+	// The standby cluster is promoted: its leader becomes a primary.
+	standby.set(func(f *fakeConsul) {
+		f.index = 11
+		f.entries["orders"][0] = entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "master", "primary")
+		f.kv[1].Value = []byte(`{"ttl":30}`)
+	})
+	waitFor(t, "both regions' KV followed", func() bool {
+		st := w.Status()
+		return st[0].Following == 2 && st[1].Following == 2
+	})
+	main.set(func(f *fakeConsul) {
+		f.index = 12
+		f.kv = append(f.kv, &api.KVPair{Key: "service/orders/members/pg-1", Value: []byte(`{"timeline":9}`)})
+	})
+	waitFor(t, "the main region's new timeline", func() bool { return w.Inputs()["orders"].Main.Timelines["pg-1"] == 9 })
+}

@@ -1,0 +1,296 @@
+package watch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+)
+
+// pollTransport is the http.RoundTripper of the watch's Consul clients. It
+// speaks HTTP/1.1 with keep-alive, like net/http's Transport, but runs each
+// request entirely on the caller's goroutine and holds no buffer while a
+// blocking query waits for its answer.
+//
+// A watcher keeps one blocking query open per watched resource, thousands
+// of them for a large fleet. net/http's Transport gives each open connection
+// a read and a write goroutine and a 4 KiB buffer each way: with a thousand
+// clusters that was 8,000 goroutines and 100 MiB of stacks and buffers,
+// most of the process's memory. Here an open query costs its caller's
+// goroutine and the connection; buffers come from a pool once the answer
+// starts to arrive. The HTTP itself is net/http's: Request.Write and
+// ReadResponse.
+//
+// Deadlines come from the request's context (http.Client.Timeout would cost
+// a goroutine per request with a transport other than net/http's).
+type pollTransport struct {
+	tls    *tls.Config // for https URLs
+	dialer net.Dialer
+
+	mu   sync.Mutex
+	idle map[string][]*pollConn // by scheme://host, most recently used last
+}
+
+// maxIdlePerHost bounds the idle connections kept per agent. Each watch
+// loop takes its connection back within MinInterval of putting it, so the
+// bound only matters after a reconfiguration drops resources.
+const maxIdlePerHost = 4096
+
+// idleTimeout closes a connection left idle longer than this: Consul closes
+// idle keep-alive connections too, and a loop that wants one dials anew.
+const idleTimeout = 90 * time.Second
+
+// pollConn is one keep-alive connection to an agent.
+type pollConn struct {
+	net.Conn
+	key      string
+	reused   bool
+	idleFrom time.Time
+}
+
+func newPollTransport(tlsConfig *tls.Config) *pollTransport {
+	return &pollTransport{
+		tls:    tlsConfig,
+		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
+		idle:   map[string][]*pollConn{},
+	}
+}
+
+var (
+	readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	writers = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 1<<10) }}
+)
+
+// errNoScheme is returned for a URL that is neither http nor https.
+var errNoScheme = errors.New("unsupported URL scheme")
+
+// RoundTrip sends req and reads the response header. A GET that fails on a
+// reused connection before any of the answer arrived (the agent closed it
+// while idle) is sent again once on a new connection.
+func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		defer req.Body.Close()
+	}
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return nil, fmt.Errorf("%w %q", errNoScheme, req.URL.Scheme)
+	}
+	// Already canceled: the cancellation's AfterFunc runs on its own
+	// goroutine and might not interrupt the exchange before it completes.
+	if err := req.Context().Err(); err != nil {
+		return nil, err
+	}
+	for {
+		pc, err := t.conn(req)
+		if err != nil {
+			return nil, err
+		}
+		resp, answered, err := t.exchange(req, pc)
+		if err == nil {
+			return resp, nil
+		}
+		if answered || !pc.reused || req.Context().Err() != nil || errors.Is(err, context.DeadlineExceeded) ||
+			(req.Method != http.MethodGet && req.Method != http.MethodHead) {
+			return nil, err
+		}
+		// Once: the next connection is a new one.
+	}
+}
+
+// exchange writes req on pc and reads the response's header. On success the
+// response's body owns pc. answered reports whether any of the response
+// arrived.
+func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Response, answered bool, err error) {
+	ctx := req.Context()
+	deadline, _ := ctx.Deadline()
+	_ = pc.SetDeadline(deadline) // zero: none
+	// Cancellation interrupts the blocked read or write: no goroutine waits
+	// for it.
+	stop := context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*http.Response, bool, error) {
+		stop()
+		pc.Close()
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = ctxErr
+		} else if errors.Is(err, os.ErrDeadlineExceeded) && !deadline.IsZero() {
+			// The connection's deadline is the context's: it can expire
+			// before the context's own timer has marked it done.
+			err = context.DeadlineExceeded
+		}
+		return nil, answered, err
+	}
+
+	bw := writers.Get().(*bufio.Writer)
+	bw.Reset(pc)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	bw.Reset(nil)
+	writers.Put(bw)
+	if err != nil {
+		return fail(err)
+	}
+
+	// Wait for the first byte without a buffer: a blocking query spends
+	// nearly all its life here.
+	var first [1]byte
+	if _, err := io.ReadFull(pc, first[:]); err != nil {
+		return fail(err)
+	}
+	answered = true
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(io.MultiReader(bytes.NewReader(first[:]), pc))
+	resp, err = http.ReadResponse(br, req)
+	if err != nil {
+		br.Reset(nil)
+		readers.Put(br)
+		return fail(err)
+	}
+	resp.Body = &pollBody{ReadCloser: resp.Body, t: t, pc: pc, br: br, stop: stop, keep: !resp.Close && !req.Close}
+	return resp, true, nil
+}
+
+// conn returns an idle connection to req's agent, or dials one.
+func (t *pollTransport) conn(req *http.Request) (*pollConn, error) {
+	key := req.URL.Scheme + "://" + req.URL.Host
+	if pc := t.takeIdle(key); pc != nil {
+		return pc, nil
+	}
+	ctx := req.Context()
+	addr := req.URL.Host
+	if req.URL.Port() == "" {
+		port := "80"
+		if req.URL.Scheme == "https" {
+			port = "443"
+		}
+		addr = net.JoinHostPort(req.URL.Hostname(), port)
+	}
+	c, err := t.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	if req.URL.Scheme == "https" {
+		cfg := t.tls.Clone()
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = req.URL.Hostname()
+		}
+		tc := tls.Client(c, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+		c = tc
+	}
+	return &pollConn{Conn: c, key: key}, nil
+}
+
+// takeIdle returns the most recently used idle connection of key, closing
+// those idle too long.
+func (t *pollTransport) takeIdle(key string) *pollConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	list := t.idle[key]
+	for len(list) > 0 {
+		pc := list[len(list)-1]
+		list[len(list)-1] = nil
+		list = list[:len(list)-1]
+		if time.Since(pc.idleFrom) < idleTimeout {
+			t.idle[key] = list
+			pc.reused = true
+			return pc
+		}
+		pc.Close()
+	}
+	delete(t.idle, key)
+	return nil
+}
+
+// putIdle keeps pc for the next request to its agent.
+func (t *pollTransport) putIdle(pc *pollConn) {
+	_ = pc.SetDeadline(time.Time{})
+	pc.idleFrom = time.Now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	list := t.idle[pc.key]
+	if len(list) >= maxIdlePerHost {
+		pc.Close()
+		return
+	}
+	t.idle[pc.key] = append(list, pc)
+}
+
+// CloseIdleConnections closes every idle connection; http.Client calls it.
+func (t *pollTransport) CloseIdleConnections() {
+	t.mu.Lock()
+	idle := t.idle
+	t.idle = map[string][]*pollConn{}
+	t.mu.Unlock()
+	for _, list := range idle {
+		for _, pc := range list {
+			pc.Close()
+		}
+	}
+}
+
+// pollBody is a response body: once read to the end and closed, its
+// connection goes back to the idle list and its buffer to the pool.
+type pollBody struct {
+	io.ReadCloser
+	t    *pollTransport
+	pc   *pollConn
+	br   *bufio.Reader
+	stop func() bool
+	keep bool // the connection may carry another request
+	eof  bool
+	done bool
+}
+
+func (b *pollBody) Read(p []byte) (int, error) {
+	if b.done {
+		return 0, errors.New("read on closed response body")
+	}
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+// Close releases the connection: to the idle list when the body was read to
+// its end, nothing else is buffered, and no cancellation touched it;
+// otherwise it is closed.
+func (b *pollBody) Close() error {
+	if b.done {
+		return nil
+	}
+	b.done = true
+	// Before EOF, the wrapped body's Close would read the rest of the body,
+	// which may be slow to come or never come: the connection is closed
+	// below instead.
+	var err error
+	if b.eof {
+		err = b.ReadCloser.Close()
+	}
+	reuse := b.keep && b.eof && b.br.Buffered() == 0
+	b.br.Reset(nil)
+	readers.Put(b.br)
+	// stop reports false when the cancellation already ran and moved the
+	// deadline into the past.
+	if b.stop() && reuse {
+		b.t.putIdle(b.pc)
+	} else {
+		b.pc.Close()
+	}
+	return err
+}
