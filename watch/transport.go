@@ -87,8 +87,8 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := req.Context().Err(); err != nil {
 		return nil, err
 	}
-	for {
-		pc, err := t.conn(req)
+	for fresh := false; ; fresh = true {
+		pc, err := t.conn(req, fresh)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +100,8 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			(req.Method != http.MethodGet && req.Method != http.MethodHead) {
 			return nil, err
 		}
-		// Once: the next connection is a new one.
+		// Once, on a new connection: a fresh one is not reused, so a
+		// second failure is returned.
 	}
 }
 
@@ -158,11 +159,14 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 	return resp, true, nil
 }
 
-// conn returns an idle connection to req's agent, or dials one.
-func (t *pollTransport) conn(req *http.Request) (*pollConn, error) {
+// conn returns an idle connection to req's agent, or dials one (always,
+// with fresh).
+func (t *pollTransport) conn(req *http.Request, fresh bool) (*pollConn, error) {
 	key := req.URL.Scheme + "://" + req.URL.Host
-	if pc := t.takeIdle(key); pc != nil {
-		return pc, nil
+	if !fresh {
+		if pc := t.takeIdle(key); pc != nil {
+			return pc, nil
+		}
 	}
 	ctx := req.Context()
 	addr := req.URL.Host
