@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -24,6 +23,10 @@ const (
 	LabelPassiveRO = "passive-ro"
 )
 
+// namesPerCluster is about how many names a cluster has: its four, itself,
+// two regions and a handful of SRV targets. It only sizes the builder's map.
+const namesPerCluster = 12
+
 // Build computes every answer of the zone from the configuration and the
 // policy decision of each cluster, keyed by cluster label. A configured
 // cluster missing from decisions still gets its four names, answering NODATA
@@ -33,9 +36,11 @@ const (
 // gen is the snapshot's generation; it is also the SOA serial.
 func Build(cfg *zones.Config, decisions map[string]policy.Decision, gen uint64) *Snapshot {
 	b := &builder{
-		zone:  canonical(cfg.Zone),
-		ttl:   cfg.TTL,
-		nodes: make(map[string]*pending),
+		zone:    canonical(cfg.Zone),
+		ttl:     cfg.TTL,
+		nodes:   make(map[string]*pending, namesPerCluster*len(cfg.Clusters)+len(cfg.NS)+1),
+		ttls:    make(map[targetKey]uint32),
+		targets: make(map[targetKey]dns.RR),
 	}
 	b.apex(cfg, gen)
 	for i := range cfg.Clusters {
@@ -48,24 +53,48 @@ func Build(cfg *zones.Config, decisions map[string]policy.Decision, gen uint64) 
 
 // builder accumulates the records of each name before Build freezes them.
 type builder struct {
-	zone     string
-	ttl      zones.TTL
-	nodes    map[string]*pending
+	zone  string
+	ttl   zones.TTL
+	nodes map[string]*pending
+	// order holds the nodes in the order they were added, from pendings.
+	order    []*pending
+	pendings slab[pending]
+	// lists holds the records of the pending nodes (see push).
+	lists    slab[dns.RR]
 	negative dns.RR
+	// mem allocates the records the snapshot keeps.
+	mem records
+
+	// The scratch of cluster, kept from one cluster to the next.
+	ttls    map[targetKey]uint32
+	targets map[targetKey]dns.RR
+	// keys are the targets of each kind's endpoints, in order (zero for an
+	// endpoint that cannot be answered); seen lists each target once, in
+	// the order first seen.
+	keys, seen []targetKey
+	text       []byte
 }
 
-// pending is a node under construction: its A and AAAA records are rotated
-// when the snapshot is frozen.
+// pending is a node under construction: Build copies its records into the
+// snapshot, A and AAAA in rotation order, once every name is known.
 type pending struct {
-	node
-	a, aaaa []dns.RR
+	name                                 string
+	a, aaaa, srv, srvExtra, txt, soa, ns []dns.RR
+	// srvExtra are the A/AAAA records of the SRV targets, nsExtra the glue
+	// of the in-zone name servers.
+	nsExtra []dns.RR
+	// anyType is the type ANY answers with, when not the default (see
+	// finish).
+	anyType uint16
 }
 
 func (b *builder) node(name string) *pending {
 	p, ok := b.nodes[name]
 	if !ok {
-		p = &pending{}
+		p = b.pendings.new()
+		p.name = name
 		b.nodes[name] = p
+		b.order = append(b.order, p)
 	}
 	return p
 }
@@ -94,7 +123,7 @@ func (b *builder) apex(cfg *zones.Config, gen uint64) {
 		Expire:  cfg.SOA.Expire,
 		Minttl:  cfg.SOA.Minimum,
 	}
-	p.soa = []dns.RR{soa}
+	b.push(&p.soa, soa)
 	p.anyType = dns.TypeSOA
 
 	// RFC 2308 §5: a negative answer is cached for the SOA's TTL, which must
@@ -105,7 +134,7 @@ func (b *builder) apex(cfg *zones.Config, gen uint64) {
 
 	for _, ns := range cfg.NS {
 		name := canonical(ns.Name)
-		p.ns = append(p.ns, &dns.NS{Hdr: header(b.zone, dns.TypeNS, b.ttl.NS), Ns: name})
+		b.push(&p.ns, &dns.NS{Hdr: header(b.zone, dns.TypeNS, b.ttl.NS), Ns: name})
 		if !inZone(name, b.zone) {
 			continue
 		}
@@ -115,9 +144,9 @@ func (b *builder) apex(cfg *zones.Config, gen uint64) {
 			if err != nil {
 				continue // zones validates addresses; never answer garbage
 			}
-			rr := addressRR(name, addr.Unmap(), b.ttl.NS)
-			host.addAddress(rr)
-			p.nsExtra = append(p.nsExtra, rr)
+			rr := b.mem.address(name, addr.Unmap(), b.ttl.NS)
+			b.addAddress(host, rr)
+			b.push(&p.nsExtra, rr)
 		}
 	}
 }
@@ -141,7 +170,7 @@ type targetKey struct {
 func (b *builder) cluster(label string, d *policy.Decision, known bool) {
 	base := label + "." + b.zone
 	active, passive := regionView(d, d.Active), regionView(d, d.Passive)
-	kinds := []kind{
+	kinds := [...]kind{
 		{LabelRW, b.ttl.RW, d.RW, active},
 		{LabelRO, b.ttl.RO, d.RO, active},
 		{LabelPassiveRW, b.ttl.Passive, d.PassiveRW, passive},
@@ -151,54 +180,59 @@ func (b *builder) cluster(label string, d *policy.Decision, known bool) {
 	// A target's records answer both its own name and the additional
 	// section of every SRV that points to it: one TTL, the shortest of the
 	// names it came from.
-	ttls := make(map[targetKey]uint32)
-	var order []targetKey
+	clear(b.ttls)
+	b.keys, b.seen = b.keys[:0], b.seen[:0]
 	for _, k := range kinds {
 		for _, ep := range k.eps {
 			key, ok := b.target(ep, base)
+			b.keys = append(b.keys, key)
 			if !ok {
 				continue
 			}
-			if ttl, seen := ttls[key]; !seen {
-				order = append(order, key)
-				ttls[key] = k.ttl
+			if ttl, seen := b.ttls[key]; !seen {
+				b.seen = append(b.seen, key)
+				b.ttls[key] = k.ttl
 			} else {
-				ttls[key] = min(ttl, k.ttl)
+				b.ttls[key] = min(ttl, k.ttl)
 			}
 		}
 	}
-	targets := make(map[targetKey]dns.RR, len(order))
-	for _, key := range order {
-		rr := addressRR(key.name, key.addr, ttls[key])
-		targets[key] = rr
-		b.node(key.name).addAddress(rr)
+	clear(b.targets)
+	for _, key := range b.seen {
+		rr := b.mem.address(key.name, key.addr, b.ttls[key])
+		b.targets[key] = rr
+		b.addAddress(b.node(key.name), rr)
 	}
 
+	keys := b.keys
 	for _, k := range kinds {
 		name := k.label + "." + base
 		p := b.node(name)
-		for _, ep := range k.eps {
-			key, ok := b.target(ep, base)
-			if !ok {
+		for i, key := range keys[:len(k.eps)] {
+			if key.name == "" {
 				continue
 			}
-			p.addAddress(addressRR(name, key.addr, k.ttl))
-			p.srv = append(p.srv, &dns.SRV{
-				Hdr:      header(name, dns.TypeSRV, k.ttl),
-				Priority: 0,
-				Weight:   1,
-				Port:     ep.Port,
-				Target:   key.name,
-			})
-			if rr := targets[key]; !slices.Contains(p.srvExtra, rr) {
-				p.srvExtra = append(p.srvExtra, rr)
+			if !p.hasAddress(key.addr) {
+				b.addAddress(p, b.mem.address(name, key.addr, k.ttl))
+			}
+			// The target's own record: its name is the one string every
+			// record of the target shares.
+			rr := b.targets[key]
+			b.push(&p.srv, b.mem.service(name, k.ttl, k.eps[i].Port, rr.Header().Name))
+			if !slices.Contains(p.srvExtra, rr) {
+				b.push(&p.srvExtra, rr)
 			}
 		}
-		text := unknownText(k.label)
+		keys = keys[len(k.eps):]
+
+		b.text = b.text[:0]
 		if known {
-			text = decisionText(k.label, d, k.view, k.eps)
+			b.text = appendDecisionText(b.text, k.label, d, k.view, k.eps)
+		} else {
+			b.text = appendUnknownText(b.text, k.label)
 		}
-		p.txt = []dns.RR{&dns.TXT{Hdr: header(name, dns.TypeTXT, b.ttl.TXT), Txt: splitTXT(text)}}
+		p.txt = p.txt[:0] // a later cluster of the same name replaces it
+		b.push(&p.txt, b.mem.text(name, b.ttl.TXT, b.text))
 	}
 }
 
@@ -225,8 +259,19 @@ func regionView(d *policy.Decision, name string) *policy.RegionView {
 	return &d.Main
 }
 
-// addAddress adds an A or AAAA record, once per address.
-func (p *pending) addAddress(rr dns.RR) {
+// push appends rr to the list of a pending node. The lists are short, and
+// there are tens of thousands: they grow in the builder's slab, dropped with
+// the builder, rather than an allocation each.
+func (b *builder) push(list *[]dns.RR, rr dns.RR) {
+	if len(*list) == cap(*list) {
+		grown := b.lists.take(max(2*len(*list), 1))
+		*list = grown[:copy(grown, *list)]
+	}
+	*list = append(*list, rr)
+}
+
+// addAddress adds an A or AAAA record to p, once per address.
+func (b *builder) addAddress(p *pending, rr dns.RR) {
 	list := &p.a
 	if rr.Header().Rrtype == dns.TypeAAAA {
 		list = &p.aaaa
@@ -236,7 +281,24 @@ func (p *pending) addAddress(rr dns.RR) {
 			return
 		}
 	}
-	*list = append(*list, rr)
+	b.push(list, rr)
+}
+
+// hasAddress reports whether p has the A or AAAA record of addr, which
+// addAddress would not add again.
+func (p *pending) hasAddress(addr netip.Addr) bool {
+	if addr.Is4() {
+		want := addr.As4()
+		return slices.ContainsFunc(p.a, func(rr dns.RR) bool {
+			a, ok := rr.(*dns.A)
+			return ok && a.A.Equal(want[:])
+		})
+	}
+	want := addr.As16()
+	return slices.ContainsFunc(p.aaaa, func(rr dns.RR) bool {
+		a, ok := rr.(*dns.AAAA)
+		return ok && a.AAAA.Equal(want[:])
+	})
 }
 
 func sameAddress(x, y dns.RR) bool {
@@ -251,13 +313,34 @@ func sameAddress(x, y dns.RR) bool {
 	return false
 }
 
-// finish freezes the nodes into a snapshot: it rotates the A and AAAA
-// RRsets, adds the empty non-terminals and picks what ANY answers.
+// pendingSet is one RRset of a pending node, with its additional records.
+type pendingSet struct {
+	rrtype     uint16
+	rrs, extra []dns.RR
+}
+
+// sets returns the RRsets of p, empty ones included, in the order the
+// snapshot keeps them.
+func (p *pending) sets() [6]pendingSet {
+	return [...]pendingSet{
+		{dns.TypeA, p.a, nil},
+		{dns.TypeAAAA, p.aaaa, nil},
+		{dns.TypeSRV, p.srv, p.srvExtra},
+		{dns.TypeTXT, p.txt, nil},
+		{dns.TypeSOA, p.soa, nil},
+		{dns.TypeNS, p.ns, p.nsExtra},
+	}
+}
+
+// finish freezes the nodes into a snapshot: it adds the empty
+// non-terminals, lays out every RRset in the snapshot's arrays, picks what
+// ANY answers and packs the wire templates.
 func (b *builder) finish(gen uint64) *Snapshot {
 	// Empty non-terminals ("<cluster>.<zone>", "<region>.<cluster>.<zone>")
-	// exist: they answer NODATA, not NXDOMAIN (RFC 8020).
-	for _, name := range slices.Collect(maps.Keys(b.nodes)) {
-		for name != b.zone {
+	// exist: they answer NODATA, not NXDOMAIN (RFC 8020). The range is over
+	// the nodes with records: the new ones are their ancestors.
+	for _, p := range b.order {
+		for name := p.name; name != b.zone; {
 			_, parent, ok := strings.Cut(name, ".")
 			if !ok || !inZone(parent, b.zone) {
 				break
@@ -267,73 +350,94 @@ func (b *builder) finish(gen uint64) *Snapshot {
 		}
 	}
 
+	// Every array of the snapshot is allocated once, at its size: see
+	// Snapshot for what they hold. A node has at most six RRsets, one per
+	// type with a slot.
+	var nsets, nrrs, nwires int
+	for _, p := range b.order {
+		for _, ps := range p.sets() {
+			if n := len(ps.rrs); n > 0 {
+				nsets++
+				k := rotationsOf(ps.rrtype, n)
+				nrrs += n + repeated(k, n) + len(ps.extra)
+				if nwires++; k > 1 {
+					nwires += k
+				}
+			}
+		}
+	}
 	s := &Snapshot{
 		zone:     b.zone,
 		gen:      gen,
-		names:    make(map[string]*node, len(b.nodes)),
+		names:    make(map[string]node, len(b.order)),
+		sets:     make([]rrset, 0, nsets),
+		rrs:      make([]dns.RR, 0, nrrs),
+		wires:    make([]Wire, nsets, nwires),
 		negative: []dns.RR{b.negative},
 	}
 	var wb wireBuilder
 	s.negativeWire = wb.negative(b.zone, b.negative)
-	for name, p := range b.nodes {
-		n := p.node
-		n.a, n.aaaa = rotate(p.a), rotate(p.aaaa)
-		if n.anyType == 0 {
+	for _, p := range b.order {
+		n := node{first: uint32(len(s.sets)), slots: emptySlots}
+		for _, ps := range p.sets() {
+			if len(ps.rrs) == 0 {
+				continue
+			}
+			set := rrset{
+				rrtype:    ps.rrtype,
+				rotations: uint16(rotationsOf(ps.rrtype, len(ps.rrs))),
+				rr:        uint32(len(s.rrs)),
+				n:         uint32(len(ps.rrs)),
+				extra:     uint32(len(ps.extra)),
+			}
+			// Rotation i is the window of n records from i*n/rotations:
+			// the RRset followed by its first records again, as many as
+			// the last rotation starts after.
+			s.rrs = append(s.rrs, ps.rrs...)
+			s.rrs = append(s.rrs, ps.rrs[:repeated(int(set.rotations), len(ps.rrs))]...)
+			s.rrs = append(s.rrs, ps.extra...)
+			i := len(s.sets)
+			s.wires = wb.pack(s.wires, i, s.rrs, p.name, &set)
+			slot := uint32(len(s.sets)) - n.first
+			if set.rotations > 1 {
+				slot |= slotRotated
+			}
+			n = n.withSlot(typeSlot(set.rrtype), slot)
+			s.sets = append(s.sets, set)
+		}
+		anyType := p.anyType
+		if anyType == 0 {
 			// RFC 8482 §4.2: one RRset is enough; the addresses are what a
 			// client asking ANY most likely wants, the TXT explains an
 			// empty name.
 			switch {
 			case len(p.a) > 0:
-				n.anyType = dns.TypeA
+				anyType = dns.TypeA
 			case len(p.aaaa) > 0:
-				n.anyType = dns.TypeAAAA
-			case len(n.txt) > 0:
-				n.anyType = dns.TypeTXT
+				anyType = dns.TypeAAAA
+			case len(p.txt) > 0:
+				anyType = dns.TypeTXT
 			}
 		}
-		// Clipped so that a caller's append copies instead of writing into
-		// the shared backing array.
-		n.srv, n.srvExtra = slices.Clip(n.srv), slices.Clip(n.srvExtra)
-		n.ns, n.nsExtra = slices.Clip(n.ns), slices.Clip(n.nsExtra)
-		n.wire = wb.node(name, &n)
-		s.names[name] = &n
+		n = n.withSlot(slotANY, n.slot(typeSlot(anyType)))
+		s.names[p.name] = n
 	}
 	return s
 }
 
-// rotate returns up to maxRotations orders of rrs, each starting at a
-// different record, spread evenly over the RRset.
-func rotate(rrs []dns.RR) rotations {
-	n := len(rrs)
-	if n == 0 {
-		return nil
+// rotationsOf returns how many orders of an RRset of n records the snapshot
+// keeps: up to maxRotations for A and AAAA, one for the other types.
+func rotationsOf(rrtype uint16, n int) int {
+	if rrtype != dns.TypeA && rrtype != dns.TypeAAAA {
+		return 1
 	}
-	k := min(n, maxRotations)
-	out := make(rotations, k)
-	for i := range k {
-		shift := i * n / k
-		r := make([]dns.RR, 0, n)
-		r = append(r, rrs[shift:]...)
-		r = append(r, rrs[:shift]...)
-		out[i] = r
-	}
-	return out
+	return min(n, maxRotations)
 }
 
-func header(name string, rrtype uint16, ttl uint32) dns.RR_Header {
-	return dns.RR_Header{Name: name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl}
-}
-
-// addressRR returns the A record of an IPv4 address or the AAAA record of
-// an IPv6 one.
-func addressRR(name string, addr netip.Addr, ttl uint32) dns.RR {
-	if addr.Is4() {
-		a := addr.As4()
-		return &dns.A{Hdr: header(name, dns.TypeA, ttl), A: a[:]}
-	}
-	a := addr.As16()
-	return &dns.AAAA{Hdr: header(name, dns.TypeAAAA, ttl), AAAA: a[:]}
-}
+// repeated returns how many of the first records of an RRset of n records
+// follow it again so that each of its k rotations is a window of n records:
+// the start of the last one.
+func repeated(k, n int) int { return (k - 1) * n / k }
 
 // canonical returns name lower case and fully qualified.
 func canonical(name string) string {

@@ -72,10 +72,21 @@ func (a Answer) InZone() bool { return a.Result != OutOfZone }
 // Snapshot is every answer of the zone at one generation. It is immutable
 // once Build returns it, except for the rotation counter, which is atomic;
 // it is safe for concurrent use.
+//
+// A fleet has tens of thousands of names, so a snapshot keeps them in a few
+// arrays rather than an object per name: names maps each name to its node,
+// a node is a run of RRsets in sets, and an RRset is a run of records in
+// rrs. wires[i] is the packed answer of sets[i], so that the fast path finds
+// it without reading the RRset; the packed answers of the orders of rotated
+// RRsets follow those (see rrset.more). Indices are 32 bits: billions of
+// records would not fit in memory anyway.
 type Snapshot struct {
 	zone  string
 	gen   uint64
-	names map[string]*node
+	names map[string]node
+	sets  []rrset
+	rrs   []dns.RR
+	wires []Wire
 	// negative is the authority section of NXDOMAIN and NODATA answers.
 	negative []dns.RR
 	// negativeWire is negative packed for the fast path (nil when it
@@ -85,33 +96,126 @@ type Snapshot struct {
 	rotation atomic.Uint32
 }
 
-// node holds the answers of one owner name, by type.
+// node is one owner name: its RRsets are in Snapshot.sets from first, none
+// for an empty non-terminal. slots says which is which, in 4 bits per slot
+// (see typeSlots): the index from first of the RRset of each type, with
+// slotRotated when it has several orders, or noRRset where the name has
+// none. The slot of ANY holds the RRset that answers ANY (RFC 8482: one
+// RRset, never all of them), noRRset to answer NODATA.
 type node struct {
-	a, aaaa rotations
-	srv     []dns.RR
-	// srvExtra are the A/AAAA records of the SRV targets.
-	srvExtra []dns.RR
-	txt      []dns.RR
-	soa      []dns.RR
-	ns       []dns.RR
-	// nsExtra is the glue of the in-zone name servers.
-	nsExtra []dns.RR
-	// anyType is the type whose records answer a query of type ANY
-	// (RFC 8482: one RRset, never all of them); 0 answers NODATA.
-	anyType uint16
-	// wire holds the same answers packed.
-	wire wireSet
+	first, slots uint32
 }
 
-// rotations are the precomputed orders of an A or AAAA RRset: rotation i
-// starts at a different record. Empty when the name has no such records.
-type rotations [][]dns.RR
+// The slots of a node.
+const (
+	// slotANY is the slot of type ANY.
+	slotANY = 6
+	// noSlot is the slot of every type no name has records of: always
+	// noRRset.
+	noSlot = 7
+	// slotRotated marks the slot of an RRset of several orders: the fast
+	// path reads the RRset only then.
+	slotRotated = 0x8
+	// noRRset marks a slot without an RRset.
+	noRRset = 0xF
+	// emptySlots has no RRset in any slot.
+	emptySlots = ^uint32(0)
+)
+
+// typeSlots maps the type of a question to its slot in node.slots.
+var typeSlots = func() (t [dns.TypeANY + 1]uint8) {
+	for i := range t {
+		t[i] = noSlot
+	}
+	t[dns.TypeA], t[dns.TypeAAAA], t[dns.TypeSRV] = 0, 1, 2
+	t[dns.TypeTXT], t[dns.TypeSOA], t[dns.TypeNS] = 3, 4, 5
+	t[dns.TypeANY] = slotANY
+	return t
+}()
+
+// typeSlot returns the slot of qtype in node.slots.
+func typeSlot(qtype uint16) uint {
+	if int(qtype) < len(typeSlots) {
+		return uint(typeSlots[qtype])
+	}
+	return noSlot
+}
+
+// slot returns what slot of n holds: an index from n.first, with
+// slotRotated, or noRRset.
+func (n node) slot(slot uint) uint32 { return n.slots >> (4 * slot & 31) & 0xF }
+
+// withSlot returns n with slot holding i.
+func (n node) withSlot(slot uint, i uint32) node {
+	n.slots = n.slots&^(0xF<<(4*slot)) | i<<(4*slot)
+	return n
+}
+
+// rrset is the records of one type at a name, with the records of its
+// additional section and its packed answers, as runs of the snapshot's
+// arrays.
+//
+// The RRset is the n records of Snapshot.rrs from rr. Those of an A or
+// AAAA RRset are precomputed in up to maxRotations orders, each starting at
+// a different record, spread evenly over the RRset: order i is the window
+// of n records starting i*n/rotations records after rr, the RRset being
+// followed by its first records again. Those of another type are followed
+// by the extra records of its additional section.
+type rrset struct {
+	rrtype uint16
+	// rotations is the number of orders: one but for an A or AAAA RRset of
+	// several records.
+	rotations    uint16
+	rr, n, extra uint32
+	// more is, for several rotations, the index in Snapshot.wires of the
+	// packed answers of every order, order 0 again included. Those of an
+	// RRset that cannot be packed are all zero (the resolver answers
+	// through Lookup then).
+	more uint32
+}
+
+// order returns the answer and additional records of order i of set,
+// whose records are in rrs.
+func (set *rrset) order(rrs []dns.RR, i uint32) (ans, extra []dns.RR) {
+	shift := i // every record starts an order: no division
+	if set.n > uint32(set.rotations) {
+		shift = uint32(uint64(i) * uint64(set.n) / uint64(set.rotations))
+	}
+	first := set.rr + shift
+	end := first + set.n
+	ans = rrs[first:end:end]
+	if set.extra > 0 {
+		extra = rrs[end : end+set.extra : end+set.extra]
+	}
+	return ans, extra
+}
 
 // Zone returns the zone's apex, lower case and fully qualified.
 func (s *Snapshot) Zone() string { return s.zone }
 
 // Generation returns the generation Build was given.
 func (s *Snapshot) Generation() uint64 { return s.gen }
+
+// rrsets returns the RRsets of n.
+func (s *Snapshot) rrsets(n node) []rrset {
+	count := uint32(0)
+	for slot := range uint(slotANY) {
+		if n.slot(slot) != noRRset {
+			count++
+		}
+	}
+	return s.sets[n.first : n.first+count]
+}
+
+// find returns the RRset of type qtype at n, the one ANY answers with for
+// TypeANY; nil when n has none.
+func (s *Snapshot) find(n node, qtype uint16) *rrset {
+	i := n.slot(typeSlot(qtype))
+	if i == noRRset {
+		return nil
+	}
+	return &s.sets[n.first+(i&^slotRotated)]
+}
 
 // Lookup returns the answer to a question for qname, which must be lower
 // case and fully qualified (the resolver lower-cases the question; the zone's
@@ -126,13 +230,18 @@ func (s *Snapshot) Lookup(qname string, qtype uint16) Answer {
 	if !ok {
 		return Answer{Result: NXDomain, Ns: s.negative}
 	}
-	if qtype == dns.TypeANY {
-		qtype = n.anyType
-	}
-	ans, extra := s.records(n, qtype)
-	if len(ans) == 0 {
+	set := s.find(n, qtype)
+	if set == nil {
 		return Answer{Result: NoData, Ns: s.negative}
 	}
+	// One counter serves every name: the order a given client sees still
+	// changes between queries, and a single atomic add is all a query
+	// pays.
+	var i uint32
+	if set.rotations > 1 {
+		i = s.rotation.Add(1) % uint32(set.rotations)
+	}
+	ans, extra := set.order(s.rrs, i)
 	return Answer{Result: Success, Answer: ans, Extra: extra}
 }
 
@@ -154,85 +263,33 @@ func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32) (*Wire, Res
 	if !ok {
 		return nil, NXDomain
 	}
-	if qtype == dns.TypeANY {
-		qtype = n.anyType
-	}
-	var w *Wire
-	switch qtype {
-	case dns.TypeA:
-		if r := n.wire.a; len(r) > 0 {
-			w = &r[rot%uint32(len(r))]
-		} else if len(n.a) > 0 {
-			return nil, Success
-		}
-	case dns.TypeAAAA:
-		if r := n.wire.aaaa; len(r) > 0 {
-			w = &r[rot%uint32(len(r))]
-		} else if len(n.aaaa) > 0 {
-			return nil, Success
-		}
-	case dns.TypeSRV:
-		w = n.wire.srv
-		if w == nil && len(n.srv) > 0 {
-			return nil, Success
-		}
-	case dns.TypeTXT:
-		w = n.wire.txt
-		if w == nil && len(n.txt) > 0 {
-			return nil, Success
-		}
-	case dns.TypeSOA:
-		w = n.wire.soa
-		if w == nil && len(n.soa) > 0 {
-			return nil, Success
-		}
-	case dns.TypeNS:
-		w = n.wire.ns
-		if w == nil && len(n.ns) > 0 {
-			return nil, Success
-		}
-	}
-	if w == nil {
+	i := n.slot(typeSlot(qtype))
+	if i == noRRset {
 		return nil, NoData
 	}
+	w := &s.wires[n.first+(i&^slotRotated)]
+	if i&slotRotated != 0 {
+		set := &s.sets[n.first+(i&^slotRotated)]
+		w = &s.wires[set.more+rot%uint32(set.rotations)]
+	}
+	if w.Lower.Msg == nil {
+		return nil, Success
+	}
 	return w, Success
+}
+
+// template returns the packed answer of order r of sets[i]; its messages
+// are nil when the RRset could not be packed.
+func (s *Snapshot) template(i, r uint32) *Wire {
+	if s.sets[i].rotations > 1 {
+		return &s.wires[s.sets[i].more+r]
+	}
+	return &s.wires[i]
 }
 
 // NegativeWire returns the packed authority section of NXDOMAIN and NODATA
 // answers, or nil when it could not be packed.
 func (s *Snapshot) NegativeWire() *NegativeWire { return s.negativeWire }
-
-// records returns the answer and additional records of type qtype at n.
-func (s *Snapshot) records(n *node, qtype uint16) (ans, extra []dns.RR) {
-	switch qtype {
-	case dns.TypeA:
-		return s.pick(n.a), nil
-	case dns.TypeAAAA:
-		return s.pick(n.aaaa), nil
-	case dns.TypeSRV:
-		return n.srv, n.srvExtra
-	case dns.TypeTXT:
-		return n.txt, nil
-	case dns.TypeSOA:
-		return n.soa, nil
-	case dns.TypeNS:
-		return n.ns, n.nsExtra
-	}
-	return nil, nil
-}
-
-// pick returns the next rotation of an A or AAAA RRset. One counter serves
-// every name: the order a given client sees still changes between queries,
-// and a single atomic add is all a query pays.
-func (s *Snapshot) pick(r rotations) []dns.RR {
-	switch len(r) {
-	case 0:
-		return nil
-	case 1:
-		return r[0]
-	}
-	return r[s.rotation.Add(1)%uint32(len(r))]
-}
 
 // inZoneWire is inZone for a name without escapes.
 func inZoneWire(name []byte, zone string) bool {

@@ -261,3 +261,28 @@ func TestStore(t *testing.T) {
 		t.Fatal("NewStore does not hold its snapshot")
 	}
 }
+
+// TestNodeSlots checks that the slots of every node find each of its
+// RRsets, and nothing for the types it has none of.
+func TestNodeSlots(t *testing.T) {
+	s := testSnapshot(t)
+	for name, n := range s.names {
+		sets := s.rrsets(n)
+		for i := range sets {
+			if got := s.find(n, sets[i].rrtype); got != &sets[i] {
+				t.Errorf("%s: find(%s) = %+v, want %+v", name, dns.TypeToString[sets[i].rrtype], got, sets[i])
+			}
+			if rotated := n.slot(typeSlot(sets[i].rrtype))&slotRotated != 0; rotated != (sets[i].rotations > 1) {
+				t.Errorf("%s: %s marked rotated %v, has %d orders", name, dns.TypeToString[sets[i].rrtype], rotated, sets[i].rotations)
+			}
+		}
+		for _, qtype := range []uint16{0, dns.TypeCNAME, dns.TypeMX, dns.TypeOPT, dns.TypeANY - 1, dns.TypeANY + 1, 0xFFFF} {
+			if got := s.find(n, qtype); got != nil {
+				t.Errorf("%s: find(%d) = %+v, want none", name, qtype, got)
+			}
+		}
+		if got := s.find(n, dns.TypeANY); got != nil && !slices.ContainsFunc(sets, func(set rrset) bool { return set == *got }) {
+			t.Errorf("%s: ANY finds %+v, not one of the name's RRsets", name, got)
+		}
+	}
+}

@@ -11,96 +11,99 @@ import (
 // maxTXTString is the longest character-string a TXT record can carry.
 const maxTXTString = 255
 
-// decisionText is the one line the TXT record of a name shows: the region
-// it answers from and that region's state, the endpoints, why, whether both
-// regions have a leader, and whether the data is fresh. For example:
+// appendDecisionText appends the one line the TXT record of a name shows:
+// the region it answers from and that region's state, the endpoints, why,
+// whether both regions have a leader, and whether the data is fresh. For
+// example:
 //
 //	rw: region main (primary, leader pg-1, timeline 3); endpoints pg-1 10.0.0.1:5432; main region is primary; fresh
-func decisionText(label string, d *policy.Decision, view *policy.RegionView, eps []policy.Endpoint) string {
-	var b strings.Builder
-	b.WriteString(label)
-	b.WriteString(": region ")
-	b.WriteString(view.Name)
-	b.WriteString(" (")
-	b.WriteString(string(view.State))
+func appendDecisionText(b []byte, label string, d *policy.Decision, view *policy.RegionView, eps []policy.Endpoint) []byte {
+	b = append(b, label...)
+	b = append(b, ": region "...)
+	b = append(b, view.Name...)
+	b = append(b, " ("...)
+	b = append(b, view.State...)
 	if view.Leader != "" {
-		b.WriteString(", leader ")
-		b.WriteString(view.Leader)
+		b = append(b, ", leader "...)
+		b = append(b, view.Leader...)
 	}
 	if view.Timeline > 0 {
-		b.WriteString(", timeline ")
-		b.WriteString(strconv.FormatInt(view.Timeline, 10))
+		b = append(b, ", timeline "...)
+		b = strconv.AppendInt(b, view.Timeline, 10)
 	}
-	b.WriteString("); ")
+	b = append(b, "); "...)
 
 	if len(eps) == 0 {
-		b.WriteString("no endpoints")
+		b = append(b, "no endpoints"...)
 	} else {
-		b.WriteString("endpoints ")
+		b = append(b, "endpoints "...)
 		for i, ep := range eps {
 			if i > 0 {
-				b.WriteString(", ")
+				b = append(b, ", "...)
 			}
-			b.WriteString(ep.Target)
-			b.WriteByte(' ')
-			b.WriteString(netip.AddrPortFrom(ep.Address.Unmap(), ep.Port).String())
+			b = append(b, ep.Target...)
+			b = append(b, ' ')
+			b = appendAddrPort(b, netip.AddrPortFrom(ep.Address.Unmap(), ep.Port))
 		}
 	}
 	if d.Reason != "" {
-		b.WriteString("; ")
-		b.WriteString(d.Reason)
+		b = append(b, "; "...)
+		b = append(b, d.Reason...)
 	}
 	// The policy's reason names a split brain itself; say it once.
 	if d.SplitBrain && !strings.Contains(d.Reason, "split brain") {
-		b.WriteString("; split brain")
+		b = append(b, "; split brain"...)
 	}
-	b.WriteString("; ")
-	b.WriteString(staleness(d))
-	return b.String()
+	b = append(b, "; "...)
+	return appendStaleness(b, d)
 }
 
-// staleness says whether the decision rests on fresh data and, if not, which
-// region's data is old or missing.
-func staleness(d *policy.Decision) string {
-	if !d.Stale {
-		return "fresh"
+// appendAddrPort appends p as p.String() writes it ("invalid AddrPort" for
+// an endpoint without an address, which AppendTo writes as nothing).
+func appendAddrPort(b []byte, p netip.AddrPort) []byte {
+	if !p.Addr().IsValid() {
+		return append(b, p.String()...)
 	}
-	var parts []string
-	for _, v := range []*policy.RegionView{&d.Main, &d.Standby} {
+	return p.AppendTo(b)
+}
+
+// appendStaleness appends whether the decision rests on fresh data and, if
+// not, which region's data is old or missing.
+func appendStaleness(b []byte, d *policy.Decision) []byte {
+	if !d.Stale {
+		return append(b, "fresh"...)
+	}
+	b = append(b, "stale"...)
+	parts := 0
+	for _, v := range [...]*policy.RegionView{&d.Main, &d.Standby} {
+		var what string
 		switch {
 		case v.State == policy.StateUnknown:
-			parts = append(parts, "region "+v.Name+" never read")
+			what = " never read"
 		case v.Stale:
-			parts = append(parts, "region "+v.Name+" last known data")
+			what = " last known data"
+		default:
+			continue
 		}
+		if parts == 0 {
+			b = append(b, " ("...)
+		} else {
+			b = append(b, ", "...)
+		}
+		b = append(b, "region "...)
+		b = append(b, v.Name...)
+		b = append(b, what...)
+		parts++
 	}
-	if len(parts) == 0 {
-		return "stale"
+	if parts > 0 {
+		b = append(b, ')')
 	}
-	return "stale (" + strings.Join(parts, ", ") + ")"
+	return b
 }
 
-// unknownText is the TXT line of a configured cluster the policy has not
-// decided on yet.
-func unknownText(label string) string {
-	return label + ": no decision yet; no endpoints; stale"
-}
-
-// splitTXT makes text safe for a TXT record and cuts it into strings of at
-// most 255 bytes. miekg/dns reads backslashes in TXT strings as escapes, and
-// the line is for humans: anything but printable ASCII becomes '?', so that
-// one byte of text is one byte on the wire.
-func splitTXT(text string) []string {
-	clean := []byte(text)
-	for i, c := range clean {
-		if c < 0x20 || c > 0x7e || c == '\\' {
-			clean[i] = '?'
-		}
-	}
-	var out []string
-	for len(clean) > maxTXTString {
-		out = append(out, string(clean[:maxTXTString]))
-		clean = clean[maxTXTString:]
-	}
-	return append(out, string(clean))
+// appendUnknownText appends the TXT line of a configured cluster the policy
+// has not decided on yet.
+func appendUnknownText(b []byte, label string) []byte {
+	b = append(b, label...)
+	return append(b, ": no decision yet; no endpoints; stale"...)
 }

@@ -59,14 +59,6 @@ type NegativeRR struct {
 	Pointers []int
 }
 
-// wireSet holds the packed answers of one owner name, nil where it has no
-// records of the type or where a name cannot be packed here (the resolver
-// then answers through Lookup).
-type wireSet struct {
-	a, aaaa           []Wire
-	srv, txt, soa, ns *Wire
-}
-
 // The header of every template: QR and AA set, one question.
 const (
 	headerLen    = 12
@@ -298,7 +290,6 @@ func (a *arena) keep(b []byte) []byte {
 type wireBuilder struct {
 	p     packer
 	arena arena
-	wires []Wire
 }
 
 // answer packs the responses for (name, qtype) with the answer and
@@ -336,54 +327,30 @@ func (wb *wireBuilder) answer(w *Wire, name string, qtype uint16, ans, extra []d
 	return true
 }
 
-// alloc returns n zero Wires, contiguous, from the builder's blocks.
-func (wb *wireBuilder) alloc(n int) []Wire {
-	if len(wb.wires)+n > cap(wb.wires) {
-		wb.wires = make([]Wire, 0, max(n, 1024))
+// pack packs the answers of set, the snapshot's sets[i] owned by name, one
+// per rotation, into wires[i], or, for several rotations, appended to wires
+// from set.more and order 0 into wires[i] again. When one cannot be packed,
+// wires[i] is zero and nothing is appended. rrs are the snapshot's records
+// (see rrset).
+func (wb *wireBuilder) pack(wires []Wire, i int, rrs []dns.RR, name string, set *rrset) []Wire {
+	if set.rotations == 1 {
+		ans, extra := set.order(rrs, 0)
+		if !wb.answer(&wires[i], name, set.rrtype, ans, extra) {
+			wires[i] = Wire{}
+		}
+		return wires
 	}
-	start := len(wb.wires)
-	wb.wires = wb.wires[:start+n]
-	return wb.wires[start : start+n : start+n]
-}
-
-// one packs a single answer; nil when it has no records or cannot be
-// packed.
-func (wb *wireBuilder) one(name string, qtype uint16, ans, extra []dns.RR) *Wire {
-	if len(ans) == 0 {
-		return nil
-	}
-	w := &wb.alloc(1)[0]
-	if !wb.answer(w, name, qtype, ans, extra) {
-		return nil
-	}
-	return w
-}
-
-// rotations packs one response per precomputed order of an RRset; nil
-// when one cannot be packed.
-func (wb *wireBuilder) rotations(name string, qtype uint16, r rotations) []Wire {
-	if len(r) == 0 {
-		return nil
-	}
-	out := wb.alloc(len(r))
-	for i, rrs := range r {
-		if !wb.answer(&out[i], name, qtype, rrs, nil) {
-			return nil
+	set.more = uint32(len(wires))
+	for r := range uint32(set.rotations) {
+		wires = append(wires, Wire{})
+		ans, extra := set.order(rrs, r)
+		if !wb.answer(&wires[len(wires)-1], name, set.rrtype, ans, extra) {
+			clear(wires[set.more:])
+			return wires[:set.more]
 		}
 	}
-	return out
-}
-
-// node packs every answer of one owner name.
-func (wb *wireBuilder) node(name string, n *node) wireSet {
-	return wireSet{
-		a:    wb.rotations(name, dns.TypeA, n.a),
-		aaaa: wb.rotations(name, dns.TypeAAAA, n.aaaa),
-		srv:  wb.one(name, dns.TypeSRV, n.srv, n.srvExtra),
-		txt:  wb.one(name, dns.TypeTXT, n.txt, nil),
-		soa:  wb.one(name, dns.TypeSOA, n.soa, nil),
-		ns:   wb.one(name, dns.TypeNS, n.ns, n.nsExtra),
-	}
+	wires[i] = wires[set.more]
+	return wires
 }
 
 // negative packs the negative SOA after a question for the apex, and

@@ -37,42 +37,28 @@ func TestWireMatchesMiekg(t *testing.T) {
 	for label, s := range snaps {
 		checked := 0
 		for name, n := range s.names {
-			sets := []struct {
-				qtype uint16
-				wires []Wire
-				ans   [][]dns.RR
-				extra []dns.RR
-			}{
-				{dns.TypeA, n.wire.a, n.a, nil},
-				{dns.TypeAAAA, n.wire.aaaa, n.aaaa, nil},
-				{dns.TypeSRV, deref(n.wire.srv), [][]dns.RR{n.srv}, n.srvExtra},
-				{dns.TypeTXT, deref(n.wire.txt), [][]dns.RR{n.txt}, nil},
-				{dns.TypeSOA, deref(n.wire.soa), [][]dns.RR{n.soa}, nil},
-				{dns.TypeNS, deref(n.wire.ns), [][]dns.RR{n.ns}, n.nsExtra},
-			}
-			for _, set := range sets {
-				if len(set.ans) == 0 || len(set.ans[0]) == 0 {
-					if len(set.wires) > 0 {
-						t.Errorf("%s: %s %s: template without records", label, name, dns.TypeToString[set.qtype])
+			for j, set := range s.rrsets(n) {
+				if want := uint16(rotationsOf(set.rrtype, int(set.n))); set.rotations != want {
+					t.Fatalf("%s: %s %s: %d rotations, want %d", label, name, dns.TypeToString[set.rrtype], set.rotations, want)
+				}
+				for i := range uint32(set.rotations) {
+					w := s.template(n.first+uint32(j), i)
+					if w.Lower.Msg == nil || w.Cased.Msg == nil {
+						t.Fatalf("%s: %s %s rotation %d: no template", label, name, dns.TypeToString[set.rrtype], i)
 					}
-					continue
-				}
-				if len(set.wires) != len(set.ans) {
-					t.Fatalf("%s: %s %s: %d templates for %d rotations", label, name, dns.TypeToString[set.qtype], len(set.wires), len(set.ans))
-				}
-				for i, w := range set.wires {
+					ans, extra := set.order(s.rrs, i)
 					// Cased is checked against a question with every
 					// other letter upper case, the last label included.
 					for _, v := range []struct {
 						question string
 						p        Packed
 					}{{name, w.Lower}, {mixCase(name), w.Cased}} {
-						where := fmt.Sprintf("%s: %s %s rotation %d", label, v.question, dns.TypeToString[set.qtype], i)
-						want := miekgPack(t, v.question, set.qtype, set.ans[i], nil, set.extra)
+						where := fmt.Sprintf("%s: %s %s rotation %d", label, v.question, dns.TypeToString[set.rrtype], i)
+						want := miekgPack(t, v.question, set.rrtype, ans, nil, extra)
 						if got := withQuestion(v.p.Msg, want); !bytes.Equal(got, want) {
 							t.Errorf("%s:\n got % x\nwant % x", where, got, want)
 						}
-						short := miekgPack(t, v.question, set.qtype, set.ans[i], nil, nil)
+						short := miekgPack(t, v.question, set.rrtype, ans, nil, nil)
 						got := withQuestion(v.p.Msg[:v.p.Extra], short)
 						binary.BigEndian.PutUint16(got[10:], 0)
 						if !bytes.Equal(got, short) {
@@ -87,13 +73,6 @@ func TestWireMatchesMiekg(t *testing.T) {
 			t.Errorf("%s: only %d templates checked", label, checked)
 		}
 	}
-}
-
-func deref(w *Wire) []Wire {
-	if w == nil {
-		return nil
-	}
-	return []Wire{*w}
 }
 
 // mixCase returns name with every other letter upper case, and the last
