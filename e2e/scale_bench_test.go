@@ -58,7 +58,12 @@ func benchConvergence(b *testing.B, n int) {
 		}
 		return len(AnswerAddrs(m)) == 1, fmt.Sprintf("%s = %v", last, AnswerAddrs(m))
 	})
-	b.Logf("regiondns ready and answering every cluster %s after start", time.Since(start).Round(time.Millisecond))
+	b.Logf("regiondns ready and answering every cluster %s after start (RSS %d MiB)",
+		time.Since(start).Round(time.Millisecond), scaleRSS(b, r.PID())>>20)
+	if dir := os.Getenv("REGIONDNS_BENCH_PROFILES"); dir != "" {
+		_, body := r.Get("/debug/pprof/heap?debug=1")
+		_ = os.WriteFile(fmt.Sprintf("%s/memstats-ready-%d.prof", dir, n), body, 0o644)
+	}
 
 	// Steady state: with nothing changing, every blocking query (each
 	// service, and each KV prefix being followed) asks once per
