@@ -122,6 +122,15 @@ func benchConvergence(b *testing.B, n int) {
 		b.ReportMetric((scaleMetric(b, r, "regiondns_snapshot_build_duration_seconds_sum")-buildSum0)/builds*1000, "build-ms")
 	}
 	b.ReportMetric(float64(scaleRSS(b, r.PID()))/(1<<20), "rss-MiB")
+	if d, err := time.ParseDuration(os.Getenv("REGIONDNS_BENCH_SETTLE")); err == nil && d > 0 {
+		// The resident memory once the process has been at rest for d: the
+		// runtime returns freed memory to the system in the background.
+		for t := time.Duration(0); t < d; t += 30 * time.Second {
+			time.Sleep(30 * time.Second)
+			b.Logf("at rest %s: RSS %d MiB", t+30*time.Second, scaleRSS(b, r.PID())>>20)
+		}
+		b.ReportMetric(float64(scaleRSS(b, r.PID()))/(1<<20), "rss-settled-MiB")
+	}
 	if dir := os.Getenv("REGIONDNS_BENCH_PROFILES"); dir != "" {
 		// heap and memstats are taken after a collection: the live heap.
 		for range 5 {
