@@ -87,14 +87,18 @@ func newClient(addr, tokenFile string, tr *pollTransport) (*api.Client, error) {
 
 // newTransport returns the transport of every Consul client, with the TLS
 // settings of the Consul environment (CONSUL_CACERT, CONSUL_CLIENT_CERT,
-// ...).
-func newTransport() (*pollTransport, error) {
+// ...). A blocking query returns within wait plus Consul's jitter of
+// wait/16; past that margin the agent is hung, and the next path should be
+// tried.
+func newTransport(wait time.Duration) (*pollTransport, error) {
 	cfg := api.DefaultConfig()
 	tlsConfig, err := api.SetupTLSConfig(&cfg.TLSConfig)
 	if err != nil {
 		return nil, fmt.Errorf("consul TLS settings: %w", err)
 	}
-	return newPollTransport(tlsConfig), nil
+	tr := newPollTransport(tlsConfig)
+	tr.timeout = wait + wait/16 + 5*time.Second
+	return tr, nil
 }
 
 // order returns the order in which to try the paths for the next query.

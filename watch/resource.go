@@ -114,10 +114,7 @@ func (r *resource) snapshot() (res result, known, failing bool) {
 
 // fetch runs one blocking query at index idx on path p.
 func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Duration) (result, uint64, error) {
-	// A blocking query returns within wait plus Consul's jitter of wait/16;
-	// past that margin the agent is hung, and the next path should be tried.
-	ctx, cancel := context.WithTimeout(ctx, wait+wait/16+5*time.Second)
-	defer cancel()
+	// The transport bounds the wait (see newTransport).
 	q := (&api.QueryOptions{WaitIndex: idx, WaitTime: wait, Datacenter: p.dc}).WithContext(ctx)
 	switch r.key.kind {
 	case kindKV:

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -1556,5 +1557,38 @@ func TestPollTransportCancelBeforeClose(t *testing.T) {
 	}
 	if n := conns.Load(); n != 2 {
 		t.Errorf("%d connections, want 2", n)
+	}
+}
+
+// A request whose context has no deadline is bounded by the transport's
+// timeout: a hung agent fails the query, which then tries the next path.
+func TestPollTransportTimeoutWithoutDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(io.Discard, c) }() // reads, never answers
+		}
+	}()
+	tr := newPollTransport(nil)
+	tr.timeout = 50 * time.Millisecond
+	client := &http.Client{Transport: tr}
+	start := time.Now()
+	_, err = client.Get("http://" + ln.Addr().String() + "/v1/kv/x")
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || !strings.Contains(err.Error(), "no answer within 50ms") {
+		t.Fatalf("err = %v, want a timeout after 50ms", err)
+	}
+	if d := time.Since(start); d < 50*time.Millisecond || d > time.Second {
+		t.Errorf("failed after %s, want 50ms", d)
+	}
+	if n := ptIdle(tr); n != 0 {
+		t.Errorf("%d idle connections after a timeout, want 0", n)
 	}
 }

@@ -99,13 +99,14 @@ type Watcher struct {
 // New builds a Watcher for cfg. It fails when a region's Consul client cannot
 // be built (a bad address, an unreadable token file).
 func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error) {
-	tr, err := newTransport()
+	opts = opts.withDefaults()
+	tr, err := newTransport(opts.WaitTime)
 	if err != nil {
 		return nil, err
 	}
 	w := &Watcher{
 		transport: tr,
-		opts:      opts.withDefaults(),
+		opts:      opts,
 		logger:    logger,
 		updates:   make(chan struct{}, 1),
 		errLog:    newRateLimiter(30 * time.Second),
