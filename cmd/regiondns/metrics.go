@@ -128,6 +128,7 @@ func (m *metrics) observeDecision(cluster string, cfg *zones.Config, d policy.De
 type regionCollector struct {
 	w                                           *watch.Watcher
 	stale, lastContact, index, requests, errors *prometheus.Desc
+	resources, following                        *prometheus.Desc
 }
 
 func newRegionCollector(w *watch.Watcher) *regionCollector {
@@ -143,6 +144,11 @@ func newRegionCollector(w *watch.Watcher) *regionCollector {
 			"HTTP requests to Consul for a region, through its own agents or the other region's.", []string{"region"}, nil),
 		errors: prometheus.NewDesc("regiondns_region_consul_errors_total",
 			"Failed HTTP requests to Consul for a region.", []string{"region"}, nil),
+		resources: prometheus.NewDesc("regiondns_region_consul_resources",
+			"Consul resources watched in a region: services and Patroni KV prefixes.", []string{"region"}, nil),
+		following: prometheus.NewDesc("regiondns_region_consul_following",
+			"Resources of a region followed with a blocking query (one connection to the agent each): every service, and the KV prefixes of unsettled or recently changed clusters.",
+			[]string{"region"}, nil),
 	}
 }
 
@@ -153,6 +159,8 @@ func (c *regionCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.index
 	ch <- c.requests
 	ch <- c.errors
+	ch <- c.resources
+	ch <- c.following
 }
 
 // Collect implements prometheus.Collector.
@@ -171,6 +179,8 @@ func (c *regionCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.index, prometheus.GaugeValue, float64(st.Index), st.Name)
 		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(st.Requests), st.Name)
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.Errors), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.resources, prometheus.GaugeValue, float64(st.Resources), st.Name)
+		ch <- prometheus.MustNewConstMetric(c.following, prometheus.GaugeValue, float64(st.Following), st.Name)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
@@ -125,5 +126,44 @@ func TestMetricsLint(t *testing.T) {
 	}
 	for _, p := range problems {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+// The region collector counts each region's watched resources (one cluster:
+// its Patroni service and KV prefix) and those followed with a blocking
+// query (none before the watcher runs).
+func TestRegionResourceMetrics(t *testing.T) {
+	cfg := &zones.Config{
+		Zone: "pg.example.internal.",
+		Regions: []zones.Region{
+			{Name: "main", Role: zones.RoleMain, Datacenter: "dc1", ConsulHTTP: []string{"http://127.0.0.1:1"}},
+			{Name: "standby", Role: zones.RoleStandby, Datacenter: "dc2", ConsulHTTP: []string{"http://127.0.0.1:1"}},
+		},
+		Clusters: []zones.Cluster{{
+			Label: "orders", Scopes: map[string]string{"main": "orders", "standby": "orders"},
+			Namespace: "service", Layout: policy.LayoutDirect, Tags: policy.DefaultRoleTags(),
+		}},
+	}
+	w, err := watch.New(cfg, watch.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(w)
+	want := `
+# HELP regiondns_region_consul_resources Consul resources watched in a region: services and Patroni KV prefixes.
+# TYPE regiondns_region_consul_resources gauge
+regiondns_region_consul_resources{region="main"} 2
+regiondns_region_consul_resources{region="standby"} 2
+`
+	if err := testutil.GatherAndCompare(m.registry, strings.NewReader(want), "regiondns_region_consul_resources"); err != nil {
+		t.Error(err)
+	}
+	if n := testutil.CollectAndCount(newRegionCollector(w), "regiondns_region_consul_following"); n != 2 {
+		t.Errorf("%d following samples, want one per region", n)
+	}
+	for _, st := range w.Status() {
+		if st.Following != 0 {
+			t.Errorf("region %s: %d followed before Run, want 0", st.Name, st.Following)
+		}
 	}
 }
