@@ -2,8 +2,11 @@ package e2e
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -104,8 +107,11 @@ func AnswerTXT(m *dns.Msg) []string {
 }
 
 // FreePorts returns n distinct loopback ports that were free for both TCP and
-// UDP a moment ago. Another process may take one before it is bound: starters
-// retry on "address already in use".
+// UDP a moment ago. They are drawn below the kernel's ephemeral range when
+// there is room (see listenRange): an agent killed and restarted on the same
+// ports must not find one taken by an outgoing connection in between, which
+// the kernel only numbers from the ephemeral range. Another test may still
+// take one before it is bound: starters retry on "address already in use".
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	var ports []int
@@ -115,15 +121,23 @@ func FreePorts(t testing.TB, n int) []int {
 			c()
 		}
 	}()
+	lo, hi := listenRange()
 	for tries := 0; len(ports) < n; tries++ {
 		if tries > 100*n {
 			t.Fatalf("no free loopback ports for TCP and UDP after %d tries", tries)
 		}
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("pick a free port: %v", err)
+		port := 0 // the kernel's pick
+		if hi > lo {
+			port = lo + rand.IntN(hi-lo)
 		}
-		port := l.Addr().(*net.TCPAddr).Port
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			if port == 0 {
+				t.Fatalf("pick a free port: %v", err)
+			}
+			continue
+		}
+		port = l.Addr().(*net.TCPAddr).Port
 		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			l.Close()
@@ -134,4 +148,23 @@ func FreePorts(t testing.TB, n int) []int {
 		ports = append(ports, port)
 	}
 	return ports
+}
+
+// listenRange returns the ports to draw listening ports from: from 10000 up
+// to the start of the kernel's ephemeral range, or (0, 0) (let the kernel
+// pick) when that range is unknown or starts too low.
+func listenRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 0, 0
+	}
+	start, err := strconv.Atoi(f[0])
+	if err != nil || start < 12000 {
+		return 0, 0
+	}
+	return 10000, start
 }
