@@ -68,7 +68,7 @@ func benchConvergence(b *testing.B, n int) {
 	// Steady state: with nothing changing, every blocking query (each
 	// service, and each KV prefix being followed) asks once per
 	// REGIONDNS_CONSUL_WAIT (60 s), and every other KV prefix is read once
-	// per KV refresh (5 min). (A short window measures nothing: the
+	// per KV refresh (5 min on average). (A short window measures nothing: the
 	// blocking queries all started together and are still parked.)
 	_, body := r.Get("/debug/state")
 	var st struct {

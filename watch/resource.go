@@ -238,7 +238,10 @@ func (r *resource) idle(w *Watcher) bool {
 		return true
 	}
 	r.running = false
-	r.refresh = time.AfterFunc(jitter(w.opts.KVRefresh), func() { w.poke(r, false) })
+	// KVRefresh on average, spread so that prefixes read together (at
+	// start) do not stay together.
+	d := w.opts.KVRefresh
+	r.refresh = time.AfterFunc(d/2+rand.N(d), func() { w.poke(r, false) })
 	return false
 }
 

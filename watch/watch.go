@@ -33,8 +33,9 @@ type Options struct {
 	// member keys that expire with a dead member's session, 30 s by
 	// default).
 	KVFollow time.Duration
-	// KVRefresh is how often a KV prefix that is not followed is read
-	// anyway, for changes no health change announces (an operator's edit).
+	// KVRefresh is how often, on average, a KV prefix that is not followed
+	// is read anyway, for changes no health change announces (an
+	// operator's edit).
 	KVRefresh time.Duration
 }
 
