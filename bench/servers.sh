@@ -13,15 +13,7 @@ start_consul() {
 		render_consul "$dc" "$other"
 		start "consul-$dc" "$WORK/consul-$dc.log" env GOMAXPROCS=1 "$BIN/consul" agent -config-file "$WORK/$dc.hcl"
 	done
-	has_leader() { [[ $(curl -sf "$(consul_url "$1")/v1/status/leader") == *:* ]]; }
-	federated() {
-		local dcs
-		dcs=$(curl -sf "$(consul_url "$1")/v1/catalog/datacenters") && [[ $dcs == *'"dc1"'* && $dcs == *'"dc2"'* ]]
-	}
-	for dc in dc1 dc2; do
-		wait_until 60 "a Consul leader in $dc (see $WORK/consul-$dc.log)" has_leader "$dc"
-		wait_until 60 "WAN federation seen from $dc" federated "$dc"
-	done
+	wait_federated 60 "$WORK/consul-%s.log"
 }
 
 # render_consul DC OTHER: $WORK/DC.hcl from conf/consul.hcl.in.

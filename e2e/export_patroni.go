@@ -7,7 +7,6 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
-	"slices"
 	"testing"
 )
 
@@ -26,16 +25,7 @@ func (f *Federation) StartClientAgents(t testing.TB, dc *Datacenter, names []str
 	bin := ConsulBinary(t)
 	root := t.TempDir()
 	var agents []*Agent
-	t.Cleanup(func() {
-		for _, a := range slices.Backward(agents) {
-			a.Kill()
-		}
-		if t.Failed() {
-			for _, a := range agents {
-				t.Logf("--- consul agent %s log (%s) ---\n%s", a.Name, a.logPath, a.Logs())
-			}
-		}
-	})
+	cleanupAgents(t, &agents)
 	for _, name := range names {
 		a := &Agent{
 			Name: name, Datacenter: dc.Name, t: t, bin: bin,

@@ -81,6 +81,21 @@ func (f *Federation) Other(d *Datacenter) *Datacenter {
 	return f.DC1
 }
 
+// cleanupAgents kills the agents *agents holds when the test ends, the last
+// started first, and logs their output if the test failed.
+func cleanupAgents(t testing.TB, agents *[]*Agent) {
+	t.Cleanup(func() {
+		for _, a := range slices.Backward(*agents) {
+			a.Kill()
+		}
+		if t.Failed() {
+			for _, a := range *agents {
+				t.Logf("--- consul agent %s log (%s) ---\n%s", a.Name, a.logPath, a.Logs())
+			}
+		}
+	})
+}
+
 // StartFederation starts a server agent (and, optionally, a client agent) in
 // dc1 and dc2, WAN-joins the servers and waits until both datacenters have a
 // leader, see each other, and the client agents are members.
@@ -93,16 +108,7 @@ func StartFederation(t testing.TB, opts FederationOptions) *Federation {
 		DC2: &Datacenter{Name: "dc2", Region: "standby"},
 	}
 	var agents []*Agent
-	t.Cleanup(func() {
-		for _, a := range slices.Backward(agents) {
-			a.Kill()
-		}
-		if t.Failed() {
-			for _, a := range agents {
-				t.Logf("--- consul agent %s log (%s) ---\n%s", a.Name, a.logPath, a.Logs())
-			}
-		}
-	})
+	cleanupAgents(t, &agents)
 	newAgent := func(dc *Datacenter, server bool) *Agent {
 		kind := "client"
 		if server {

@@ -1,7 +1,6 @@
 package resolver
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -17,18 +16,7 @@ import (
 // out-of-zone names delegated to f.
 func startForwardingServer(t *testing.T, f *Forwarder) *Server {
 	t.Helper()
-	srv := NewServer("127.0.0.1:0", New(testStore(t), Options{Delegate: f.Delegate}, nil), ServerOptions{}, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), deadline)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return srv
+	return startHandlerServer(t, New(testStore(t), Options{Delegate: f.Delegate}, nil), ServerOptions{})
 }
 
 func TestForwardPassThrough(t *testing.T) {

@@ -16,24 +16,6 @@ import (
 	"github.com/regiondns/regiondns/cache"
 )
 
-// startHandlerServer runs a server for h on 127.0.0.1:0 and shuts it down
-// when the test ends.
-func startHandlerServer(t *testing.T, h *Handler, opts ServerOptions) *Server {
-	t.Helper()
-	srv := NewServer("127.0.0.1:0", h, opts, nil)
-	ctx, cancel := context.WithTimeout(t.Context(), deadline)
-	defer cancel()
-	if err := srv.Start(ctx); err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), deadline)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	return srv
-}
-
 func TestServerManyUDPSockets(t *testing.T) {
 	srv := startServer(t, ServerOptions{UDPSockets: 4})
 	for i := range 32 {

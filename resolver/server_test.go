@@ -19,7 +19,14 @@ const deadline = 5 * time.Second
 // down when the test ends.
 func startServer(t *testing.T, opts ServerOptions) *Server {
 	t.Helper()
-	srv := NewServer("127.0.0.1:0", New(testStore(t), Options{}, nil), opts, nil)
+	return startHandlerServer(t, New(testStore(t), Options{}, nil), opts)
+}
+
+// startHandlerServer runs a server for h on 127.0.0.1:0 and shuts it down
+// when the test ends.
+func startHandlerServer(t *testing.T, h *Handler, opts ServerOptions) *Server {
+	t.Helper()
+	srv := NewServer("127.0.0.1:0", h, opts, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
 	if err := srv.Start(ctx); err != nil {

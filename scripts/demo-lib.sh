@@ -38,6 +38,23 @@ wait_until() {
 	done
 }
 
+# wait_federated SECONDS LOG_FORMAT: waits, for dc1 and dc2, until the
+# datacenter has a Consul leader and sees both datacenters (WAN federation).
+# LOG_FORMAT is a printf format naming a datacenter's log, for the message.
+wait_federated() {
+	local seconds=$1 log_format=$2 dc
+	has_leader() { [[ $(curl -sf "$(consul_url "$1")/v1/status/leader") == *:* ]]; }
+	federated() {
+		local dcs
+		dcs=$(curl -sf "$(consul_url "$1")/v1/catalog/datacenters") && [[ $dcs == *'"dc1"'* && $dcs == *'"dc2"'* ]]
+	}
+	for dc in dc1 dc2; do
+		# shellcheck disable=SC2059 # the format is the caller's
+		wait_until "$seconds" "a Consul leader in $dc (see $(printf "$log_format" "$dc"))" has_leader "$dc"
+		wait_until "$seconds" "WAN federation seen from $dc" federated "$dc"
+	done
+}
+
 # Patroni's service name: lower case, '.', '_' and ' ' become '-'.
 service_name() { local s=${1,,}; s=${s//[._ ]/-}; echo "$s"; }
 

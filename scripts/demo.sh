@@ -83,15 +83,7 @@ EOF
 	PIDS+=($!)
 done
 
-has_leader() { [[ $(curl -sf "$(consul_url "$1")/v1/status/leader") == *:* ]]; }
-federated() {
-	local dcs
-	dcs=$(curl -sf "$(consul_url "$1")/v1/catalog/datacenters") && [[ $dcs == *'"dc1"'* && $dcs == *'"dc2"'* ]]
-}
-for dc in dc1 dc2; do
-	wait_until 30 "a leader in $dc (see $DEMO/$dc.log)" has_leader "$dc"
-	wait_until 30 "WAN federation seen from $dc" federated "$dc"
-done
+wait_federated 30 "$DEMO/%s.log"
 
 # A stand-in for Patroni's HTTP checks: pass every TTL check listed in
 # $DEMO/state every 5 s (TTL 30 s). demo-failover.sh removes a leader's entry.

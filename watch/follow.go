@@ -46,8 +46,8 @@ func (w *Watcher) poke(r *resource, window bool) <-chan struct{} {
 		r.refresh.Stop()
 		r.refresh = nil
 	}
-	done := make(chan struct{})
-	r.waiters = append(r.waiters, done)
+	r.waiter = make(chan struct{})
+	done := r.waiter
 	r.mu.Unlock()
 	w.launch(r)
 	return done

@@ -87,12 +87,13 @@ type resource struct {
 	lastContact time.Time
 	via         string
 	// running: a goroutine runs the loop's step or is about to; poked: a
-	// read was asked for while it ran; waiters are closed when the read a
-	// poke started has finished; refresh is an idle KV prefix's timer;
+	// read was asked for while it ran; waiter is closed when the read a
+	// poke started from idle has finished (only such a poke makes one, so
+	// there is at most one); refresh is an idle KV prefix's timer;
 	// followUntil is the end of the KV prefix's follow window.
 	running     bool
 	poked       bool
-	waiters     []chan struct{}
+	waiter      chan struct{}
 	refresh     *time.Timer
 	followUntil time.Time
 }
@@ -141,9 +142,6 @@ func (r *resource) step(w *Watcher) bool {
 	ctx, o, lp := r.ctx, w.opts, &r.lp
 	if ctx.Err() != nil {
 		return false
-	}
-	if lp.backoff == 0 {
-		lp.backoff = o.MinBackoff
 	}
 	r.mu.Lock()
 	r.poked = false
@@ -218,14 +216,13 @@ func (r *resource) step(w *Watcher) bool {
 	return true
 }
 
-// finishRead releases the waiters of the read that just finished.
+// finishRead releases the waiter of the read that just finished.
 func (r *resource) finishRead() {
 	r.mu.Lock()
-	waiters := r.waiters
-	r.waiters = nil
-	r.mu.Unlock()
-	for _, ch := range waiters {
-		close(ch)
+	defer r.mu.Unlock()
+	if r.waiter != nil {
+		close(r.waiter)
+		r.waiter = nil
 	}
 }
 

@@ -126,13 +126,14 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
 		pc.Close()
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = ctxErr
-		} else if errors.Is(err, os.ErrDeadlineExceeded) && fromCtx {
+		switch timedOut := errors.Is(err, os.ErrDeadlineExceeded); {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case timedOut && fromCtx:
 			// The connection's deadline is the context's: it can expire
 			// before the context's own timer has marked it done.
 			err = context.DeadlineExceeded
-		} else if errors.Is(err, os.ErrDeadlineExceeded) && !deadline.IsZero() {
+		case timedOut && !deadline.IsZero():
 			err = fmt.Errorf("no answer within %s: %w", t.timeout, err)
 		}
 		return nil, answered, err

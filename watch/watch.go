@@ -311,6 +311,7 @@ func (w *Watcher) Run(ctx context.Context) {
 // startLocked starts r's loop with a first read; w.mu must be held.
 func (w *Watcher) startLocked(r *resource) {
 	r.ctx, r.cancel = context.WithCancel(w.runCtx)
+	r.lp.backoff = w.opts.MinBackoff
 	r.mu.Lock()
 	r.running = true
 	r.mu.Unlock()
