@@ -50,6 +50,19 @@ type records struct {
 	strs slab[string]
 }
 
+// reserve starts r afresh with room for the records of one part: a, aaaa,
+// srv and txt records (TXT lines of up to 255 bytes).
+func (r *records) reserve(a, aaaa, srv, txt int) {
+	*r = records{
+		a:    slab[dns.A]{block: make([]dns.A, 0, a)},
+		aaaa: slab[dns.AAAA]{block: make([]dns.AAAA, 0, aaaa)},
+		srv:  slab[dns.SRV]{block: make([]dns.SRV, 0, srv)},
+		txt:  slab[dns.TXT]{block: make([]dns.TXT, 0, txt)},
+		ips:  slab[byte]{block: make([]byte, 0, 4*a+16*aaaa)},
+		strs: slab[string]{block: make([]string, 0, txt)},
+	}
+}
+
 func header(name string, rrtype uint16, ttl uint32) dns.RR_Header {
 	return dns.RR_Header{Name: name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl}
 }

@@ -2,6 +2,7 @@ package cache
 
 import (
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -35,23 +36,80 @@ const namesPerCluster = 12
 //
 // gen is the snapshot's generation; it is also the SOA serial.
 func Build(cfg *zones.Config, decisions map[string]policy.Decision, gen uint64) *Snapshot {
+	return Rebuild(nil, cfg, decisions, gen)
+}
+
+// Rebuild is Build after prev, which may be nil. Under the same
+// configuration (the same *zones.Config), each cluster whose decision is the
+// one prev was built from (reflect.DeepEqual) keeps prev's answers, shared
+// rather than built again: a change to one cluster of a large fleet builds
+// that cluster, the apex (whose SOA serial is gen) and the index of names.
+//
+// The snapshot keeps the decisions it was built from: the caller must not
+// modify their slices afterwards.
+func Rebuild(prev *Snapshot, cfg *zones.Config, decisions map[string]policy.Decision, gen uint64) *Snapshot {
 	b := &builder{
 		zone:    canonical(cfg.Zone),
 		ttl:     cfg.TTL,
-		nodes:   make(map[string]*pending, namesPerCluster*len(cfg.Clusters)+len(cfg.NS)+1),
+		nodes:   make(map[string]*pending, namesPerCluster),
 		ttls:    make(map[targetKey]uint32),
 		targets: make(map[targetKey]dns.RR),
 	}
+	s := &Snapshot{zone: b.zone, gen: gen, cfg: cfg, parts: make([]*part, 0, len(cfg.Clusters)+1)}
 	b.apex(cfg, gen)
+	s.negative = []dns.RR{b.negative}
+	s.negativeWire = b.wb.negative(b.zone, b.negative)
+	s.parts = append(s.parts, b.finish())
+	reuse := prev != nil && prev.cfg == cfg && len(prev.parts) == len(cfg.Clusters)+1
+	names := len(s.parts[0].names)
 	for i := range cfg.Clusters {
 		label := cfg.Clusters[i].Label
-		d, ok := decisions[label]
-		b.cluster(strings.ToLower(label), &d, ok)
+		d, known := decisions[label]
+		if old := prev.partOf(i); reuse && old.builtFrom(label, &d, known) {
+			s.parts = append(s.parts, old)
+			names += len(old.names)
+			continue
+		}
+		b.cluster(strings.ToLower(label), &d, known)
+		p := b.finish()
+		p.label, p.decision, p.known = label, d, known
+		s.parts = append(s.parts, p)
+		names += len(p.names)
 	}
-	return b.finish(gen)
+	s.names = make(map[string]node, names)
+	for i, p := range s.parts {
+		for _, nn := range p.names {
+			// Validated configurations give every part names of its own;
+			// otherwise a name with records wins over an empty
+			// non-terminal, and the first part over a later one.
+			if have, dup := s.names[nn.name]; dup && (have.slots != emptySlots || nn.node.slots == emptySlots) {
+				continue
+			}
+			n := nn.node
+			n.part = uint32(i)
+			s.names[nn.name] = n
+		}
+	}
+	return s
 }
 
-// builder accumulates the records of each name before Build freezes them.
+// partOf returns the part of the i-th configured cluster of s; nil for a
+// nil s or an i it does not have.
+func (s *Snapshot) partOf(i int) *part {
+	if s == nil || i+1 >= len(s.parts) {
+		return nil
+	}
+	return s.parts[i+1]
+}
+
+// builtFrom reports whether p holds the answers of cluster label for
+// decision d (known: the decision exists).
+func (p *part) builtFrom(label string, d *policy.Decision, known bool) bool {
+	return p != nil && p.label == label && p.known == known && (!known || reflect.DeepEqual(&p.decision, d))
+}
+
+// builder accumulates the records of each name of one part before finish
+// freezes them.
 type builder struct {
 	zone  string
 	ttl   zones.TTL
@@ -62,8 +120,10 @@ type builder struct {
 	// lists holds the records of the pending nodes (see push).
 	lists    slab[dns.RR]
 	negative dns.RR
-	// mem allocates the records the snapshot keeps.
+	// mem allocates the records of the part being built.
 	mem records
+	// wb packs the wire templates.
+	wb wireBuilder
 
 	// The scratch of cluster, kept from one cluster to the next.
 	ttls    map[targetKey]uint32
@@ -197,6 +257,28 @@ func (b *builder) cluster(label string, d *policy.Decision, known bool) {
 			}
 		}
 	}
+	// The records of the part, at their number: a cluster's part is kept
+	// for as long as its decision holds, so it keeps nothing spare.
+	var n4, n6, nsrv int
+	for _, key := range b.seen {
+		if key.addr.Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	for _, key := range b.keys {
+		if key.name == "" {
+			continue
+		}
+		nsrv++ // and at most one record of the name itself
+		if key.addr.Is4() {
+			n4++
+		} else {
+			n6++
+		}
+	}
+	b.mem.reserve(n4, n6, nsrv, len(kinds))
 	clear(b.targets)
 	for _, key := range b.seen {
 		rr := b.mem.address(key.name, key.addr, b.ttls[key])
@@ -332,17 +414,18 @@ func (p *pending) sets() [6]pendingSet {
 	}
 }
 
-// finish freezes the nodes into a snapshot: it adds the empty
-// non-terminals, lays out every RRset in the snapshot's arrays, picks what
-// ANY answers and packs the wire templates.
-func (b *builder) finish(gen uint64) *Snapshot {
+// finish freezes the nodes into a part: it adds the empty non-terminals,
+// lays out every RRset in the part's arrays, picks what ANY answers and
+// packs the wire templates. The builder is then ready for the next part.
+func (b *builder) finish() *part {
 	// Empty non-terminals ("<cluster>.<zone>", "<region>.<cluster>.<zone>")
 	// exist: they answer NODATA, not NXDOMAIN (RFC 8020). The range is over
-	// the nodes with records: the new ones are their ancestors.
+	// the nodes with records: the new ones are their ancestors. The apex is
+	// the apex part's.
 	for _, p := range b.order {
 		for name := p.name; name != b.zone; {
 			_, parent, ok := strings.Cut(name, ".")
-			if !ok || !inZone(parent, b.zone) {
+			if !ok || parent == b.zone || !inZone(parent, b.zone) {
 				break
 			}
 			b.node(parent)
@@ -350,9 +433,9 @@ func (b *builder) finish(gen uint64) *Snapshot {
 		}
 	}
 
-	// Every array of the snapshot is allocated once, at its size: see
-	// Snapshot for what they hold. A node has at most six RRsets, one per
-	// type with a slot.
+	// Every array of the part is allocated once, at its size: see part for
+	// what they hold. A node has at most six RRsets, one per type with a
+	// slot.
 	var nsets, nrrs, nwires int
 	for _, p := range b.order {
 		for _, ps := range p.sets() {
@@ -366,19 +449,14 @@ func (b *builder) finish(gen uint64) *Snapshot {
 			}
 		}
 	}
-	s := &Snapshot{
-		zone:     b.zone,
-		gen:      gen,
-		names:    make(map[string]node, len(b.order)),
-		sets:     make([]rrset, 0, nsets),
-		rrs:      make([]dns.RR, 0, nrrs),
-		wires:    make([]Wire, nsets, nwires),
-		negative: []dns.RR{b.negative},
+	pt := &part{
+		names: make([]namedNode, 0, len(b.order)),
+		sets:  make([]rrset, 0, nsets),
+		rrs:   make([]dns.RR, 0, nrrs),
+		wires: make([]Wire, nsets, nwires),
 	}
-	var wb wireBuilder
-	s.negativeWire = wb.negative(b.zone, b.negative)
 	for _, p := range b.order {
-		n := node{first: uint32(len(s.sets)), slots: emptySlots}
+		n := node{first: uint32(len(pt.sets)), slots: emptySlots}
 		for _, ps := range p.sets() {
 			if len(ps.rrs) == 0 {
 				continue
@@ -386,24 +464,24 @@ func (b *builder) finish(gen uint64) *Snapshot {
 			set := rrset{
 				rrtype:    ps.rrtype,
 				rotations: uint16(rotationsOf(ps.rrtype, len(ps.rrs))),
-				rr:        uint32(len(s.rrs)),
+				rr:        uint32(len(pt.rrs)),
 				n:         uint32(len(ps.rrs)),
 				extra:     uint32(len(ps.extra)),
 			}
 			// Rotation i is the window of n records from i*n/rotations:
 			// the RRset followed by its first records again, as many as
 			// the last rotation starts after.
-			s.rrs = append(s.rrs, ps.rrs...)
-			s.rrs = append(s.rrs, ps.rrs[:repeated(int(set.rotations), len(ps.rrs))]...)
-			s.rrs = append(s.rrs, ps.extra...)
-			i := len(s.sets)
-			s.wires = wb.pack(s.wires, i, s.rrs, p.name, &set)
-			slot := uint32(len(s.sets)) - n.first
+			pt.rrs = append(pt.rrs, ps.rrs...)
+			pt.rrs = append(pt.rrs, ps.rrs[:repeated(int(set.rotations), len(ps.rrs))]...)
+			pt.rrs = append(pt.rrs, ps.extra...)
+			i := len(pt.sets)
+			pt.wires = b.wb.pack(pt.wires, i, pt.rrs, p.name, &set)
+			slot := uint32(len(pt.sets)) - n.first
 			if set.rotations > 1 {
 				slot |= slotRotated
 			}
 			n = n.withSlot(typeSlot(set.rrtype), slot)
-			s.sets = append(s.sets, set)
+			pt.sets = append(pt.sets, set)
 		}
 		anyType := p.anyType
 		if anyType == 0 {
@@ -420,9 +498,13 @@ func (b *builder) finish(gen uint64) *Snapshot {
 			}
 		}
 		n = n.withSlot(slotANY, n.slot(typeSlot(anyType)))
-		s.names[p.name] = n
+		pt.names = append(pt.names, namedNode{p.name, n})
 	}
-	return s
+	b.wb.keep(pt.wires)
+	clear(b.nodes)
+	b.order = b.order[:0]
+	b.mem = records{}
+	return pt
 }
 
 // rotationsOf returns how many orders of an RRset of n records the snapshot

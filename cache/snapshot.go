@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/zones"
 )
 
 // Result says what kind of answer a Lookup produced.
@@ -74,19 +77,20 @@ func (a Answer) InZone() bool { return a.Result != OutOfZone }
 // it is safe for concurrent use.
 //
 // A fleet has tens of thousands of names, so a snapshot keeps them in a few
-// arrays rather than an object per name: names maps each name to its node,
-// a node is a run of RRsets in sets, and an RRset is a run of records in
-// rrs. wires[i] is the packed answer of sets[i], so that the fast path finds
-// it without reading the RRset; the packed answers of the orders of rotated
-// RRsets follow those (see rrset.more). Indices are 32 bits: billions of
-// records would not fit in memory anyway.
+// arrays per part rather than an object per name: names maps each name to
+// its node, a node is a run of RRsets in its part's sets, and an RRset is a
+// run of records in the part's rrs. The apex has a part, and so does each
+// cluster: Rebuild shares the parts of the clusters a change did not touch
+// with the snapshot before. Indices are 32 bits: billions of records would
+// not fit in memory anyway.
 type Snapshot struct {
 	zone  string
 	gen   uint64
 	names map[string]node
-	sets  []rrset
-	rrs   []dns.RR
-	wires []Wire
+	// parts are the apex's, then those of cfg.Clusters in order.
+	parts []*part
+	// cfg is the configuration the snapshot was built from.
+	cfg *zones.Config
 	// negative is the authority section of NXDOMAIN and NODATA answers.
 	negative []dns.RR
 	// negativeWire is negative packed for the fast path (nil when it
@@ -96,14 +100,37 @@ type Snapshot struct {
 	rotation atomic.Uint32
 }
 
-// node is one owner name: its RRsets are in Snapshot.sets from first, none
-// for an empty non-terminal. slots says which is which, in 4 bits per slot
-// (see typeSlots): the index from first of the RRset of each type, with
-// slotRotated when it has several orders, or noRRset where the name has
-// none. The slot of ANY holds the RRset that answers ANY (RFC 8482: one
-// RRset, never all of them), noRRset to answer NODATA.
+// part is the names of the apex or of one cluster, with their records.
+// wires[i] is the packed answer of sets[i], so that the fast path finds it
+// without reading the RRset; the packed answers of the orders of rotated
+// RRsets follow those (see rrset.more).
+type part struct {
+	names []namedNode
+	sets  []rrset
+	rrs   []dns.RR
+	wires []Wire
+	// label, decision and known are what a cluster's part was built from
+	// (see builtFrom); empty for the apex.
+	label    string
+	decision policy.Decision
+	known    bool
+}
+
+// namedNode is one name of a part and its node (whose part is set when a
+// snapshot indexes it).
+type namedNode struct {
+	name string
+	node node
+}
+
+// node is one owner name: its RRsets are in the sets of part parts from
+// first, none for an empty non-terminal. slots says which is which, in 4
+// bits per slot (see typeSlots): the index from first of the RRset of each
+// type, with slotRotated when it has several orders, or noRRset where the
+// name has none. The slot of ANY holds the RRset that answers ANY (RFC 8482:
+// one RRset, never all of them), noRRset to answer NODATA.
 type node struct {
-	first, slots uint32
+	part, first, slots uint32
 }
 
 // The slots of a node.
@@ -204,7 +231,7 @@ func (s *Snapshot) rrsets(n node) []rrset {
 			count++
 		}
 	}
-	return s.sets[n.first : n.first+count]
+	return s.parts[n.part].sets[n.first : n.first+count]
 }
 
 // find returns the RRset of type qtype at n, the one ANY answers with for
@@ -214,7 +241,7 @@ func (s *Snapshot) find(n node, qtype uint16) *rrset {
 	if i == noRRset {
 		return nil
 	}
-	return &s.sets[n.first+(i&^slotRotated)]
+	return &s.parts[n.part].sets[n.first+(i&^slotRotated)]
 }
 
 // Lookup returns the answer to a question for qname, which must be lower
@@ -241,7 +268,7 @@ func (s *Snapshot) Lookup(qname string, qtype uint16) Answer {
 	if set.rotations > 1 {
 		i = s.rotation.Add(1) % uint32(set.rotations)
 	}
-	ans, extra := set.order(s.rrs, i)
+	ans, extra := set.order(s.parts[n.part].rrs, i)
 	return Answer{Result: Success, Answer: ans, Extra: extra}
 }
 
@@ -267,10 +294,11 @@ func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32) (*Wire, Res
 	if i == noRRset {
 		return nil, NoData
 	}
-	w := &s.wires[n.first+(i&^slotRotated)]
+	p := s.parts[n.part]
+	w := &p.wires[n.first+(i&^slotRotated)]
 	if i&slotRotated != 0 {
-		set := &s.sets[n.first+(i&^slotRotated)]
-		w = &s.wires[set.more+rot%uint32(set.rotations)]
+		set := &p.sets[n.first+(i&^slotRotated)]
+		w = &p.wires[set.more+rot%uint32(set.rotations)]
 	}
 	if w.Lower.Msg == nil {
 		return nil, Success
@@ -278,13 +306,15 @@ func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32) (*Wire, Res
 	return w, Success
 }
 
-// template returns the packed answer of order r of sets[i]; its messages
-// are nil when the RRset could not be packed.
-func (s *Snapshot) template(i, r uint32) *Wire {
-	if s.sets[i].rotations > 1 {
-		return &s.wires[s.sets[i].more+r]
+// template returns the packed answer of order r of the RRset i of node n;
+// its messages are nil when the RRset could not be packed.
+func (s *Snapshot) template(n node, i, r uint32) *Wire {
+	p := s.parts[n.part]
+	i += n.first
+	if p.sets[i].rotations > 1 {
+		return &p.wires[p.sets[i].more+r]
 	}
-	return &s.wires[i]
+	return &p.wires[i]
 }
 
 // NegativeWire returns the packed authority section of NXDOMAIN and NODATA

@@ -259,98 +259,112 @@ func (p *packer) rr(rr dns.RR) bool {
 	return true
 }
 
-// arena hands out the byte slices of a snapshot's templates from large
-// blocks: a few allocations per snapshot instead of one per answer.
-type arena struct {
-	block []byte
-}
-
-const arenaBlock = 64 << 10
-
-// tail returns the free end of the current block, for a packer to append
-// to: keep then takes what was written there.
-func (a *arena) tail() []byte {
-	if cap(a.block)-len(a.block) < 2<<10 {
-		a.block = make([]byte, 0, arenaBlock)
-	}
-	return a.block[len(a.block):len(a.block)]
-}
-
-// keep returns b, written from tail, for good. A message that outgrew the
-// block was moved by append to an array of its own, which it keeps.
-func (a *arena) keep(b []byte) []byte {
-	rest := a.block[len(a.block):cap(a.block)]
-	if len(b) > 0 && len(rest) >= len(b) && &rest[0] == &b[0] {
-		a.block = a.block[:len(a.block)+len(b)]
-	}
-	return b[:len(b):len(b)]
-}
-
-// wireBuilder packs the templates of a snapshot.
+// wireBuilder packs the templates of a snapshot, one part at a time: the
+// messages of a part go into one buffer, which keep copies into an array of
+// its own, at its size, so that a part kept by the next snapshots keeps
+// nothing of another.
 type wireBuilder struct {
-	p     packer
-	arena arena
+	p packer
+	// msg is the message being packed; buf the messages of the part so
+	// far, which spans place in its wires.
+	msg, buf []byte
+	spans    []wireSpan
+}
+
+// wireSpan says where in wireBuilder.buf the messages of wires[wire] are.
+type wireSpan struct {
+	wire         int
+	lower, cased packedSpan
+}
+
+// packedSpan is a Packed whose message is buf[start:end].
+type packedSpan struct {
+	start, end, extra int
 }
 
 // answer packs the responses for (name, qtype) with the answer and
-// additional sections given into w; false when a name or record cannot be
-// packed or the message outgrows DNS (then the slow path answers).
-func (wb *wireBuilder) answer(w *Wire, name string, qtype uint16, ans, extra []dns.RR) bool {
+// additional sections given, in lower case and cased, into buf; false when a
+// name or record cannot be packed or the message outgrows DNS (then the
+// slow path answers).
+func (wb *wireBuilder) answer(name string, qtype uint16, ans, extra []dns.RR) (lower, cased packedSpan, ok bool) {
 	if len(ans) == 0 || !packable(name) {
-		return false
+		return lower, cased, false
 	}
+	mark := len(wb.buf)
 	for _, v := range []struct {
 		cased bool
-		into  *Packed
-	}{{false, &w.Lower}, {true, &w.Cased}} {
+		into  *packedSpan
+	}{{false, &lower}, {true, &cased}} {
 		p := &wb.p
 		p.reset()
-		p.b = wb.arena.tail()
+		p.b = wb.msg[:0]
 		p.header(dns.RcodeSuccess, len(ans), 0, len(extra))
 		p.question(name, qtype, v.cased)
+		ok := true
 		for _, rr := range ans {
-			if !p.rr(rr) {
-				return false
-			}
+			ok = ok && p.rr(rr)
 		}
 		extraAt := len(p.b)
 		for _, rr := range extra {
-			if !p.rr(rr) {
-				return false
-			}
+			ok = ok && p.rr(rr)
 		}
-		if len(p.b) > dns.MaxMsgSize {
-			return false
+		wb.msg = p.b[:0]
+		if !ok || len(p.b) > dns.MaxMsgSize {
+			wb.buf = wb.buf[:mark]
+			return lower, cased, false
 		}
-		*v.into = Packed{Msg: wb.arena.keep(p.b), Extra: extraAt}
+		start := len(wb.buf)
+		wb.buf = append(wb.buf, p.b...)
+		*v.into = packedSpan{start: start, end: len(wb.buf), extra: extraAt}
 	}
-	return true
+	return lower, cased, true
 }
 
-// pack packs the answers of set, the snapshot's sets[i] owned by name, one
-// per rotation, into wires[i], or, for several rotations, appended to wires
-// from set.more and order 0 into wires[i] again. When one cannot be packed,
-// wires[i] is zero and nothing is appended. rrs are the snapshot's records
-// (see rrset).
+// pack packs the answers of set, the part's sets[i] owned by name, one per
+// rotation, for wires[i], or, for several rotations, for wires appended
+// from set.more and order 0 for wires[i] again. When one cannot be packed,
+// wires[i] and those appended stay zero. rrs are the part's records
+// (see rrset). The messages reach the wires with keep.
 func (wb *wireBuilder) pack(wires []Wire, i int, rrs []dns.RR, name string, set *rrset) []Wire {
 	if set.rotations == 1 {
 		ans, extra := set.order(rrs, 0)
-		if !wb.answer(&wires[i], name, set.rrtype, ans, extra) {
-			wires[i] = Wire{}
+		if lower, cased, ok := wb.answer(name, set.rrtype, ans, extra); ok {
+			wb.spans = append(wb.spans, wireSpan{i, lower, cased})
 		}
 		return wires
 	}
 	set.more = uint32(len(wires))
+	mark, spans := len(wb.buf), len(wb.spans)
 	for r := range uint32(set.rotations) {
-		wires = append(wires, Wire{})
 		ans, extra := set.order(rrs, r)
-		if !wb.answer(&wires[len(wires)-1], name, set.rrtype, ans, extra) {
+		lower, cased, ok := wb.answer(name, set.rrtype, ans, extra)
+		if !ok {
+			// Every order is zero: the slow path answers them all.
+			wb.buf, wb.spans = wb.buf[:mark], wb.spans[:spans]
 			clear(wires[set.more:])
-			return wires[:set.more]
+			return append(wires[:set.more], make([]Wire, set.rotations)...)
+		}
+		wires = append(wires, Wire{})
+		wb.spans = append(wb.spans, wireSpan{len(wires) - 1, lower, cased})
+		if r == 0 {
+			wb.spans = append(wb.spans, wireSpan{i, lower, cased})
 		}
 	}
-	wires[i] = wires[set.more]
 	return wires
+}
+
+// keep copies the messages packed since the last keep into one array of
+// their size and points wires at them.
+func (wb *wireBuilder) keep(wires []Wire) {
+	mem := make([]byte, len(wb.buf))
+	copy(mem, wb.buf)
+	in := func(ps packedSpan) Packed {
+		return Packed{Msg: mem[ps.start:ps.end:ps.end], Extra: ps.extra}
+	}
+	for _, sp := range wb.spans {
+		wires[sp.wire] = Wire{Lower: in(sp.lower), Cased: in(sp.cased)}
+	}
+	wb.buf, wb.spans = wb.buf[:0], wb.spans[:0]
 }
 
 // negative packs the negative SOA after a question for the apex, and

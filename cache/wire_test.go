@@ -42,11 +42,11 @@ func TestWireMatchesMiekg(t *testing.T) {
 					t.Fatalf("%s: %s %s: %d rotations, want %d", label, name, dns.TypeToString[set.rrtype], set.rotations, want)
 				}
 				for i := range uint32(set.rotations) {
-					w := s.template(n.first+uint32(j), i)
+					w := s.template(n, uint32(j), i)
 					if w.Lower.Msg == nil || w.Cased.Msg == nil {
 						t.Fatalf("%s: %s %s rotation %d: no template", label, name, dns.TypeToString[set.rrtype], i)
 					}
-					ans, extra := set.order(s.rrs, i)
+					ans, extra := set.order(s.parts[n.part].rrs, i)
 					// Cased is checked against a question with every
 					// other letter upper case, the last label included.
 					for _, v := range []struct {
