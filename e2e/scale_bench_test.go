@@ -63,6 +63,8 @@ func benchConvergence(b *testing.B, n int) {
 	if dir := os.Getenv("REGIONDNS_BENCH_PROFILES"); dir != "" {
 		_, body := r.Get("/debug/pprof/heap?debug=1")
 		_ = os.WriteFile(fmt.Sprintf("%s/memstats-ready-%d.prof", dir, n), body, 0o644)
+		_, body = r.Get("/debug/pprof/heap")
+		_ = os.WriteFile(fmt.Sprintf("%s/heap-ready-%d.prof", dir, n), body, 0o644)
 	}
 
 	// Steady state: with nothing changing, every blocking query (each

@@ -10,10 +10,14 @@ import (
 	"github.com/regiondns/regiondns/policy"
 )
 
+// serviceNameReplacer is built once: a strings.Replacer is safe for
+// concurrent use, and one of single bytes allocates only when it replaces.
+var serviceNameReplacer = strings.NewReplacer(".", "-", "_", "-", " ", "-")
+
 // ServiceName returns the Consul service name Patroni registers for scope:
 // lower case, with '.', '_' and ' ' replaced by '-'.
 func ServiceName(scope string) string {
-	return strings.NewReplacer(".", "-", "_", "-", " ", "-").Replace(strings.ToLower(scope))
+	return serviceNameReplacer.Replace(strings.ToLower(scope))
 }
 
 // convertEntries turns Consul health entries into policy instances. Entries

@@ -72,6 +72,9 @@ type resource struct {
 	kv     []*resource
 	health *resource
 	others []*resource
+	// clusters are the labels of the clusters that read this resource
+	// (several, for a shared PgBouncer service); linked likewise.
+	clusters []string
 	// lp is the loop's own state, touched only by the goroutine running
 	// the loop's current step.
 	lp loopState
@@ -147,6 +150,13 @@ func (r *resource) step(w *Watcher) bool {
 	r.poked = false
 	first := !r.attempted
 	r.mu.Unlock()
+	if first {
+		if release, ok := w.firstReadTurn(ctx); ok {
+			defer release()
+		} else if ctx.Err() != nil {
+			return false
+		}
+	}
 	started := time.Now()
 	block := r.key.kind != kindKV || w.following(r, started)
 	var (
@@ -179,7 +189,7 @@ func (r *resource) step(w *Watcher) bool {
 		if first {
 			w.settle(r)
 		}
-		w.notify() // staleness is part of the answer (TXT, state)
+		w.changed(r) // staleness is part of the answer (TXT, state)
 		r.finishRead()
 		sleep(ctx, jitter(lp.backoff))
 		lp.backoff = min(lp.backoff*2, o.MaxBackoff)
@@ -204,7 +214,7 @@ func (r *resource) step(w *Watcher) bool {
 		w.wake(r)
 	}
 	if fresh {
-		w.notify()
+		w.changed(r)
 	}
 	r.finishRead()
 	if d := o.MinInterval - time.Since(started); d > 0 {
@@ -214,6 +224,27 @@ func (r *resource) step(w *Watcher) bool {
 		return r.idle(w)
 	}
 	return true
+}
+
+// firstReadTurn waits for a first read's turn (Options.FirstReads) and
+// returns its release. After FirstReadWait without a turn, or once ctx is
+// done, it returns false and the read starts without one (or not at all).
+func (w *Watcher) firstReadTurn(ctx context.Context) (release func(), ok bool) {
+	release = func() { <-w.firstReads }
+	select {
+	case w.firstReads <- struct{}{}:
+		return release, true
+	default:
+	}
+	t := time.NewTimer(w.opts.FirstReadWait)
+	defer t.Stop()
+	select {
+	case w.firstReads <- struct{}{}:
+		return release, true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return nil, false
 }
 
 // finishRead releases the waiter of the read that just finished.

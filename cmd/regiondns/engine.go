@@ -24,6 +24,10 @@ type engine struct {
 
 	mu sync.Mutex
 	// The fields below are guarded by mu; the query path never reads them.
+	// inputs and decisions hold each configured cluster's latest input and
+	// decision, by label; a rebuild replaces the entries of the clusters
+	// it decides again, and never writes into a decision it replaces: the
+	// snapshot may keep it.
 	inputs    map[string]policy.Input
 	decisions map[string]policy.Decision
 	gen       uint64
@@ -71,8 +75,8 @@ func (e *engine) reload() error {
 	return nil
 }
 
-// forgetRemovedLocked drops the decisions and metrics of clusters that cfg
-// no longer has; e.mu must be held.
+// forgetRemovedLocked drops the inputs, decisions and metrics of clusters
+// that cfg no longer has; e.mu must be held.
 func (e *engine) forgetRemovedLocked(cfg *zones.Config) {
 	keep := map[string]bool{}
 	for _, cl := range cfg.Clusters {
@@ -80,6 +84,7 @@ func (e *engine) forgetRemovedLocked(cfg *zones.Config) {
 	}
 	for _, cl := range e.cfg.Clusters {
 		if !keep[cl.Label] {
+			delete(e.inputs, cl.Label)
 			delete(e.decisions, cl.Label)
 			e.metrics.forgetCluster(cl.Label)
 		}
@@ -98,7 +103,9 @@ func (e *engine) run(ctx context.Context) {
 	}
 }
 
-// rebuild decides every cluster, builds a snapshot and swaps it in.
+// rebuild decides the clusters whose inputs changed, builds a snapshot and
+// swaps it in. The clusters that did not change keep their decisions, and
+// the snapshot their answers.
 func (e *engine) rebuild() {
 	start := time.Now()
 	// The lock spans the whole rebuild so that a reload cannot pair one
@@ -108,37 +115,69 @@ func (e *engine) rebuild() {
 	// Read readiness first: once true, the inputs below hold every region's
 	// first read.
 	ready := e.watcher.Ready()
-	inputs := e.watcher.Inputs()
-	decisions := make(map[string]policy.Decision, len(inputs))
-	for label, in := range inputs {
-		decisions[label] = policy.Decide(in)
+	// Clusters a reload removed are gone already (forgetRemovedLocked).
+	inputs, all := e.watcher.Changes()
+	if ready && !e.logged && !all {
+		// The first decisions after every region was read are all logged,
+		// not only those that changed since the last rebuild.
+		inputs = e.watcher.Inputs()
 	}
-	e.gen++
-	e.store.Swap(cache.Build(e.cfg, decisions, e.gen))
-	e.metrics.observeBuild(e.gen, time.Since(start))
+	if e.decisions == nil {
+		e.inputs = make(map[string]policy.Input, len(inputs))
+		e.decisions = make(map[string]policy.Decision, len(inputs))
+	}
+	// Decided in configuration order, so that the log lines of one rebuild
+	// come in a stable order.
+	changes := make([]change, 0, len(inputs))
 	for i := range e.cfg.Clusters {
 		label := e.cfg.Clusters[i].Label
-		before, hadBefore := e.decisions[label]
-		after := decisions[label]
-		e.metrics.observeDecision(label, e.cfg, after)
-		switch {
-		case !ready:
-			continue
-		case !e.logged || !hadBefore:
-			e.logger.Info("decision", "cluster", label, "answers", summary(after), "why", after.Reason)
+		in, ok := inputs[label]
+		if !ok {
 			continue
 		}
-		if b, a := summary(before), summary(after); b != a {
-			e.metrics.decisionChanges.WithLabelValues(label).Inc()
-			e.logger.Info("decision changed", "cluster", label, "before", b, "after", a, "why", after.Reason)
-		}
-		if after.SplitBrain && !before.SplitBrain {
-			e.logger.Warn("split brain: both regions have a leader", "cluster", label,
-				"active", after.Active, "why", after.Reason)
-		}
+		before, had := e.decisions[label]
+		// Entries are replaced, never written into: the snapshot keeps
+		// the decisions it was built from.
+		e.inputs[label], e.decisions[label] = in, policy.Decide(in)
+		changes = append(changes, change{label: label, before: before, had: had})
 	}
-	e.inputs, e.decisions, e.builtAt = inputs, decisions, time.Now()
+	e.gen++
+	e.store.Swap(cache.Rebuild(e.store.Load(), e.cfg, e.decisions, e.gen))
+	e.metrics.observeBuild(e.gen, time.Since(start))
+	for _, c := range changes {
+		e.reportLocked(c, ready)
+	}
+	e.builtAt = time.Now()
 	e.logged = e.logged || ready
+}
+
+// change is a cluster a rebuild decided again, and its decision before.
+type change struct {
+	label  string
+	before policy.Decision
+	had    bool // there was a decision before
+}
+
+// reportLocked updates the metrics of a cluster decided again and, once
+// every region was read, logs what changed; e.mu must be held.
+func (e *engine) reportLocked(c change, ready bool) {
+	after := e.decisions[c.label]
+	e.metrics.observeDecision(c.label, e.cfg, after)
+	switch {
+	case !ready:
+		return
+	case !e.logged || !c.had:
+		e.logger.Info("decision", "cluster", c.label, "answers", summary(after), "why", after.Reason)
+		return
+	}
+	if b, a := summary(c.before), summary(after); b != a {
+		e.metrics.decisionChanges.WithLabelValues(c.label).Inc()
+		e.logger.Info("decision changed", "cluster", c.label, "before", b, "after", a, "why", after.Reason)
+	}
+	if after.SplitBrain && !c.before.SplitBrain {
+		e.logger.Warn("split brain: both regions have a leader", "cluster", c.label,
+			"active", after.Active, "why", after.Reason)
+	}
 }
 
 // summary is the part of a decision whose change is worth a log line.

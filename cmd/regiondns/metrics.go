@@ -35,7 +35,7 @@ func newMetrics(w *watch.Watcher) *metrics {
 		}),
 		buildDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "regiondns_snapshot_build_duration_seconds",
-			Help:    "Time to decide every cluster and build the answer snapshot.",
+			Help:    "Time to decide the clusters whose input changed and build the answer snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
 		activeRegion: prometheus.NewGaugeVec(prometheus.GaugeOpts{

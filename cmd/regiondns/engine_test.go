@@ -1,0 +1,329 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/zones"
+)
+
+// fakeConsul is the Consul HTTP API of one datacenter: health/service
+// answers from entries, every KV prefix is empty (404), a query with the
+// current index blocks until the next change, and a held path answers only
+// once released.
+type fakeConsul struct {
+	mu      sync.Mutex
+	index   uint64
+	entries map[string][]*api.ServiceEntry
+	held    map[string]chan struct{}
+	seen    map[string]bool // path and index of every query, "path?index"
+	changed chan struct{}   // closed and replaced on every change
+	srv     *httptest.Server
+}
+
+func newFakeConsul(t *testing.T) *fakeConsul {
+	f := &fakeConsul{index: 10, entries: map[string][]*api.ServiceEntry{}, held: map[string]chan struct{}{},
+		seen: map[string]bool{}, changed: make(chan struct{})}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	t.Cleanup(f.srv.Close)
+	return f
+}
+
+func (f *fakeConsul) set(fn func(f *fakeConsul)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// parked reports whether path was queried at index: its loop finished the
+// read that brought index, and waits for the next change.
+func (f *fakeConsul) parked(path string, index uint64) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.seen[path+"?"+strconv.FormatUint(index, 10)]
+}
+
+func (f *fakeConsul) serve(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f.mu.Lock()
+	f.seen[r.URL.Path+"?"+q.Get("index")] = true
+	if hold := f.held[r.URL.Path]; hold != nil {
+		f.mu.Unlock()
+		select {
+		case <-hold:
+		case <-r.Context().Done():
+			return
+		}
+		f.mu.Lock()
+	}
+	if idx, _ := strconv.ParseUint(q.Get("index"), 10, 64); idx != 0 && idx == f.index {
+		ch := f.changed
+		f.mu.Unlock()
+		wait, _ := time.ParseDuration(q.Get("wait"))
+		select {
+		case <-ch:
+		case <-time.After(wait):
+		case <-r.Context().Done():
+			return
+		}
+		f.mu.Lock()
+	}
+	defer f.mu.Unlock()
+	w.Header().Set("X-Consul-Index", strconv.FormatUint(f.index, 10))
+	if name, ok := strings.CutPrefix(r.URL.Path, "/v1/health/service/"); ok {
+		json.NewEncoder(w).Encode(f.entries[name])
+		return
+	}
+	w.WriteHeader(http.StatusNotFound)
+}
+
+func primary(scope, member, addr string) *api.ServiceEntry {
+	return &api.ServiceEntry{
+		Node:    &api.Node{Node: "n-" + member, Address: addr},
+		Service: &api.AgentService{ID: scope + "/" + member, Service: scope, Address: addr, Port: 5432, Tags: []string{"primary"}},
+		Checks:  api.HealthChecks{{CheckID: "service:" + scope + "/" + member, Status: api.HealthPassing}},
+	}
+}
+
+// writeZone writes a zone file of the clusters, each with a scope of its
+// own name in both regions.
+func writeZone(t *testing.T, path, mainAddr, standbyAddr string, labels ...string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "zone: pg.example.internal.\nregions:\n"+
+		"  - {name: main, role: main, datacenter: dc1, consul_http: [%q]}\n"+
+		"  - {name: standby, role: standby, datacenter: dc2, consul_http: [%q]}\nclusters:\n", mainAddr, standbyAddr)
+	for _, l := range labels {
+		fmt.Fprintf(&b, "  - {label: %s, scopes: {main: %s, standby: %s}}\n", l, l, l)
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// syncBuffer is a log destination safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// lines returns the log lines whose message is msg and whose cluster is
+// label.
+func (s *syncBuffer) lines(msg, label string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for line := range strings.Lines(s.b.String()) {
+		var rec struct{ Msg, Cluster string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == msg && rec.Cluster == label {
+			n++
+		}
+	}
+	return n
+}
+
+// testEngine is an engine over two fake regions; the test runs its
+// rebuilds, the watcher runs on its own.
+type testEngine struct {
+	*engine
+	main, standby *fakeConsul
+	log           *syncBuffer
+}
+
+// startEngine starts an engine for orders and billing, whose main region
+// has a primary each (10.0.0.1, 10.0.1.1) and whose standby region is
+// empty, and rebuilds once, as serve does before the watcher runs. The
+// standby region's billing KV prefix is held: the watcher is not ready
+// until the caller releases it.
+func startEngine(t *testing.T) (te *testEngine, release func()) {
+	t.Helper()
+	main, standby := newFakeConsul(t), newFakeConsul(t)
+	main.set(func(f *fakeConsul) {
+		f.entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-1", "10.0.0.1")}
+		f.entries["billing"] = []*api.ServiceEntry{primary("billing", "b-1", "10.0.1.1")}
+	})
+	hold := make(chan struct{})
+	standby.set(func(f *fakeConsul) { f.held["/v1/kv/service/billing/"] = hold })
+	path := filepath.Join(t.TempDir(), "zone.yml")
+	writeZone(t, path, main.srv.URL, standby.srv.URL, "orders", "billing")
+	cfg, err := zones.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := watch.Options{WaitTime: 2 * time.Second, MinInterval: time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	w, err := watch.New(cfg, opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &syncBuffer{}
+	e := &engine{cfg: cfg, watcher: w, store: &cache.Store{}, logger: slog.New(slog.NewJSONHandler(log, nil)),
+		metrics: newMetrics(w), path: path}
+	e.rebuild()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &testEngine{engine: e, main: main, standby: standby, log: log}, sync.OnceFunc(func() { close(hold) })
+}
+
+// waitParked waits until every path was queried at index in f.
+func waitParked(t *testing.T, f *fakeConsul, index uint64, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		waitFor(t, fmt.Sprintf("%s parked at index %d", p, index), func() bool { return f.parked(p, index) })
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// ready brings te to its first ready rebuild: every resource but the held
+// one is read and decided first, then the held one is released and read.
+func (te *testEngine) ready(t *testing.T, release func()) {
+	t.Helper()
+	waitParked(t, te.main, 10, "/v1/health/service/orders", "/v1/kv/service/orders/",
+		"/v1/health/service/billing", "/v1/kv/service/billing/")
+	waitParked(t, te.standby, 10, "/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/health/service/billing")
+	te.rebuild()
+	if te.watcher.Ready() {
+		t.Fatal("watcher ready with billing's standby KV prefix held")
+	}
+	release()
+	waitParked(t, te.standby, 10, "/v1/kv/service/billing/")
+	te.rebuild()
+	if !te.watcher.Ready() {
+		t.Fatal("watcher not ready once every resource was read")
+	}
+}
+
+// rw returns the address rw.<label> answers, or its result when it has
+// none.
+func (te *testEngine) rw(label string) string {
+	a := te.store.Load().Lookup("rw."+label+".pg.example.internal.", dns.TypeA)
+	if a.Result != cache.Success {
+		return a.Result.String()
+	}
+	return a.Answer[0].(*dns.A).A.String()
+}
+
+// The first rebuild after every region was read logs every cluster's
+// decision, also those decided before and unchanged since.
+func TestEngineFirstReadyLogsEveryCluster(t *testing.T) {
+	te, release := startEngine(t)
+	te.ready(t, release)
+	for _, label := range []string{"orders", "billing"} {
+		if n := te.log.lines("decision", label); n != 1 {
+			t.Errorf("%d decision lines for %s, want 1", n, label)
+		}
+	}
+	if got := te.rw("orders"); got != "10.0.0.1" {
+		t.Errorf("rw.orders = %s, want 10.0.0.1", got)
+	}
+	if got := te.rw("billing"); got != "10.0.1.1" {
+		t.Errorf("rw.billing = %s, want 10.0.1.1", got)
+	}
+}
+
+// A change of one cluster decides that cluster again, and the others keep
+// their decisions: the very values decided before.
+func TestEngineDecidesOnlyChangedClusters(t *testing.T) {
+	te, release := startEngine(t)
+	te.ready(t, release)
+	te.mu.Lock()
+	billing := te.decisions["billing"]
+	te.mu.Unlock()
+	if len(billing.RW) != 1 {
+		t.Fatalf("billing rw = %+v, want its primary", billing.RW)
+	}
+
+	te.main.set(func(f *fakeConsul) {
+		f.index = 11
+		f.entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-2", "10.0.0.2")}
+	})
+	waitFor(t, "rw.orders to answer the new primary", func() bool {
+		te.rebuild()
+		return te.rw("orders") == "10.0.0.2"
+	})
+	// billing's loops read index 11 too (the same answers).
+	waitParked(t, te.main, 11, "/v1/health/service/billing", "/v1/kv/service/billing/")
+	te.rebuild()
+
+	te.mu.Lock()
+	after := te.decisions["billing"]
+	te.mu.Unlock()
+	if len(after.RW) != 1 || &after.RW[0] != &billing.RW[0] {
+		t.Errorf("billing decided again after only orders changed: rw %p, was %p", after.RW, billing.RW)
+	}
+	if got := te.rw("billing"); got != "10.0.1.1" {
+		t.Errorf("rw.billing = %s, want 10.0.1.1", got)
+	}
+	if n := te.log.lines("decision changed", "orders"); n != 1 {
+		t.Errorf("%d decision changed lines for orders, want 1", n)
+	}
+}
+
+// A reload decides every cluster of the new configuration, and forgets
+// the removed ones.
+func TestEngineReloadDecidesTheNewConfiguration(t *testing.T) {
+	te, release := startEngine(t)
+	te.ready(t, release)
+	te.main.set(func(f *fakeConsul) {
+		f.entries["events"] = []*api.ServiceEntry{primary("events", "e-1", "10.0.2.1")}
+	})
+	writeZone(t, te.path, te.main.srv.URL, te.standby.srv.URL, "orders", "events")
+	if err := te.reload(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "rw.events to answer its primary", func() bool {
+		te.rebuild()
+		return te.rw("events") == "10.0.2.1"
+	})
+	if got := te.rw("orders"); got != "10.0.0.1" {
+		t.Errorf("rw.orders = %s, want 10.0.0.1", got)
+	}
+	if got := te.rw("billing"); got != "nxdomain" {
+		t.Errorf("rw.billing after its removal = %s, want nxdomain", got)
+	}
+	te.mu.Lock()
+	_, decided := te.decisions["billing"]
+	_, input := te.inputs["billing"]
+	te.mu.Unlock()
+	if decided || input {
+		t.Errorf("billing after its removal: decision %t, input %t; want neither", decided, input)
+	}
+}

@@ -1,0 +1,118 @@
+package watch
+
+import (
+	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/zones"
+)
+
+// changed marks the clusters that read r as changed, then announces it. r's
+// new state must already be stored: Changes takes the marks before it reads
+// the inputs, so a change is either in the inputs it returns or marked for
+// the next call, never lost between the two.
+func (w *Watcher) changed(r *resource) {
+	w.mu.RLock()
+	// link replaces the slice, never writes into it: it stays valid
+	// after the unlock.
+	labels := r.clusters
+	w.mu.RUnlock()
+	w.dirtyMu.Lock()
+	if !w.allDirty {
+		if w.dirty == nil {
+			w.dirty = make(map[string]struct{}, len(labels))
+		}
+		for _, l := range labels {
+			w.dirty[l] = struct{}{}
+		}
+	}
+	w.dirtyMu.Unlock()
+	w.notify()
+}
+
+// markAll marks every cluster as changed: a new configuration may change
+// any cluster's options or resources.
+func (w *Watcher) markAll() {
+	w.dirtyMu.Lock()
+	w.dirty, w.allDirty = nil, true
+	w.dirtyMu.Unlock()
+}
+
+// Changes returns the policy input of each cluster whose input may have
+// changed since the previous call, keyed by cluster label, and forgets
+// those changes. all is true at the first call and after Reconfigure: then
+// inputs holds every configured cluster, as Inputs does, and a caller keeping
+// earlier inputs drops the clusters it does not name.
+//
+// A cluster may be named although nothing it reads changed (a read that
+// failed again, a resource shared with a changed cluster's region); a change
+// is never missed. Updates announces when there is something to take.
+func (w *Watcher) Changes() (inputs map[string]policy.Input, all bool) {
+	w.dirtyMu.Lock()
+	dirty, all := w.dirty, w.allDirty
+	w.dirty, w.allDirty = nil, false
+	w.dirtyMu.Unlock()
+	if all {
+		return w.Inputs(), true
+	}
+	inputs = make(map[string]policy.Input, len(dirty))
+	if len(dirty) == 0 {
+		return inputs, false
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	// Labels the configuration no longer has (marked by a resource that
+	// Reconfigure just stopped) are dropped here.
+	for i := range w.cfg.Clusters {
+		cl := &w.cfg.Clusters[i]
+		if _, ok := dirty[cl.Label]; ok {
+			inputs[cl.Label] = w.inputLocked(cl)
+		}
+	}
+	return inputs, false
+}
+
+// Inputs returns the policy input of every cluster, keyed by cluster label.
+// It leaves the changes Changes reports as they are.
+func (w *Watcher) Inputs() map[string]policy.Input {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	out := make(map[string]policy.Input, len(w.cfg.Clusters))
+	for i := range w.cfg.Clusters {
+		cl := &w.cfg.Clusters[i]
+		out[cl.Label] = w.inputLocked(cl)
+	}
+	return out
+}
+
+// inputLocked assembles the policy input of cl; w.mu must be held.
+func (w *Watcher) inputLocked(cl *zones.Cluster) policy.Input {
+	return policy.Input{
+		Options: w.cfg.Options(cl),
+		Main:    w.region(cl, w.cfg.Main().Name),
+		Standby: w.region(cl, w.cfg.Standby().Name),
+	}
+}
+
+// region assembles one cluster's view of one region from its resources. The
+// region is known once every resource has been read, and stale while any
+// of them fails; w.mu must be held.
+func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
+	ck := clusterKeysOf(cl, name)
+	reg := policy.Region{Name: name, Known: true}
+	read := func(key resourceKey) result {
+		res, known, failing := w.resources[key].snapshot()
+		reg.Known = reg.Known && known
+		reg.Stale = reg.Stale || failing
+		return res
+	}
+	reg.Members = read(ck.members).instances
+	kv := read(ck.kv).kv
+	reg.LeaderKey, reg.Timelines, reg.Config, reg.MemberKeys = kv.leader, kv.timelines, kv.config, kv.members
+	if ck.hasBouncers {
+		reg.Bouncers = read(ck.bouncers).instances
+	}
+	if ck.hasPool {
+		reg.PoolRW = read(ck.poolRW).instances
+		reg.PoolRO = read(ck.poolRO).instances
+	}
+	return reg
+}
