@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 )
 
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "regiondns: %v\n", err)
 		return 2
 	}
+	tuneGC(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	hup := make(chan os.Signal, 1)
@@ -62,6 +64,22 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// gcPercent is the GOGC regiondns runs with unless the GOGC environment
+// variable says otherwise. The query path allocates nothing, so collections
+// follow only the watchers' reads and the rebuilds; at 50 the heap grows to
+// 1.5 times what is live (plus the goroutine stacks) instead of twice, which
+// keeps a 1,000-cluster fleet under 100 MB at the cost of collections twice as
+// often, a few milliseconds of CPU each (see the README's performance notes).
+const gcPercent = 50
+
+// tuneGC sets gcPercent, unless getenv("GOGC") is set: an operator's own
+// GOGC, which the Go runtime has applied already, wins.
+func tuneGC(getenv func(string) string) {
+	if getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 const usage = `usage: regiondns [serve|check-config|version]
