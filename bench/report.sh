@@ -33,8 +33,8 @@ report() {
 	echo
 	echo "- qps: median of the rounds at full speed; × regiondns: this server's qps over regiondns's on the"
 	echo "  same path, same run. mean ms: dnsperf's average latency in those runs (mostly queueing: up to"
-	echo "  \`-q\` queries wait at the server). p50/p99: one run at half the median qps (\`-Q\`), from every"
-	echo "  response's latency (\`dnsperf -v\`). lost: median share of queries unanswered within 1 s."
+	echo "  \`-q\` queries wait at the server). p50/p99: medians of the rounds at half the median qps (\`-Q\`), each"
+	echo "  from every response's latency (\`dnsperf -v\`). lost: median share of queries unanswered within 1 s."
 	echo "- server CPU %: user+system time of the server's processes over the run, in % of one CPU"
 	echo "  (Consul DNS: both agents, names of dc2 go through dc1's agent to dc2). Below 100 while qps is"
 	echo "  flat means the server was not the bottleneck (dnsperf or a neighbour on the CPU was)."
@@ -53,6 +53,14 @@ report() {
 	echo '```'
 	for s in $SERVERS; do
 		printf '%-16s %s\n' "$s" "$(awk -v n="$s" '$1 == n { printf "%s%s", sep, $3; sep = " " }' "$WORK/max.tsv")"
+	done
+	echo '```'
+	echo
+	echo "Per round at half load (p99 ms, rounds left to right):"
+	echo
+	echo '```'
+	for s in $SERVERS; do
+		printf '%-16s %s\n' "$s" "$(awk -v n="$s" '$1 == n { printf "%s%s", sep, $6; sep = " " }' "$WORK/half.tsv")"
 	done
 	echo '```'
 	echo
@@ -76,9 +84,8 @@ row() {
 	mean=$(median_of "$s" 4 "$WORK/max.tsv")
 	lost=$(median_of "$s" 5 "$WORK/max.tsv")
 	cpu=$(median_of "$s" 6 "$WORK/max.tsv")
-	half=$(awk -v n="$s" '$1 == n' "$WORK/half.tsv")
-	p50=$(awk '{ print $5 }' <<<"$half")
-	p99=$(awk '{ print $6 }' <<<"$half")
+	p50=$(median_of "$s" 5 "$WORK/half.tsv")
+	p99=$(median_of "$s" 6 "$WORK/half.tsv")
 	ratio=$(awk -v a="$qps" -v b="$ref_qps" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.2f", a / b; else print "-" }')
 	per=$(median_of "$s" 9 "$WORK/max.tsv")
 	printf '| %s | %s | %.0f | %s | %.3f | %s / %s | %.2f | %.0f | %.0f | %.0f / %.0f |\n' "$2" "${LABEL[$s]}" "$qps" "$ratio" "$mean" \
