@@ -48,22 +48,8 @@ report() {
 	echo "  (\`master.<c>.service.dc1.consul\`, \`replica.<c>.service.dc1.consul\`,"
 	echo "  \`standby-leader.<c>.service.dc2.consul\`, \`replica.<c>.service.dc2.consul\`, \`nx<k>-<c>.service.dc1.consul\`)."
 	echo
-	echo "Per round (qps, rounds left to right):"
-	echo
-	echo '```'
-	for s in $SERVERS; do
-		printf '%-16s %s\n' "$s" "$(awk -v n="$s" '$1 == n { printf "%s%s", sep, $3; sep = " " }' "$WORK/max.tsv")"
-	done
-	echo '```'
-	echo
-	echo "Per round at half load (p99 ms, rounds left to right):"
-	echo
-	echo '```'
-	for s in $SERVERS; do
-		printf '%-16s %s\n' "$s" "$(awk -v n="$s" '$1 == n { printf "%s%s", sep, $6; sep = " " }' "$WORK/half.tsv")"
-	done
-	echo '```'
-	echo
+	per_round "Per round (qps, rounds left to right):" 3 "$WORK/max.tsv"
+	per_round "Per round at half load (p99 ms, rounds left to right):" 6 "$WORK/half.tsv"
 	machine
 	local gob=$OUT/go-bench.txt
 	if [[ -n $(find "$gob" -mmin -120 2>/dev/null) ]]; then
@@ -74,6 +60,20 @@ report() {
 		grep -E '^(Benchmark|goos|goarch|cpu|pkg)' "$gob"
 		echo '```'
 	fi
+}
+
+# per_round TITLE COLUMN FILE: a block with each server's values of COLUMN in
+# FILE, one per round.
+per_round() {
+	local s
+	echo "$1"
+	echo
+	echo '```'
+	for s in $SERVERS; do
+		printf '%-16s %s\n' "$s" "$(awk -v n="$s" -v col="$2" '$1 == n { printf "%s%s", sep, $col; sep = " " }' "$3")"
+	done
+	echo '```'
+	echo
 }
 
 # row NAME PATH REF: one line of the table.
