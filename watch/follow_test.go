@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/policy"
 )
 
@@ -43,18 +44,18 @@ func TestScopeSettled(t *testing.T) {
 // settledConsul is a region whose orders scope is at rest: pg-1 leads,
 // holds the leader key, and the config agrees: a primary's in dc1, a standby
 // cluster's elsewhere.
-func settledConsul(t *testing.T, dc string) *fakeConsul {
-	f := newFakeConsul(t, dc)
+func settledConsul(t *testing.T, dc string) *consultest.Fake {
+	f := consultest.New(t, dc)
 	tags, config := []string{"master", "primary"}, `{"ttl":30}`
 	if dc != "dc1" {
 		tags, config = []string{"standby-leader"}, `{"ttl":30,"standby_cluster":{"host":"10.0.0.1"}}`
 	}
-	f.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{
+	f.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{
 			entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, tags...),
 			entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthPassing, "replica"),
 		}
-		f.kv = api.KVPairs{
+		f.KV = api.KVPairs{
 			{Key: "service/orders/leader", Value: []byte("pg-1")},
 			{Key: "service/orders/config", Value: []byte(config)},
 		}
@@ -64,20 +65,20 @@ func settledConsul(t *testing.T, dc string) *fakeConsul {
 
 // kvBlocking reports whether a KV query with a wait index reached f at or
 // after request number from.
-func kvBlocking(f *fakeConsul, from int) bool {
-	reqs := f.requests()
+func kvBlocking(f *consultest.Fake, from int) bool {
+	reqs := f.Requests()
 	for _, r := range reqs[min(from, len(reqs)):] {
-		if r.path == "/v1/kv/service/orders/" && r.index != "" && r.index != "0" {
+		if r.Path == "/v1/kv/service/orders/" && r.Index != "" && r.Index != "0" {
 			return true
 		}
 	}
 	return false
 }
 
-func kvReads(f *fakeConsul) int {
+func kvReads(f *consultest.Fake) int {
 	n := 0
-	for _, r := range f.requests() {
-		if r.path == "/v1/kv/service/orders/" {
+	for _, r := range f.Requests() {
+		if r.Path == "/v1/kv/service/orders/" {
 			n++
 		}
 	}
@@ -90,17 +91,17 @@ func TestWatcherDoesNotFollowSettledKV(t *testing.T) {
 	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
 	opts := fastOptions
 	opts.KVRefresh = time.Hour
-	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
 	waitFor(t, "ready", w.Ready)
-	waitFor(t, "service parked at index 10", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "10") })
+	waitFor(t, "service parked at index 10", func() bool { return main.Parked("/v1/health/service/orders", 10) })
 	waitFor(t, "one loop per region (the service)", func() bool {
 		st := w.Status()
 		return st[0].Following == 1 && st[1].Following == 1 && st[0].Resources == 2
 	})
 	// A few wait times of the service's blocking query later, still no
 	// blocking KV query and no other KV read.
-	main.set(func(f *fakeConsul) { f.index = 11 }) // same data, new index
-	waitFor(t, "service re-queried at index 11", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "11") })
+	main.Set(func(f *consultest.Fake) { f.Index = 11 }) // same data, new index
+	waitFor(t, "service re-queried at index 11", func() bool { return main.Parked("/v1/health/service/orders", 11) })
 	if kvBlocking(main, 0) {
 		t.Error("a settled scope's KV prefix was followed with a blocking query")
 	}
@@ -119,21 +120,21 @@ func TestWatcherHealthChangeReadsAndFollowsKV(t *testing.T) {
 	opts.WaitTime = 300 * time.Millisecond
 	opts.KVFollow = 500 * time.Millisecond
 	opts.KVRefresh = time.Hour
-	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
 	waitFor(t, "ready", w.Ready)
 	waitFor(t, "KV idle", func() bool { return w.Status()[0].Following == 1 })
 	for len(w.Updates()) > 0 {
 		<-w.Updates()
 	}
-	before := len(main.requests())
+	before := len(main.Requests())
 
-	main.set(func(f *fakeConsul) {
-		f.index = 11
-		f.entries["orders"] = []*api.ServiceEntry{
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.Entries["orders"] = []*api.ServiceEntry{
 			entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "replica"),
 			entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthPassing, "master", "primary"),
 		}
-		f.kv[0].Value = []byte("pg-2")
+		f.KV[0].Value = []byte("pg-2")
 	})
 	select {
 	case <-w.Updates():
@@ -148,9 +149,9 @@ func TestWatcherHealthChangeReadsAndFollowsKV(t *testing.T) {
 		t.Errorf("following %d resources in the window, want 2", st.Following)
 	}
 	// A KV-only change inside the window is seen without a health change.
-	main.set(func(f *fakeConsul) {
-		f.index = 12
-		f.kv = append(f.kv, &api.KVPair{Key: "service/orders/members/pg-2", Value: []byte(`{"timeline":5}`)})
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 12
+		f.KV = append(f.KV, &api.KVPair{Key: "service/orders/members/pg-2", Value: []byte(`{"timeline":5}`)})
 	})
 	waitFor(t, "KV change in the window", func() bool { return w.Inputs()["orders"].Main.Timelines["pg-2"] == 5 })
 	waitFor(t, "KV left once the window is over", func() bool { return w.Status()[0].Following == 1 })
@@ -160,17 +161,17 @@ func TestWatcherHealthChangeReadsAndFollowsKV(t *testing.T) {
 // followed: a KV-only change is seen at once.
 func TestWatcherFollowsUnsettledKV(t *testing.T) {
 	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthPassing, "replica")}
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthPassing, "replica")}
 	})
 	opts := fastOptions
 	opts.KVRefresh = time.Hour
-	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
 	waitFor(t, "ready", w.Ready)
 	waitFor(t, "KV followed", func() bool { return kvBlocking(main, 0) && w.Status()[0].Following == 2 })
-	main.set(func(f *fakeConsul) {
-		f.index = 11
-		f.kv[1].Value = []byte(`{"standby_cluster":{"host":"10.1.0.1"}}`)
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.KV[1].Value = []byte(`{"standby_cluster":{"host":"10.1.0.1"}}`)
 	})
 	waitFor(t, "config change seen", func() bool { return w.Inputs()["orders"].Main.Config == policy.ConfigStandby })
 }
@@ -181,11 +182,11 @@ func TestWatcherRefreshesIdleKV(t *testing.T) {
 	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
 	opts := fastOptions
 	opts.KVRefresh = 200 * time.Millisecond
-	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
 	waitFor(t, "ready", w.Ready)
-	main.set(func(f *fakeConsul) {
+	main.Set(func(f *consultest.Fake) {
 		// Only the KV changes, and the scope stays settled.
-		f.kv = append(f.kv, &api.KVPair{Key: "service/orders/members/pg-1", Value: []byte(`{"timeline":7}`)})
+		f.KV = append(f.KV, &api.KVPair{Key: "service/orders/members/pg-1", Value: []byte(`{"timeline":7}`)})
 	})
 	waitFor(t, "KV change seen through the refresh", func() bool { return w.Inputs()["orders"].Main.Timelines["pg-1"] == 7 })
 	waitFor(t, "a few refreshes", func() bool { return kvReads(main) >= 4 })
@@ -201,7 +202,7 @@ func TestWatcherFollowsKVInSplitBrain(t *testing.T) {
 	opts := fastOptions
 	opts.KVRefresh = time.Hour
 	opts.KVFollow = time.Millisecond // the window alone keeps nothing followed
-	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
 	waitFor(t, "ready", w.Ready)
 	waitFor(t, "KV idle in both regions", func() bool {
 		st := w.Status()
@@ -209,18 +210,18 @@ func TestWatcherFollowsKVInSplitBrain(t *testing.T) {
 	})
 
 	// The standby cluster is promoted: its leader becomes a primary.
-	standby.set(func(f *fakeConsul) {
-		f.index = 11
-		f.entries["orders"][0] = entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "master", "primary")
-		f.kv[1].Value = []byte(`{"ttl":30}`)
+	standby.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.Entries["orders"][0] = entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "master", "primary")
+		f.KV[1].Value = []byte(`{"ttl":30}`)
 	})
 	waitFor(t, "both regions' KV followed", func() bool {
 		st := w.Status()
 		return st[0].Following == 2 && st[1].Following == 2
 	})
-	main.set(func(f *fakeConsul) {
-		f.index = 12
-		f.kv = append(f.kv, &api.KVPair{Key: "service/orders/members/pg-1", Value: []byte(`{"timeline":9}`)})
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 12
+		f.KV = append(f.KV, &api.KVPair{Key: "service/orders/members/pg-1", Value: []byte(`{"timeline":9}`)})
 	})
 	waitFor(t, "the main region's new timeline", func() bool { return w.Inputs()["orders"].Main.Timelines["pg-1"] == 9 })
 }

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/zones"
 )
@@ -31,11 +33,11 @@ func withClusters(cfg *zones.Config, edit func(cl *zones.Cluster), labels ...str
 // settle waits until every path was queried at index in each fake (the
 // loop of each resource finished the read that brought index, and waits
 // for the next change), then takes the changes made so far.
-func settle(t *testing.T, w *Watcher, index string, paths []string, fakes ...*fakeConsul) {
+func settle(t *testing.T, w *Watcher, index uint64, paths []string, fakes ...*consultest.Fake) {
 	t.Helper()
 	for _, f := range fakes {
 		for _, p := range paths {
-			waitFor(t, p+" parked at index "+index, func() bool { return hasIndex(f.requests(), p, index) })
+			waitFor(t, fmt.Sprintf("%s parked at index %d", p, index), func() bool { return f.Parked(p, index) })
 		}
 	}
 	w.Changes()
@@ -64,31 +66,31 @@ func labels(in map[string]policy.Input) []string {
 // A change of one cluster's Patroni service names that cluster alone; the
 // other cluster, whose answers came back the same, is not named.
 func TestWatcherChangesNamesTheChangedCluster(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
-		f.entries["billing"] = []*api.ServiceEntry{entry("billing", "b-1", "n2", "10.0.1.1", 5432, api.HealthPassing, "primary")}
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+		f.Entries["billing"] = []*api.ServiceEntry{entry("billing", "b-1", "n2", "10.0.1.1", 5432, api.HealthPassing, "primary")}
 	})
-	w := startWatcher(t, withClusters(testConfig(main.addr(), standby.addr()), nil, "orders", "billing"))
+	w := startWatcher(t, withClusters(testConfig(main.URL(), standby.URL()), nil, "orders", "billing"))
 	if in, all := w.Changes(); !all || len(in) != 2 {
 		t.Errorf("first Changes = %v all %t, want both clusters and all", labels(in), all)
 	}
 	paths := []string{"/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/health/service/billing", "/v1/kv/service/billing/"}
-	settle(t, w, "10", paths, main, standby)
+	settle(t, w, 10, paths, main, standby)
 	if in, all := w.Changes(); all || len(in) != 0 {
 		t.Fatalf("Changes with nothing changed = %v all %t, want none", labels(in), all)
 	}
 
-	main.set(func(f *fakeConsul) {
-		f.index = 11
-		f.entries["orders"] = append(f.entries["orders"], entry("orders", "pg-2", "n3", "10.0.0.2", 5432, api.HealthPassing, "replica"))
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.Entries["orders"] = append(f.Entries["orders"], entry("orders", "pg-2", "n3", "10.0.0.2", 5432, api.HealthPassing, "replica"))
 	})
 	got := changesUntil(t, w, "orders' new member", func(in map[string]policy.Input) bool {
 		return len(in["orders"].Main.Members) == 2
 	})
 	// billing's loops read index 11 too (the same answers) and wait again.
 	waitFor(t, "billing re-read at index 11", func() bool {
-		return hasIndex(main.requests(), "/v1/health/service/billing", "11") && hasIndex(main.requests(), "/v1/kv/service/billing/", "11")
+		return main.Parked("/v1/health/service/billing", 11) && main.Parked("/v1/kv/service/billing/", 11)
 	})
 	in, _ := w.Changes()
 	maps.Copy(got, in)
@@ -100,22 +102,22 @@ func TestWatcherChangesNamesTheChangedCluster(t *testing.T) {
 // A resource several clusters read (a region's PgBouncer service) names
 // every one of them, and no cluster that does not read it.
 func TestWatcherChangesNamesEveryClusterOfASharedResource(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["pgbouncer"] = []*api.ServiceEntry{entry("pgbouncer", "pgb-1", "n1", "10.0.0.1", 6432, api.HealthPassing)}
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["pgbouncer"] = []*api.ServiceEntry{entry("pgbouncer", "pgb-1", "n1", "10.0.0.1", 6432, api.HealthPassing)}
 	})
 	bouncers := func(cl *zones.Cluster) {
 		if cl.Label != "events" {
 			cl.Layout, cl.PgBouncer.Service = policy.LayoutBouncerPerNode, "pgbouncer"
 		}
 	}
-	w := startWatcher(t, withClusters(testConfig(main.addr(), standby.addr()), bouncers, "orders", "billing", "events"))
+	w := startWatcher(t, withClusters(testConfig(main.URL(), standby.URL()), bouncers, "orders", "billing", "events"))
 	paths := []string{"/v1/health/service/pgbouncer", "/v1/health/service/events", "/v1/kv/service/events/"}
-	settle(t, w, "10", paths, main, standby)
+	settle(t, w, 10, paths, main, standby)
 
-	main.set(func(f *fakeConsul) {
-		f.index = 11
-		f.entries["pgbouncer"][0].Checks[1].Status = api.HealthCritical
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.Entries["pgbouncer"][0].Checks[1].Status = api.HealthCritical
 	})
 	got := changesUntil(t, w, "both bouncer clusters", func(in map[string]policy.Input) bool {
 		_, orders := in["orders"]
@@ -123,7 +125,7 @@ func TestWatcherChangesNamesEveryClusterOfASharedResource(t *testing.T) {
 		return orders && billing
 	})
 	waitFor(t, "events re-read at index 11", func() bool {
-		return hasIndex(main.requests(), "/v1/health/service/events", "11") && hasIndex(main.requests(), "/v1/kv/service/events/", "11")
+		return main.Parked("/v1/health/service/events", 11) && main.Parked("/v1/kv/service/events/", 11)
 	})
 	in, _ := w.Changes()
 	maps.Copy(got, in)
@@ -138,22 +140,22 @@ func TestWatcherChangesNamesEveryClusterOfASharedResource(t *testing.T) {
 // A read that fails names the clusters that read the resource: staleness
 // is part of their answers.
 func TestWatcherChangesNamesAFailingCluster(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
-	settle(t, w, "10", []string{"/v1/health/service/orders", "/v1/kv/service/orders/"}, main, standby)
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
+	settle(t, w, 10, []string{"/v1/health/service/orders", "/v1/kv/service/orders/"}, main, standby)
 
-	main.set(func(f *fakeConsul) { f.status = http.StatusInternalServerError })
+	main.Set(func(f *consultest.Fake) { f.Status = http.StatusInternalServerError })
 	changesUntil(t, w, "orders stale", func(in map[string]policy.Input) bool { return in["orders"].Main.Stale })
 }
 
 // Reconfigure names every cluster of the new configuration, and a change
 // marked for a cluster it removed is dropped.
 func TestWatcherChangesAfterReconfigure(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	w := startWatcher(t, withClusters(testConfig(main.addr(), standby.addr()), nil, "orders", "billing"))
-	settle(t, w, "10", []string{"/v1/health/service/orders", "/v1/health/service/billing"}, main, standby)
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	w := startWatcher(t, withClusters(testConfig(main.URL(), standby.URL()), nil, "orders", "billing"))
+	settle(t, w, 10, []string{"/v1/health/service/orders", "/v1/health/service/billing"}, main, standby)
 
-	if err := w.Reconfigure(testConfig(main.addr(), standby.addr())); err != nil {
+	if err := w.Reconfigure(testConfig(main.URL(), standby.URL())); err != nil {
 		t.Fatal(err)
 	}
 	in, all := w.Changes()

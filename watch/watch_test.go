@@ -2,114 +2,22 @@ package watch
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
-	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
 
+	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/zones"
 )
-
-// fakeConsul is a minimal Consul HTTP API: health/service and kv, with a
-// settable index, recording the query parameters it receives.
-type fakeConsul struct {
-	t  *testing.T
-	dc string
-
-	mu      sync.Mutex
-	index   uint64
-	entries map[string][]*api.ServiceEntry
-	kv      api.KVPairs
-	status  int // when non-zero, every request fails with this code
-	seen    []url
-	changed chan struct{} // closed and replaced on every change
-	srv     *httptest.Server
-}
-
-type url struct {
-	path, dc string
-	index    string
-}
-
-func newFakeConsul(t *testing.T, dc string) *fakeConsul {
-	f := &fakeConsul{t: t, dc: dc, index: 10, entries: map[string][]*api.ServiceEntry{}, changed: make(chan struct{})}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeConsul) addr() string { return f.srv.URL }
-
-func (f *fakeConsul) set(fn func(f *fakeConsul)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-func (f *fakeConsul) serve(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f.mu.Lock()
-	f.seen = append(f.seen, url{path: r.URL.Path, dc: q.Get("dc"), index: q.Get("index")})
-	if f.status != 0 {
-		code := f.status
-		f.mu.Unlock()
-		http.Error(w, "Permission denied", code)
-		return
-	}
-	if dc := q.Get("dc"); dc != "" && dc != f.dc {
-		f.mu.Unlock()
-		http.Error(w, "No path to datacenter", http.StatusInternalServerError)
-		return
-	}
-	// Block while the client's index is current, as Consul does.
-	if idx, _ := strconv.ParseUint(q.Get("index"), 10, 64); idx != 0 && idx == f.index {
-		ch := f.changed
-		f.mu.Unlock()
-		wait, _ := time.ParseDuration(q.Get("wait"))
-		select {
-		case <-ch:
-		case <-time.After(wait):
-		case <-r.Context().Done():
-			return
-		}
-		f.mu.Lock()
-	}
-	defer f.mu.Unlock()
-	w.Header().Set("X-Consul-Index", strconv.FormatUint(f.index, 10))
-	w.Header().Set("X-Consul-KnownLeader", "true")
-	switch {
-	case strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
-		json.NewEncoder(w).Encode(f.entries[strings.TrimPrefix(r.URL.Path, "/v1/health/service/")])
-	case strings.HasPrefix(r.URL.Path, "/v1/kv/"):
-		if len(f.kv) == 0 {
-			w.WriteHeader(http.StatusNotFound)
-			return
-		}
-		json.NewEncoder(w).Encode(f.kv)
-	default:
-		http.NotFound(w, r)
-	}
-}
-
-func (f *fakeConsul) requests() []url {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return append([]url(nil), f.seen...)
-}
 
 func entry(scope, member, node, addr string, port int, status string, tags ...string) *api.ServiceEntry {
 	return &api.ServiceEntry{
@@ -188,18 +96,18 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestWatcherReadsMembersAndKV(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{
 			entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "master", "primary"),
 			entry("orders", "pg-2", "n2", "10.0.0.2", 5432, api.HealthCritical, "replica"),
 		}
-		f.kv = api.KVPairs{
+		f.KV = api.KVPairs{
 			{Key: "service/orders/leader", Value: []byte("pg-1")},
 			{Key: "service/orders/members/pg-1", Value: []byte(`{"role":"master","timeline":4}`)},
 		}
 	})
-	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
 	waitFor(t, "main region known", func() bool { return w.Inputs()["orders"].Main.Known })
 
 	got := w.Inputs()["orders"].Main
@@ -225,26 +133,26 @@ func TestWatcherReadsMembersAndKV(t *testing.T) {
 }
 
 func TestWatcherBlockingIndex(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
 	waitFor(t, "first read", func() bool { return w.Inputs()["orders"].Main.Known })
 
 	// The next query blocks on index 10; a change answers it at index 11.
-	main.set(func(f *fakeConsul) {
-		f.index = 11
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
 	})
 	waitFor(t, "change seen", func() bool { return len(w.Inputs()["orders"].Main.Members) == 1 })
-	waitFor(t, "query at index 11", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "11") })
+	waitFor(t, "query at index 11", func() bool { return main.Parked("/v1/health/service/orders", 11) })
 
 	// An index that goes backwards resets to 0: a full read, not a wait.
-	main.set(func(f *fakeConsul) { f.index = 5 })
+	main.Set(func(f *consultest.Fake) { f.Index = 5 })
 	waitFor(t, "reset to index 0 after the index went backwards", func() bool {
-		reqs := main.requests()
+		reqs := main.Requests()
 		for i, r := range reqs {
-			if r.path == "/v1/health/service/orders" && r.index == "11" {
+			if r.Path == "/v1/health/service/orders" && r.Index == "11" {
 				for _, later := range reqs[i+1:] {
-					if later.path == r.path && (later.index == "" || later.index == "0") {
+					if later.Path == r.Path && (later.Index == "" || later.Index == "0") {
 						return true
 					}
 				}
@@ -254,34 +162,25 @@ func TestWatcherBlockingIndex(t *testing.T) {
 	})
 
 	// An index of 0 is treated as 1, so the loop blocks instead of spinning.
-	main.set(func(f *fakeConsul) { f.index = 0 })
-	waitFor(t, "query at index 1 after index 0", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "1") })
-}
-
-func hasIndex(reqs []url, path, index string) bool {
-	for _, r := range reqs {
-		if r.path == path && r.index == index {
-			return true
-		}
-	}
-	return false
+	main.Set(func(f *consultest.Fake) { f.Index = 0 })
+	waitFor(t, "query at index 1 after index 0", func() bool { return main.Parked("/v1/health/service/orders", 1) })
 }
 
 func TestWatcherFallsBackToOtherRegion(t *testing.T) {
 	// The main region's own agent is down; the standby region's agent answers
 	// for dc1 when asked with ?dc=dc1, as a federated agent does.
-	standbyAgent := newFakeConsul(t, "dc1")
-	standbyAgent.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	standbyAgent := consultest.New(t, "dc1")
+	standbyAgent.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
 	})
-	w := startWatcher(t, testConfig(closedAddr(t), standbyAgent.addr()))
+	w := startWatcher(t, testConfig(closedAddr(t), standbyAgent.URL()))
 	waitFor(t, "main region read through the standby agent", func() bool {
 		m := w.Inputs()["orders"].Main
 		return m.Known && !m.Stale && len(m.Members) == 1
 	})
 	var viaDC bool
-	for _, r := range standbyAgent.requests() {
-		viaDC = viaDC || (r.path == "/v1/health/service/orders" && r.dc == "dc1")
+	for _, r := range standbyAgent.Requests() {
+		viaDC = viaDC || (r.Path == "/v1/health/service/orders" && r.DC == "dc1")
 	}
 	if !viaDC {
 		t.Error("no query with dc=dc1 reached the standby region's agent")
@@ -296,24 +195,24 @@ func TestWatcherFallsBackToOtherRegion(t *testing.T) {
 // is read through the other region's agent, and the status says so at once,
 // not after the next change (up to a wait time later).
 func TestWatcherStatusShowsFallbackAtOnce(t *testing.T) {
-	own, other := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc1")
-	for _, f := range []*fakeConsul{own, other} {
-		f.set(func(f *fakeConsul) {
-			f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	own, other := consultest.New(t, "dc1"), consultest.New(t, "dc1")
+	for _, f := range []*consultest.Fake{own, other} {
+		f.Set(func(f *consultest.Fake) {
+			f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
 		})
 	}
 	opts := fastOptions
 	opts.WaitTime = time.Minute // a parked query returns only on a change
-	w := startWatcherWith(t, testConfig(own.addr(), other.addr()), opts)
+	w := startWatcherWith(t, testConfig(own.URL(), other.URL()), opts)
 	waitFor(t, "main read through its own agent", func() bool {
 		st := w.Status()[0]
-		return st.Ready && !st.Stale && len(st.Via) == 1 && st.Via[0] == own.addr()
+		return st.Ready && !st.Stale && len(st.Via) == 1 && st.Via[0] == own.URL()
 	})
 	// The agent dies: no new connection, the parked queries cut off.
-	own.srv.Listener.Close()
-	own.srv.CloseClientConnections()
-	own.srv.Close()
-	want := other.addr() + "?dc=dc1"
+	own.Server().Listener.Close()
+	own.Server().CloseClientConnections()
+	own.Server().Close()
+	want := other.URL() + "?dc=dc1"
 	waitFor(t, "main read through "+want, func() bool {
 		st := w.Status()[0]
 		return !st.Stale && len(st.Via) == 1 && st.Via[0] == want
@@ -323,17 +222,17 @@ func TestWatcherStatusShowsFallbackAtOnce(t *testing.T) {
 // A region whose Consul answers again after an outage is fresh at the first
 // successful read, not only after the next change (up to a wait time later).
 func TestWatcherRecoversAtOnce(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
 	})
 	opts := fastOptions
 	opts.WaitTime = time.Minute // a parked query returns only on a change
-	w := startWatcherWith(t, testConfig(main.addr(), standby.addr()), opts)
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
 	waitFor(t, "main read", func() bool { st := w.Status()[0]; return st.Ready && !st.Stale })
-	main.set(func(f *fakeConsul) { f.status = http.StatusInternalServerError })
+	main.Set(func(f *consultest.Fake) { f.Status = http.StatusInternalServerError })
 	waitFor(t, "main stale", func() bool { return w.Status()[0].Stale })
-	main.set(func(f *fakeConsul) { f.status = 0 })
+	main.Set(func(f *consultest.Fake) { f.Status = 0 })
 	waitFor(t, "main fresh again", func() bool { return !w.Status()[0].Stale })
 	if m := w.Inputs()["orders"].Main; m.Stale || len(m.Members) != 1 {
 		t.Errorf("main after the outage = %+v, want fresh with its member", m)
@@ -341,8 +240,8 @@ func TestWatcherRecoversAtOnce(t *testing.T) {
 }
 
 func TestWatcherUnreachableRegion(t *testing.T) {
-	standby := newFakeConsul(t, "dc2")
-	w := startWatcher(t, testConfig(closedAddr(t), standby.addr()))
+	standby := consultest.New(t, "dc2")
+	w := startWatcher(t, testConfig(closedAddr(t), standby.URL()))
 	waitFor(t, "ready after the first failed read", w.Ready)
 	in := w.Inputs()["orders"]
 	if in.Main.Known || !in.Main.Stale {
@@ -359,14 +258,14 @@ func TestWatcherUnreachableRegion(t *testing.T) {
 }
 
 func TestWatcherKeepsLastKnownWhenConsulGoesAway(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
 	})
-	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
 	waitFor(t, "first read", func() bool { return w.Inputs()["orders"].Main.Known })
-	main.srv.CloseClientConnections()
-	main.srv.Close()
+	main.Server().CloseClientConnections()
+	main.Server().Close()
 	waitFor(t, "main stale", func() bool { return w.Inputs()["orders"].Main.Stale })
 	if m := w.Inputs()["orders"].Main; len(m.Members) != 1 || !m.Known {
 		t.Errorf("main after outage = %+v, want the last known member kept", m)
@@ -376,9 +275,9 @@ func TestWatcherKeepsLastKnownWhenConsulGoesAway(t *testing.T) {
 func TestWatcherACLDenialNeverLogsToken(t *testing.T) {
 	const secret = "9c1f3f2e-secret-token-value"
 	t.Setenv("CONSUL_HTTP_TOKEN", secret)
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) { f.status = http.StatusForbidden })
-	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) { f.Status = http.StatusForbidden })
+	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
 	waitFor(t, "ready", w.Ready)
 	st := w.Status()[0]
 	if !st.Stale || !strings.Contains(st.LastError, "403") {
@@ -389,8 +288,8 @@ func TestWatcherACLDenialNeverLogsToken(t *testing.T) {
 	}
 	// A denial is not an outage: it must not fall through to the other
 	// region's agents, which would hide the misconfiguration.
-	for _, r := range standby.requests() {
-		if r.dc == "dc1" {
+	for _, r := range standby.Requests() {
+		if r.DC == "dc1" {
 			t.Errorf("denied query was retried through the standby agent: %+v", r)
 		}
 	}
@@ -466,22 +365,22 @@ func TestReadConfig(t *testing.T) {
 }
 
 func TestWatcherReconfigure(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
-		f.entries["billing"] = []*api.ServiceEntry{entry("billing", "b-1", "n2", "10.0.0.2", 5432, api.HealthPassing, "primary")}
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+		f.Entries["billing"] = []*api.ServiceEntry{entry("billing", "b-1", "n2", "10.0.0.2", 5432, api.HealthPassing, "primary")}
 	})
-	cfg := testConfig(main.addr(), standby.addr())
+	cfg := testConfig(main.URL(), standby.URL())
 	w := startWatcher(t, cfg)
 	waitFor(t, "first read", w.Ready)
 
-	bad := testConfig(main.addr(), standby.addr())
+	bad := testConfig(main.URL(), standby.URL())
 	bad.Regions[0].TokenFile = "/nonexistent/token"
 	if err := w.Reconfigure(bad); err == nil || !strings.Contains(err.Error(), "/nonexistent/token") {
 		t.Fatalf("Reconfigure with a missing token file = %v, want an error naming the file", err)
 	}
 
-	next := testConfig(main.addr(), standby.addr())
+	next := testConfig(main.URL(), standby.URL())
 	billing := next.Clusters[0]
 	billing.Label, billing.Scopes = "billing", map[string]string{"main": "billing", "standby": "billing"}
 	next.Clusters = append(next.Clusters, billing)
@@ -495,17 +394,17 @@ func TestWatcherReconfigure(t *testing.T) {
 	waitFor(t, "the new cluster read", func() bool { return len(w.Inputs()["billing"].Main.Members) == 1 })
 
 	// Dropping a cluster stops its loops.
-	if err := w.Reconfigure(testConfig(main.addr(), standby.addr())); err != nil {
+	if err := w.Reconfigure(testConfig(main.URL(), standby.URL())); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := w.Inputs()["billing"]; ok {
 		t.Error("billing still in the inputs after it was removed")
 	}
-	before := len(main.requests())
-	main.set(func(f *fakeConsul) { f.index++ }) // wakes every blocking query
-	waitFor(t, "orders re-queried", func() bool { return len(main.requests()) > before })
-	for _, r := range main.requests()[before:] {
-		if r.path == "/v1/health/service/billing" {
+	before := len(main.Requests())
+	main.Set(func(f *consultest.Fake) { f.Index++ }) // wakes every blocking query
+	waitFor(t, "orders re-queried", func() bool { return len(main.Requests()) > before })
+	for _, r := range main.Requests()[before:] {
+		if r.Path == "/v1/health/service/billing" {
 			t.Errorf("the removed cluster's service was still queried: %+v", r)
 		}
 	}
@@ -515,29 +414,29 @@ func TestWatcherReconfigure(t *testing.T) {
 // nothing a decision reads changes. Such an answer must not announce an
 // update (which would rebuild the snapshot).
 func TestWatcherSkipsUnchangedData(t *testing.T) {
-	main, standby := newFakeConsul(t, "dc1"), newFakeConsul(t, "dc2")
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "primary")}
 	})
-	w := startWatcher(t, testConfig(main.addr(), standby.addr()))
+	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
 	waitFor(t, "ready", w.Ready)
-	waitFor(t, "parked at index 10", func() bool { return hasIndex(main.requests(), "/v1/health/service/orders", "10") })
+	waitFor(t, "parked at index 10", func() bool { return main.Parked("/v1/health/service/orders", 10) })
 	select {
 	case <-w.Updates():
 	default:
 	}
-	main.set(func(f *fakeConsul) { f.index = 11 }) // same data, new index
+	main.Set(func(f *consultest.Fake) { f.Index = 11 }) // same data, new index
 	waitFor(t, "re-queried at index 11", func() bool {
-		return hasIndex(main.requests(), "/v1/health/service/orders", "11") && hasIndex(main.requests(), "/v1/kv/service/orders/", "11")
+		return main.Parked("/v1/health/service/orders", 11) && main.Parked("/v1/kv/service/orders/", 11)
 	})
 	select {
 	case <-w.Updates():
 		t.Error("an answer with a new index but the same data announced an update")
 	default:
 	}
-	main.set(func(f *fakeConsul) {
-		f.index = 12
-		f.entries["orders"][0].Checks[1].Status = api.HealthCritical
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 12
+		f.Entries["orders"][0].Checks[1].Status = api.HealthCritical
 	})
 	select {
 	case <-w.Updates():

@@ -7,11 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -21,81 +18,10 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
 )
-
-// fakeConsul is the Consul HTTP API of one datacenter: health/service
-// answers from entries, every KV prefix is empty (404), a query with the
-// current index blocks until the next change, and a held path answers only
-// once released.
-type fakeConsul struct {
-	mu      sync.Mutex
-	index   uint64
-	entries map[string][]*api.ServiceEntry
-	held    map[string]chan struct{}
-	seen    map[string]bool // path and index of every query, "path?index"
-	changed chan struct{}   // closed and replaced on every change
-	srv     *httptest.Server
-}
-
-func newFakeConsul(t *testing.T) *fakeConsul {
-	f := &fakeConsul{index: 10, entries: map[string][]*api.ServiceEntry{}, held: map[string]chan struct{}{},
-		seen: map[string]bool{}, changed: make(chan struct{})}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	t.Cleanup(f.srv.Close)
-	return f
-}
-
-func (f *fakeConsul) set(fn func(f *fakeConsul)) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	fn(f)
-	close(f.changed)
-	f.changed = make(chan struct{})
-}
-
-// parked reports whether path was queried at index: its loop finished the
-// read that brought index, and waits for the next change.
-func (f *fakeConsul) parked(path string, index uint64) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.seen[path+"?"+strconv.FormatUint(index, 10)]
-}
-
-func (f *fakeConsul) serve(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	f.mu.Lock()
-	f.seen[r.URL.Path+"?"+q.Get("index")] = true
-	if hold := f.held[r.URL.Path]; hold != nil {
-		f.mu.Unlock()
-		select {
-		case <-hold:
-		case <-r.Context().Done():
-			return
-		}
-		f.mu.Lock()
-	}
-	if idx, _ := strconv.ParseUint(q.Get("index"), 10, 64); idx != 0 && idx == f.index {
-		ch := f.changed
-		f.mu.Unlock()
-		wait, _ := time.ParseDuration(q.Get("wait"))
-		select {
-		case <-ch:
-		case <-time.After(wait):
-		case <-r.Context().Done():
-			return
-		}
-		f.mu.Lock()
-	}
-	defer f.mu.Unlock()
-	w.Header().Set("X-Consul-Index", strconv.FormatUint(f.index, 10))
-	if name, ok := strings.CutPrefix(r.URL.Path, "/v1/health/service/"); ok {
-		json.NewEncoder(w).Encode(f.entries[name])
-		return
-	}
-	w.WriteHeader(http.StatusNotFound)
-}
 
 func primary(scope, member, addr string) *api.ServiceEntry {
 	return &api.ServiceEntry{
@@ -152,7 +78,7 @@ func (s *syncBuffer) lines(msg, label string) int {
 // rebuilds, the watcher runs on its own.
 type testEngine struct {
 	*engine
-	main, standby *fakeConsul
+	main, standby *consultest.Fake
 	log           *syncBuffer
 }
 
@@ -163,15 +89,14 @@ type testEngine struct {
 // until the caller releases it.
 func startEngine(t *testing.T) (te *testEngine, release func()) {
 	t.Helper()
-	main, standby := newFakeConsul(t), newFakeConsul(t)
-	main.set(func(f *fakeConsul) {
-		f.entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-1", "10.0.0.1")}
-		f.entries["billing"] = []*api.ServiceEntry{primary("billing", "b-1", "10.0.1.1")}
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-1", "10.0.0.1")}
+		f.Entries["billing"] = []*api.ServiceEntry{primary("billing", "b-1", "10.0.1.1")}
 	})
-	hold := make(chan struct{})
-	standby.set(func(f *fakeConsul) { f.held["/v1/kv/service/billing/"] = hold })
+	release = standby.Hold("/v1/kv/service/billing/")
 	path := filepath.Join(t.TempDir(), "zone.yml")
-	writeZone(t, path, main.srv.URL, standby.srv.URL, "orders", "billing")
+	writeZone(t, path, main.URL(), standby.URL(), "orders", "billing")
 	cfg, err := zones.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -189,14 +114,14 @@ func startEngine(t *testing.T) (te *testEngine, release func()) {
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &testEngine{engine: e, main: main, standby: standby, log: log}, sync.OnceFunc(func() { close(hold) })
+	return &testEngine{engine: e, main: main, standby: standby, log: log}, release
 }
 
 // waitParked waits until every path was queried at index in f.
-func waitParked(t *testing.T, f *fakeConsul, index uint64, paths ...string) {
+func waitParked(t *testing.T, f *consultest.Fake, index uint64, paths ...string) {
 	t.Helper()
 	for _, p := range paths {
-		waitFor(t, fmt.Sprintf("%s parked at index %d", p, index), func() bool { return f.parked(p, index) })
+		waitFor(t, fmt.Sprintf("%s parked at index %d", p, index), func() bool { return f.Parked(p, index) })
 	}
 }
 
@@ -271,9 +196,9 @@ func TestEngineDecidesOnlyChangedClusters(t *testing.T) {
 		t.Fatalf("billing rw = %+v, want its primary", billing.RW)
 	}
 
-	te.main.set(func(f *fakeConsul) {
-		f.index = 11
-		f.entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-2", "10.0.0.2")}
+	te.main.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.Entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-2", "10.0.0.2")}
 	})
 	waitFor(t, "rw.orders to answer the new primary", func() bool {
 		te.rebuild()
@@ -302,10 +227,10 @@ func TestEngineDecidesOnlyChangedClusters(t *testing.T) {
 func TestEngineReloadDecidesTheNewConfiguration(t *testing.T) {
 	te, release := startEngine(t)
 	te.ready(t, release)
-	te.main.set(func(f *fakeConsul) {
-		f.entries["events"] = []*api.ServiceEntry{primary("events", "e-1", "10.0.2.1")}
+	te.main.Set(func(f *consultest.Fake) {
+		f.Entries["events"] = []*api.ServiceEntry{primary("events", "e-1", "10.0.2.1")}
 	})
-	writeZone(t, te.path, te.main.srv.URL, te.standby.srv.URL, "orders", "events")
+	writeZone(t, te.path, te.main.URL(), te.standby.URL(), "orders", "events")
 	if err := te.reload(); err != nil {
 		t.Fatal(err)
 	}
