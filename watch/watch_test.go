@@ -14,8 +14,8 @@ import (
 
 	"github.com/hashicorp/consul/api"
 
-	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/zones"
 )
 

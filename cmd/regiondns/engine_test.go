@@ -18,8 +18,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
-	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/zones"
 )
 
