@@ -66,7 +66,7 @@ func BenchmarkLookupWire(b *testing.B) {
 			rot := uint32(0)
 			for b.Loop() {
 				rot++
-				s.LookupWire(name, q.qtype, rot)
+				s.LookupWire(name, q.qtype, rot, false)
 			}
 		})
 	}
@@ -94,7 +94,7 @@ func BenchmarkFleetLookup(b *testing.B) {
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {
-			s.LookupWire(wire[i%len(wire)], qtypes[i%len(qtypes)], uint32(i))
+			s.LookupWire(wire[i%len(wire)], qtypes[i%len(qtypes)], uint32(i), false)
 			i++
 		}
 	})

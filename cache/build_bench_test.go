@@ -70,10 +70,11 @@ func retainedBytes(build func()) int64 {
 }
 
 // maxRetainedPerCluster bounds what a snapshot keeps per cluster of the
-// fleet: about 10.2 KB, of which the wire templates are 4.8 (12 KB before
-// the snapshot kept its names and records in arrays, 8.3 KB before each
-// cluster had a part of its own, which Rebuild shares).
-const maxRetainedPerCluster = 11 << 10
+// fleet: about 6.8 KB, of which the wire templates are 2.4 (12 KB before
+// the snapshot kept its names and records in arrays; 10.2 KB with a part
+// per cluster and the cased templates packed with the snapshot, which are
+// now packed on first use).
+const maxRetainedPerCluster = 8 << 10
 
 // TestSnapshotMemory guards the heap a snapshot of the fleet retains: the
 // resolver must serve 1,000 clusters in well under 100 MB, while a rebuild

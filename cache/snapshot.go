@@ -275,14 +275,17 @@ func (s *Snapshot) Lookup(qname string, qtype uint16) Answer {
 // LookupWire is Lookup for the resolver's fast path: it returns the packed
 // answer to a question for name, which must be lower case, fully qualified
 // and free of escapes (the question's labels as they are on the wire,
-// joined by dots). rot picks the rotation of an A or AAAA answer: the fast
-// path counts queries per socket, so that no counter is shared between
-// CPUs.
+// joined by dots). cased says that the question's last label has an
+// upper-case letter: the answer is then the one for such a question (see
+// Wire), packed by the first call that asks for it. rot picks the rotation
+// of an A or AAAA answer: the fast path counts queries per socket, so that
+// no counter is shared between CPUs.
 //
-// For Success the *Wire is nil when the answer could not be packed (a name
-// with an escape): the caller answers through Lookup then. NXDomain and
-// NoData answers are built from NegativeWire. It does not allocate.
-func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32) (*Wire, Result) {
+// For Success the *Packed is nil when the answer could not be packed (a
+// name with an escape): the caller answers through Lookup then. NXDomain
+// and NoData answers are built from NegativeWire. It does not allocate, but
+// for the first cased question of an answer.
+func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32, cased bool) (*Packed, Result) {
 	if !inZoneWire(name, s.zone) {
 		return nil, OutOfZone
 	}
@@ -295,15 +298,24 @@ func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32) (*Wire, Res
 		return nil, NoData
 	}
 	p := s.parts[n.part]
-	w := &p.wires[n.first+(i&^slotRotated)]
+	wi := n.first + (i &^ slotRotated)
+	set := &p.sets[wi]
+	var order uint32
 	if i&slotRotated != 0 {
-		set := &p.sets[n.first+(i&^slotRotated)]
-		w = &p.wires[set.more+rot%uint32(set.rotations)]
+		order = rot % uint32(set.rotations)
+		wi = set.more + order
 	}
-	if w.Lower.Msg == nil {
+	w := &p.wires[wi]
+	switch {
+	case w.Lower.Msg == nil:
 		return nil, Success
+	case !cased:
+		return &w.Lower, Success
 	}
-	return w, Success
+	if c := w.cased.Load(); c != nil {
+		return c.orNil(), Success
+	}
+	return casedAnswer(w, string(name), set, order, p.rrs), Success
 }
 
 // template returns the packed answer of order r of the RRset i of node n;

@@ -3,6 +3,7 @@ package cache
 import (
 	"encoding/binary"
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -17,12 +18,14 @@ import (
 //
 // miekg/dns compresses case-sensitively, so the bytes depend on the case of
 // the question: Lower is the response to the question in lower case (names
-// point into the question), Cased the response to a question whose last
-// label has an upper-case letter (no name points into the question). A
-// question in lower case except its last label matches neither; the slow
-// path answers it.
+// point into the question), packed with the snapshot; the response to a
+// question whose last label has an upper-case letter (no name points into
+// the question) is packed the first time such a question comes (see
+// Snapshot.LookupWire), since few clients ever send one. A question in lower
+// case except its last label matches neither; the slow path answers it.
 type Wire struct {
-	Lower, Cased Packed
+	Lower Packed
+	cased atomic.Pointer[Packed]
 }
 
 // Packed is one packed response; Msg must not be modified.
@@ -271,10 +274,10 @@ type wireBuilder struct {
 	spans    []wireSpan
 }
 
-// wireSpan says where in wireBuilder.buf the messages of wires[wire] are.
+// wireSpan says where in wireBuilder.buf the message of wires[wire] is.
 type wireSpan struct {
-	wire         int
-	lower, cased packedSpan
+	wire  int
+	lower packedSpan
 }
 
 // packedSpan is a Packed whose message is buf[start:end].
@@ -282,42 +285,34 @@ type packedSpan struct {
 	start, end, extra int
 }
 
-// answer packs the responses for (name, qtype) with the answer and
-// additional sections given, in lower case and cased, into buf; false when a
-// name or record cannot be packed or the message outgrows DNS (then the
-// slow path answers).
-func (wb *wireBuilder) answer(name string, qtype uint16, ans, extra []dns.RR) (lower, cased packedSpan, ok bool) {
+// answer packs the response for (name, qtype) with the answer and
+// additional sections given into buf, for a question in lower case or cased
+// (see Wire); false when a name or record cannot be packed or the message
+// outgrows DNS (then the slow path answers).
+func (wb *wireBuilder) answer(name string, qtype uint16, ans, extra []dns.RR, cased bool) (packedSpan, bool) {
 	if len(ans) == 0 || !packable(name) {
-		return lower, cased, false
+		return packedSpan{}, false
 	}
-	mark := len(wb.buf)
-	for _, v := range []struct {
-		cased bool
-		into  *packedSpan
-	}{{false, &lower}, {true, &cased}} {
-		p := &wb.p
-		p.reset()
-		p.b = wb.msg[:0]
-		p.header(dns.RcodeSuccess, len(ans), 0, len(extra))
-		p.question(name, qtype, v.cased)
-		ok := true
-		for _, rr := range ans {
-			ok = ok && p.rr(rr)
-		}
-		extraAt := len(p.b)
-		for _, rr := range extra {
-			ok = ok && p.rr(rr)
-		}
-		wb.msg = p.b[:0]
-		if !ok || len(p.b) > dns.MaxMsgSize {
-			wb.buf = wb.buf[:mark]
-			return lower, cased, false
-		}
-		start := len(wb.buf)
-		wb.buf = append(wb.buf, p.b...)
-		*v.into = packedSpan{start: start, end: len(wb.buf), extra: extraAt}
+	p := &wb.p
+	p.reset()
+	p.b = wb.msg[:0]
+	p.header(dns.RcodeSuccess, len(ans), 0, len(extra))
+	p.question(name, qtype, cased)
+	ok := true
+	for _, rr := range ans {
+		ok = ok && p.rr(rr)
 	}
-	return lower, cased, true
+	extraAt := len(p.b)
+	for _, rr := range extra {
+		ok = ok && p.rr(rr)
+	}
+	wb.msg = p.b[:0]
+	if !ok || len(p.b) > dns.MaxMsgSize {
+		return packedSpan{}, false
+	}
+	start := len(wb.buf)
+	wb.buf = append(wb.buf, p.b...)
+	return packedSpan{start: start, end: len(wb.buf), extra: extraAt}, true
 }
 
 // pack packs the answers of set, the part's sets[i] owned by name, one per
@@ -328,26 +323,25 @@ func (wb *wireBuilder) answer(name string, qtype uint16, ans, extra []dns.RR) (l
 func (wb *wireBuilder) pack(wires []Wire, i int, rrs []dns.RR, name string, set *rrset) []Wire {
 	if set.rotations == 1 {
 		ans, extra := set.order(rrs, 0)
-		if lower, cased, ok := wb.answer(name, set.rrtype, ans, extra); ok {
-			wb.spans = append(wb.spans, wireSpan{i, lower, cased})
+		if lower, ok := wb.answer(name, set.rrtype, ans, extra, false); ok {
+			wb.spans = append(wb.spans, wireSpan{i, lower})
 		}
 		return wires
 	}
 	set.more = uint32(len(wires))
 	mark, spans := len(wb.buf), len(wb.spans)
+	wires = append(wires, make([]Wire, set.rotations)...)
 	for r := range uint32(set.rotations) {
 		ans, extra := set.order(rrs, r)
-		lower, cased, ok := wb.answer(name, set.rrtype, ans, extra)
+		lower, ok := wb.answer(name, set.rrtype, ans, extra, false)
 		if !ok {
-			// Every order is zero: the slow path answers them all.
+			// Every order stays zero: the slow path answers them all.
 			wb.buf, wb.spans = wb.buf[:mark], wb.spans[:spans]
-			clear(wires[set.more:])
-			return append(wires[:set.more], make([]Wire, set.rotations)...)
+			return wires
 		}
-		wires = append(wires, Wire{})
-		wb.spans = append(wb.spans, wireSpan{len(wires) - 1, lower, cased})
+		wb.spans = append(wb.spans, wireSpan{int(set.more + r), lower})
 		if r == 0 {
-			wb.spans = append(wb.spans, wireSpan{i, lower, cased})
+			wb.spans = append(wb.spans, wireSpan{i, lower})
 		}
 	}
 	return wires
@@ -362,7 +356,7 @@ func (wb *wireBuilder) keep(wires []Wire) {
 		return Packed{Msg: mem[ps.start:ps.end:ps.end], Extra: ps.extra}
 	}
 	for _, sp := range wb.spans {
-		wires[sp.wire] = Wire{Lower: in(sp.lower), Cased: in(sp.cased)}
+		wires[sp.wire].Lower = in(sp.lower)
 	}
 	wb.buf, wb.spans = wb.buf[:0], wb.spans[:0]
 }
@@ -394,4 +388,28 @@ func (wb *wireBuilder) negative(zone string, soa dns.RR) *NegativeWire {
 		neg.ApexLen = start - headerLen - 4
 	}
 	return neg
+}
+
+// casedAnswer packs the response of w, order r of set (the part's records
+// rrs, owned by name), for a question whose last label has an upper-case
+// letter, keeps it in w and returns it; nil when it cannot be packed (which
+// w remembers as a Packed without a message). Concurrent callers may each
+// pack it: the first stored is kept.
+func casedAnswer(w *Wire, name string, set *rrset, r uint32, rrs []dns.RR) *Packed {
+	var wb wireBuilder
+	ans, extra := set.order(rrs, r)
+	packed := &Packed{}
+	if ps, ok := wb.answer(name, set.rrtype, ans, extra, true); ok {
+		packed = &Packed{Msg: append([]byte(nil), wb.buf[ps.start:ps.end]...), Extra: ps.extra}
+	}
+	w.cased.CompareAndSwap(nil, packed)
+	return w.cased.Load().orNil()
+}
+
+// orNil returns p, or nil for a Packed without a message.
+func (p *Packed) orNil() *Packed {
+	if p.Msg == nil {
+		return nil
+	}
+	return p
 }

@@ -42,17 +42,25 @@ func TestWireMatchesMiekg(t *testing.T) {
 					t.Fatalf("%s: %s %s: %d rotations, want %d", label, name, dns.TypeToString[set.rrtype], set.rotations, want)
 				}
 				for i := range uint32(set.rotations) {
-					w := s.template(n, uint32(j), i)
-					if w.Lower.Msg == nil || w.Cased.Msg == nil {
+					lower, _ := s.LookupWire([]byte(name), set.rrtype, i, false)
+					cased, _ := s.LookupWire([]byte(name), set.rrtype, i, true)
+					if lower == nil || cased == nil {
 						t.Fatalf("%s: %s %s rotation %d: no template", label, name, dns.TypeToString[set.rrtype], i)
 					}
+					if w := s.template(n, uint32(j), i); lower != &w.Lower {
+						t.Fatalf("%s: %s %s rotation %d: LookupWire does not give the RRset's template", label, name, dns.TypeToString[set.rrtype], i)
+					}
+					if again, _ := s.LookupWire([]byte(name), set.rrtype, i, true); again != cased {
+						t.Fatalf("%s: %s %s rotation %d: the cased template is packed again", label, name, dns.TypeToString[set.rrtype], i)
+					}
 					ans, extra := set.order(s.parts[n.part].rrs, i)
-					// Cased is checked against a question with every
-					// other letter upper case, the last label included.
+					// The cased template is checked against a question with
+					// every other letter upper case, the last label
+					// included.
 					for _, v := range []struct {
 						question string
-						p        Packed
-					}{{name, w.Lower}, {mixCase(name), w.Cased}} {
+						p        *Packed
+					}{{name, lower}, {mixCase(name), cased}} {
 						where := fmt.Sprintf("%s: %s %s rotation %d", label, v.question, dns.TypeToString[set.rrtype], i)
 						want := miekgPack(t, v.question, set.rrtype, ans, nil, extra)
 						if got := withQuestion(v.p.Msg, want); !bytes.Equal(got, want) {
@@ -161,12 +169,18 @@ func TestLookupWireMatchesLookup(t *testing.T) {
 		{"example.com.", dns.TypeA, OutOfZone},
 		{"xpg.example.internal.", dns.TypeA, OutOfZone},
 	} {
-		w, res := s.LookupWire([]byte(tc.name), tc.qtype, 0)
-		if res != tc.want || res != s.Lookup(tc.name, tc.qtype).Result || (res == Success) != (w != nil) {
-			t.Errorf("LookupWire(%s, %s) = %v, %v; want %v", tc.name, dns.TypeToString[tc.qtype], w, res, tc.want)
+		for _, cased := range []bool{false, true} {
+			w, res := s.LookupWire([]byte(tc.name), tc.qtype, 0, cased)
+			if res != tc.want || res != s.Lookup(tc.name, tc.qtype).Result || (res == Success) != (w != nil) {
+				t.Errorf("LookupWire(%s, %s, cased %t) = %v, %v; want %v", tc.name, dns.TypeToString[tc.qtype], cased, w, res, tc.want)
+			}
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { s.LookupWire([]byte("ro.orders."+zone), dns.TypeA, 7) }); n != 0 {
-		t.Errorf("LookupWire allocates %v times", n)
+	// The cased template is packed by the first question that wants it
+	// (AllocsPerRun's warm-up run), and then only read.
+	for _, cased := range []bool{false, true} {
+		if n := testing.AllocsPerRun(100, func() { s.LookupWire([]byte("ro.orders."+zone), dns.TypeA, 7, cased) }); n != 0 {
+			t.Errorf("LookupWire (cased %t) allocates %v times", cased, n)
+		}
 	}
 }

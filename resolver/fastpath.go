@@ -221,7 +221,7 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 	if snap == nil {
 		return fast{}
 	}
-	w, res := snap.LookupWire(name[:k], fq.qtype, rot)
+	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
 		return h.answerDelegated(q, &fq, name[:k], tcp, out)
 	}
@@ -302,14 +302,11 @@ func fitted(msg []byte, extra, qEnd int, q, out []byte, opt, limit int) (n int, 
 	return n, tc, true, 0
 }
 
-// writeAnswer writes the template w as the answer to q: whole, or without
-// its additional section, or truncated to its question with TC set, the
-// first that fits limit (as fit does for HandleRequest).
-func (h *Handler) writeAnswer(q []byte, fq *fastQuery, w *cache.Wire, limit int, out []byte) fast {
-	p := &w.Lower
-	if fq.cased {
-		p = &w.Cased
-	}
+// writeAnswer writes the template p (for the question's case) as the
+// answer to q: whole, or without its additional section, or truncated to its
+// question with TC set, the first that fits limit (as fit does for
+// HandleRequest).
+func (h *Handler) writeAnswer(q []byte, fq *fastQuery, p *cache.Packed, limit int, out []byte) fast {
 	n, tc, fits, need := fitted(p.Msg, p.Extra, fq.qEnd, q, out, fq.optSize(), limit)
 	if !fits {
 		return fast{need: need}
