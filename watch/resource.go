@@ -107,6 +107,22 @@ type loopState struct {
 	lastVia string // the path of the last successful read
 	broken  bool   // the last read failed
 	backoff time.Duration
+	// spread is set once the loop's first blocking query asked for a
+	// shorter wait (see waitTime).
+	spread bool
+}
+
+// waitTime returns the wait of a blocking query of the loop. The first one
+// (of a KV prefix, the first of each follow) waits a random time between
+// half the wait time and all of it: the loops start together, and with the
+// same wait their queries would all come back together, every wait time,
+// thousands of answers to decode at once.
+func (lp *loopState) waitTime(wait time.Duration) time.Duration {
+	if lp.spread {
+		return wait
+	}
+	lp.spread = true
+	return wait/2 + rand.N(wait/2+1)
 }
 
 // snapshot returns the resource's state under its lock.
@@ -174,8 +190,12 @@ func (r *resource) step(w *Watcher) bool {
 			// change, up to a wait time later.
 			at = 0
 		}
+		wait := o.WaitTime
+		if at != 0 {
+			wait = lp.waitTime(wait)
+		}
 		var ferr error
-		res, next, ferr = r.fetch(ctx, p, at, o.WaitTime)
+		res, next, ferr = r.fetch(ctx, p, at, wait)
 		return ferr
 	})
 	if ctx.Err() != nil {
@@ -266,6 +286,9 @@ func (r *resource) idle(w *Watcher) bool {
 		return true
 	}
 	r.running = false
+	// The next follow of the prefix starts with a spread wait again: a
+	// burst of changes starts many at once.
+	r.lp.spread = false
 	// KVRefresh on average, spread so that prefixes read together (at
 	// start) do not stay together.
 	d := w.opts.KVRefresh

@@ -22,7 +22,10 @@ import (
 
 // Options tune the blocking queries.
 type Options struct {
-	// WaitTime is the longest a blocking query waits for a change.
+	// WaitTime is the longest a blocking query waits for a change. The
+	// first blocking query of a loop (of a KV prefix: of each follow) waits
+	// a random half to all of it, so that loops started together do not
+	// stay together.
 	WaitTime time.Duration
 	// MinInterval is the shortest time between two queries of one resource.
 	MinInterval time.Duration

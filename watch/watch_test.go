@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -452,5 +453,45 @@ func TestRateLimiter(t *testing.T) {
 	}
 	if !l.allow("standby") {
 		t.Error("a key's limit held back another key")
+	}
+}
+
+// TestWatcherSpreadsFirstWait: the loops start together, so the first
+// blocking query of each waits a random part of the wait time (half to
+// all of it), and the later ones the whole wait time: their answers do not
+// all come back in the same second ever after.
+func TestWatcherSpreadsFirstWait(t *testing.T) {
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	labels := make([]string, 20)
+	for i := range labels {
+		labels[i] = fmt.Sprintf("c%02d", i)
+	}
+	startWatcher(t, withClusters(testConfig(main.URL(), standby.URL()), nil, labels...))
+	for _, l := range labels {
+		waitFor(t, l+" blocking", func() bool { return main.Parked("/v1/health/service/"+l, 10) })
+	}
+	// One change: every service answers at 11 and blocks again.
+	main.Set(func(f *consultest.Fake) { f.Index = 11 })
+	for _, l := range labels {
+		waitFor(t, l+" blocking again", func() bool { return main.Parked("/v1/health/service/"+l, 11) })
+	}
+	full := fastOptions.WaitTime.Milliseconds()
+	firsts := map[string]bool{}
+	for _, r := range main.Requests() {
+		if !strings.HasPrefix(r.Path, "/v1/health/service/") {
+			continue
+		}
+		ms, err := strconv.ParseInt(strings.TrimSuffix(r.Wait, "ms"), 10, 64)
+		switch {
+		case r.Index == "10" && (err != nil || ms < full/2 || ms > full):
+			t.Errorf("%s: first blocking query waits %q, want %dms to %dms", r.Path, r.Wait, full/2, full)
+		case r.Index == "10":
+			firsts[r.Wait] = true
+		case r.Index == "11" && r.Wait != fmt.Sprintf("%dms", full):
+			t.Errorf("%s: later blocking query waits %q, want %dms", r.Path, r.Wait, full)
+		}
+	}
+	if len(firsts) < 10 {
+		t.Errorf("the first blocking queries of 20 services waited %d different times, want them spread: %v", len(firsts), firsts)
 	}
 }

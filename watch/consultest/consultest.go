@@ -52,6 +52,8 @@ type Request struct {
 	DC string
 	// Index is the index parameter as sent: "" without one.
 	Index string
+	// Wait is the wait parameter as sent: "" without one.
+	Wait string
 }
 
 // New starts a fake serving datacenter dc at Index 10, with no entries and
@@ -120,7 +122,7 @@ func (f *Fake) Parked(path string, index uint64) bool {
 func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f.mu.Lock()
-	f.seen = append(f.seen, Request{Path: r.URL.Path, DC: q.Get("dc"), Index: q.Get("index")})
+	f.seen = append(f.seen, Request{Path: r.URL.Path, DC: q.Get("dc"), Index: q.Get("index"), Wait: q.Get("wait")})
 	if hold := f.held[r.URL.Path]; hold != nil {
 		f.mu.Unlock()
 		select {
