@@ -98,8 +98,22 @@ func startEngine(t *testing.T) (te *testEngine, release func()) {
 		f.Entries["billing"] = []*api.ServiceEntry{primary("billing", "b-1", "10.0.1.1")}
 	})
 	release = standby.Hold("/v1/kv/service/billing/")
+	log := &syncBuffer{}
+	e := newEngine(t, main, standby, slog.New(slog.NewJSONHandler(log, nil)), "orders", "billing")
+	e.rebuild()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.watcher.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &testEngine{engine: e, main: main, standby: standby, log: log}, release
+}
+
+// newEngine returns an engine, and its watcher, for the clusters of labels
+// in the regions of main and standby, logging to logger; nothing runs yet.
+func newEngine(t *testing.T, main, standby *consultest.Fake, logger *slog.Logger, labels ...string) *engine {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), "zone.yml")
-	writeZone(t, path, main.URL(), standby.URL(), "orders", "billing")
+	writeZone(t, path, main.URL(), standby.URL(), labels...)
 	cfg, err := zones.Load(path)
 	if err != nil {
 		t.Fatal(err)
@@ -109,15 +123,7 @@ func startEngine(t *testing.T) (te *testEngine, release func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
-	e := &engine{cfg: cfg, watcher: w, store: &cache.Store{}, logger: slog.New(slog.NewJSONHandler(log, nil)),
-		metrics: newMetrics(w), path: path}
-	e.rebuild()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { w.Run(ctx); close(done) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return &testEngine{engine: e, main: main, standby: standby, log: log}, release
+	return &engine{cfg: cfg, watcher: w, store: &cache.Store{}, logger: logger, metrics: newMetrics(w), path: path}
 }
 
 // waitParked waits until every path was queried at index in f.
@@ -265,19 +271,8 @@ func TestEngineReloadDecidesTheNewConfiguration(t *testing.T) {
 func TestEngineIncrementalMatchesFull(t *testing.T) {
 	labels := []string{"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"}
 	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
-	path := filepath.Join(t.TempDir(), "zone.yml")
-	writeZone(t, path, main.URL(), standby.URL(), labels...)
-	cfg, err := zones.Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := watch.Options{WaitTime: 2 * time.Second, MinInterval: time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
-	w, err := watch.New(cfg, opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &engine{cfg: cfg, watcher: w, store: &cache.Store{}, logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		metrics: newMetrics(w), path: path}
+	e := newEngine(t, main, standby, slog.New(slog.NewTextHandler(io.Discard, nil)), labels...)
+	w, cfg := e.watcher, e.cfg
 	e.rebuild()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
