@@ -65,9 +65,9 @@ func Rebuild(prev *Snapshot, cfg *zones.Config, decisions map[string]policy.Deci
 	for i := range cfg.Clusters {
 		label := cfg.Clusters[i].Label
 		d, known := decisions[label]
-		if old := prev.partOf(i); reuse && old.builtFrom(label, &d, known) {
-			s.parts = append(s.parts, old)
-			names += len(old.names)
+		if reuse && prev.parts[i+1].builtFrom(label, &d, known) {
+			s.parts = append(s.parts, prev.parts[i+1])
+			names += len(prev.parts[i+1].names)
 			continue
 		}
 		b.cluster(strings.ToLower(label), &d, known)
@@ -93,19 +93,10 @@ func Rebuild(prev *Snapshot, cfg *zones.Config, decisions map[string]policy.Deci
 	return s
 }
 
-// partOf returns the part of the i-th configured cluster of s; nil for a
-// nil s or an i it does not have.
-func (s *Snapshot) partOf(i int) *part {
-	if s == nil || i+1 >= len(s.parts) {
-		return nil
-	}
-	return s.parts[i+1]
-}
-
 // builtFrom reports whether p holds the answers of cluster label for
 // decision d (known: the decision exists).
 func (p *part) builtFrom(label string, d *policy.Decision, known bool) bool {
-	return p != nil && p.label == label && p.known == known && (!known || reflect.DeepEqual(&p.decision, d))
+	return p.label == label && p.known == known && (!known || reflect.DeepEqual(&p.decision, d))
 }
 
 // builder accumulates the records of each name of one part before finish

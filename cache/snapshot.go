@@ -102,8 +102,8 @@ type Snapshot struct {
 
 // part is the names of the apex or of one cluster, with their records.
 // wires[i] is the packed answer of sets[i], so that the fast path finds it
-// without reading the RRset; the packed answers of the orders of rotated
-// RRsets follow those (see rrset.more).
+// without reading the RRset; those of an RRset of several orders follow
+// them, one per order (see rrset.more), and its wires[i] stays zero.
 type part struct {
 	names []namedNode
 	sets  []rrset
@@ -194,10 +194,9 @@ type rrset struct {
 	// several records.
 	rotations    uint16
 	rr, n, extra uint32
-	// more is, for several rotations, the index in Snapshot.wires of the
-	// packed answers of every order, order 0 again included. Those of an
-	// RRset that cannot be packed are all zero (the resolver answers
-	// through Lookup then).
+	// more is, for several rotations, the index in the part's wires of
+	// the packed answers of every order. Those of an RRset that cannot be
+	// packed are all zero (the resolver answers through Lookup then).
 	more uint32
 }
 
@@ -316,17 +315,6 @@ func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32, cased bool)
 		return c.orNil(), Success
 	}
 	return casedAnswer(w, string(name), set, order, p.rrs), Success
-}
-
-// template returns the packed answer of order r of the RRset i of node n;
-// its messages are nil when the RRset could not be packed.
-func (s *Snapshot) template(n node, i, r uint32) *Wire {
-	p := s.parts[n.part]
-	i += n.first
-	if p.sets[i].rotations > 1 {
-		return &p.wires[p.sets[i].more+r]
-	}
-	return &p.wires[i]
 }
 
 // NegativeWire returns the packed authority section of NXDOMAIN and NODATA

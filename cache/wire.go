@@ -315,10 +315,10 @@ func (wb *wireBuilder) answer(name string, qtype uint16, ans, extra []dns.RR, ca
 	return packedSpan{start: start, end: len(wb.buf), extra: extraAt}, true
 }
 
-// pack packs the answers of set, the part's sets[i] owned by name, one per
-// rotation, for wires[i], or, for several rotations, for wires appended
-// from set.more and order 0 for wires[i] again. When one cannot be packed,
-// wires[i] and those appended stay zero. rrs are the part's records
+// pack packs the answer of set, the part's sets[i] owned by name, for
+// wires[i], or, for several rotations, one per order for wires appended
+// from set.more (wires[i] stays zero: LookupWire reads the orders). When
+// one cannot be packed, those wires stay zero. rrs are the part's records
 // (see rrset). The messages reach the wires with keep.
 func (wb *wireBuilder) pack(wires []Wire, i int, rrs []dns.RR, name string, set *rrset) []Wire {
 	if set.rotations == 1 {
@@ -340,9 +340,6 @@ func (wb *wireBuilder) pack(wires []Wire, i int, rrs []dns.RR, name string, set 
 			return wires
 		}
 		wb.spans = append(wb.spans, wireSpan{int(set.more + r), lower})
-		if r == 0 {
-			wb.spans = append(wb.spans, wireSpan{i, lower})
-		}
 	}
 	return wires
 }

@@ -184,3 +184,15 @@ func TestLookupWireMatchesLookup(t *testing.T) {
 		}
 	}
 }
+
+// template returns the wire of order r of the RRset i of node n, found the
+// way the layout says, for a check that LookupWire finds the same; its
+// message is nil when the RRset could not be packed.
+func (s *Snapshot) template(n node, i, r uint32) *Wire {
+	p := s.parts[n.part]
+	i += n.first
+	if p.sets[i].rotations > 1 {
+		return &p.wires[p.sets[i].more+r]
+	}
+	return &p.wires[i]
+}
