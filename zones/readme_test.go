@@ -52,3 +52,21 @@ func keyPaths(t reflect.Type, prefix string) []string {
 	}
 	return keys
 }
+
+// TestTopREADMEExample keeps the minimal zone file of the repository's
+// README.md valid: every yaml example there parses.
+func TestTopREADMEExample(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := regexp.MustCompile("(?s)```yaml\n(.*?)```").FindAllStringSubmatch(string(data), -1)
+	if len(blocks) == 0 {
+		t.Fatal("../README.md has no yaml example")
+	}
+	for i, b := range blocks {
+		if _, err := Parse([]byte(b[1])); err != nil {
+			t.Errorf("../README.md example %d: %v", i, err)
+		}
+	}
+}

@@ -7,7 +7,7 @@
 //	regiondns check-config  validate the zone file and exit
 //	regiondns version       print the version and exit
 //
-// Settings come from REGIONDNS_* environment variables; see the README.
+// Settings come from REGIONDNS_* environment variables; see docs/operations.md.
 package main
 
 import (

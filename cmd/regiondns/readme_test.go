@@ -20,10 +20,14 @@ import (
 	"github.com/regiondns/regiondns/zones"
 )
 
-// readmeSection returns the lines of the README section with the heading.
-func readmeSection(t *testing.T, heading string) []string {
+// operationsDoc is the document that lists every setting and metric.
+const operationsDoc = "../../docs/operations.md"
+
+// docSection returns the lines of the section of the Markdown file at path
+// with the heading, up to the next heading of any level.
+func docSection(t *testing.T, path, heading string) []string {
 	t.Helper()
-	f, err := os.Open("../../README.md")
+	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,17 +45,22 @@ func readmeSection(t *testing.T, heading string) []string {
 			lines = append(lines, line)
 		}
 	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
 	if len(lines) == 0 {
-		t.Fatalf("README has no section %q", heading)
+		t.Fatalf("%s has no section %q", path, heading)
 	}
 	return lines
 }
 
 var tableRow = regexp.MustCompile("^\\| `([^`]+)` \\| `?([^|`]*)`? \\|")
 
-func TestREADMEEnvironmentTable(t *testing.T) {
+// TestDocEnvironmentTable keeps the environment table of docs/operations.md
+// equal to the settings struct: every variable, with its default.
+func TestDocEnvironmentTable(t *testing.T) {
 	documented := map[string]string{}
-	for _, line := range readmeSection(t, "Environment") {
+	for _, line := range docSection(t, operationsDoc, "Environment") {
 		if m := tableRow.FindStringSubmatch(line); m != nil {
 			documented[m[1]] = strings.TrimSpace(m[2])
 		}
@@ -63,7 +72,7 @@ func TestREADMEEnvironmentTable(t *testing.T) {
 		actual[envPrefix+f.Tag.Get("env")] = f.Tag.Get("envDefault")
 	}
 	if !reflect.DeepEqual(documented, actual) {
-		t.Errorf("README environment table = %v\nsettings struct         = %v", documented, actual)
+		t.Errorf("%s environment table = %v\nsettings struct = %v", operationsDoc, documented, actual)
 	}
 }
 
@@ -95,9 +104,11 @@ func testMetrics(t *testing.T) *metrics {
 	return m
 }
 
-func TestREADMEMetricsTable(t *testing.T) {
+// TestDocMetricsTable keeps the metrics table of docs/operations.md equal to
+// the registry: every regiondns_ metric, and no other.
+func TestDocMetricsTable(t *testing.T) {
 	var documented []string
-	for _, line := range readmeSection(t, "Operations") {
+	for _, line := range docSection(t, operationsDoc, "Metrics") {
 		if m := tableRow.FindStringSubmatch(line); m != nil && strings.HasPrefix(m[1], "regiondns_") {
 			documented = append(documented, m[1])
 		}
@@ -115,7 +126,7 @@ func TestREADMEMetricsTable(t *testing.T) {
 	slices.Sort(documented)
 	slices.Sort(registered)
 	if !slices.Equal(documented, registered) {
-		t.Errorf("README metrics = %v\nregistered     = %v", documented, registered)
+		t.Errorf("%s metrics = %v\nregistered = %v", operationsDoc, documented, registered)
 	}
 }
 

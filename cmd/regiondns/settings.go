@@ -17,7 +17,8 @@ import (
 )
 
 // settings are the process settings, read from REGIONDNS_* variables. The
-// README's configuration table is kept equal to this struct by a test.
+// environment table of docs/operations.md is kept equal to this struct by a
+// test.
 type settings struct {
 	Config          string        `env:"CONFIG" envDefault:"/etc/regiondns/zone.yml"`
 	DNSAddr         string        `env:"DNS_ADDR" envDefault:":53"`
