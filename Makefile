@@ -30,11 +30,10 @@ unit:
 	$(GO) test -race -count=1 ./...
 
 # Short fuzz runs of every fuzz target, on top of their committed corpora.
-# A count, not a duration: with -fuzztime=10s, Go's fuzzing coordinator
-# sometimes fails a target with a bare "context deadline exceeded" when the
-# time runs out while a worker is busy (golang/go#75804; it failed a CI run
-# here once); a count has no deadline to race. 100,000 runs take 4-10 s per
-# target here.
+# A count, not a duration: with a -fuzztime duration, Go's fuzzing
+# coordinator can fail a target with a bare "context deadline exceeded" when
+# the time runs out while a worker is busy (golang/go#75804); a count has no
+# deadline to race.
 FUZZTIME ?= 100000x
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./zones

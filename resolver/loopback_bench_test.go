@@ -17,8 +17,8 @@ import (
 // flight, as a load generator does: the server never waits for the client.
 const loopbackWindow = 64
 
-// startMiekg runs the handler on a plain miekg/dns UDP server, as regiondns
-// served before the fast path: the baseline of BenchmarkLoopbackUDP.
+// startMiekg runs the handler on a plain miekg/dns UDP server, without the
+// fast path and the batched sockets: the baseline of BenchmarkLoopbackUDP.
 func startMiekg(b *testing.B, h *Handler) string {
 	b.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")

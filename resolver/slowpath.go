@@ -13,7 +13,7 @@ import (
 const panicLogEvery = time.Minute
 
 // answerSlow answers a message the fast path did not, as miekg/dns's server
-// and ServeDNS did before the fast path existed: a message shorter than a
+// and ServeDNS answer it: a message shorter than a
 // header or a response is dropped (nil); one whose sections do not hold
 // what its header counts is cut to its header (strict.go); one that does
 // not unpack is answered FORMERR as miekg/dns answers it; any other goes

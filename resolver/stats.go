@@ -34,7 +34,7 @@ const (
 )
 
 // durationSample: one query in durationSample is timed, on every path: two
-// clock reads (about 40 ns) would add half again to the fast path's work.
+// clock reads per query would be a large share of the fast path's work.
 const durationSample = 64
 
 // Stats are a server's counters since it started.

@@ -21,18 +21,17 @@ import (
 // blocking query waits for its answer.
 //
 // A watcher keeps one blocking query open per watched resource, thousands
-// of them for a large fleet. net/http's Transport gives each open connection
-// a read and a write goroutine and a 4 KiB buffer each way: with a thousand
-// clusters that was 8,000 goroutines and 100 MiB of stacks and buffers,
-// most of the process's memory. Here an open query costs its caller's
-// goroutine and the connection; buffers come from a pool once the answer
-// starts to arrive. The HTTP itself is net/http's: Request.Write and
+// of them for a large fleet, so what an open query costs is most of the
+// process's memory. net/http's Transport gives each open connection a read
+// and a write goroutine and a buffer each way. Here an open query costs its
+// caller's goroutine and the connection; buffers come from a pool once the
+// answer starts to arrive. The HTTP itself is net/http's: Request.Write and
 // ReadResponse.
 //
-// Deadlines come from the request's context, or else from timeout
-// (http.Client.Timeout would cost a goroutine per request with a transport
+// Deadlines come from the request's context, or else from timeout:
+// http.Client.Timeout would cost a goroutine per request with a transport
 // other than net/http's, and a context with a deadline per request costs a
-// timer and a child in its parent: some 4 MiB for 2,000 parked queries).
+// timer and a child in its parent for as long as the query is parked.
 type pollTransport struct {
 	tls    *tls.Config // for https URLs
 	dialer net.Dialer

@@ -56,9 +56,9 @@ var DefaultOptions = Options{
 	MaxBackoff:  10 * time.Second,
 	KVFollow:    2 * time.Minute,
 	KVRefresh:   5 * time.Minute,
-	// Started together, the 4,000 first reads of a fleet of 1,000
-	// clusters held 13 MiB of request state at once, and the heap grew to
-	// twice that before the next collection; 256 at a time keep a local
+	// The first reads of a whole fleet started together would hold all
+	// their request state at once, and the heap would grow to twice that
+	// before the next collection; a few hundred at a time keep a local
 	// agent as busy and start-up as fast.
 	FirstReads:    256,
 	FirstReadWait: time.Second,

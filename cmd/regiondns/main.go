@@ -70,8 +70,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 // variable says otherwise. The query path allocates nothing, so collections
 // follow only the watchers' reads and the rebuilds; at 50 the heap grows to
 // 1.5 times what is live (plus the goroutine stacks) instead of twice, which
-// keeps a 1,000-cluster fleet under 100 MB at the cost of collections twice as
-// often, a few milliseconds of CPU each (see the README's performance notes).
+// keeps a 1,000-cluster fleet within its memory target at the cost of
+// collections twice as often, each of them cheap and rare.
 const gcPercent = 50
 
 // tuneGC sets gcPercent, unless getenv("GOGC") is set: an operator's own

@@ -16,10 +16,9 @@
 //     bouncer-per-node layout needs: regiondns picks the PgBouncer registered
 //     on the same Consul node as the chosen Patroni member, and Patroni
 //     registers its service on the agent it talks to, so members sharing one
-//     agent would share one node. The nine agents cost little (they idle at
-//     a percent or two of a core each), less than the PostgreSQL and Patroni
-//     processes on this two-core machine; the whole run takes under two
-//     minutes.
+//     agent would share one node. Idle agents cost little, less than the
+//     PostgreSQL and Patroni processes, so nine of them fit on a two-core
+//     machine.
 //   - Main region (dc1): a Patroni cluster "acme" of three members, main-1,
 //     main-2 and main-3; main-3 carries Patroni's nofailover tag, so that the
 //     failover's new leader is known in advance (main-1) while the region
