@@ -18,6 +18,7 @@ import (
 	"github.com/hashicorp/consul/api"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/watch/consultest"
 	"github.com/regiondns/regiondns/zones"
@@ -58,9 +59,8 @@ func TestDebugStateDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &engine{cfg: cfg, watcher: w, store: &cache.Store{}, logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		metrics: newMetrics(w), path: path, loadedAt: time.Now()}
-	e.rebuild()
+	e := engine.New(cfg, w, &cache.Store{}, engine.Options{Observer: newMetrics(w), Path: path})
+	e.Rebuild()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -72,11 +72,11 @@ func TestDebugStateDocument(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	e.rebuild()
+	e.Rebuild()
 	if err := os.WriteFile(path, []byte(zone+"bogus_key: 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if e.reload() == nil {
+	if e.Reload() == nil {
 		t.Fatal("reload of a zone file with an unknown key succeeded")
 	}
 

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
@@ -86,8 +87,12 @@ func newBuildInfo() prometheus.Collector {
 	return g
 }
 
-func (m *metrics) observeReload(ok bool) {
-	if !ok {
+// metrics are told what the engine does.
+var _ engine.Observer = (*metrics)(nil)
+
+// Reloaded implements engine.Observer.
+func (m *metrics) Reloaded(err error) {
+	if err != nil {
 		m.reloadSuccess.Set(0)
 		m.reloads.WithLabelValues("failure").Inc()
 		return
@@ -97,19 +102,22 @@ func (m *metrics) observeReload(ok bool) {
 	m.reloads.WithLabelValues("success").Inc()
 }
 
-func (m *metrics) forgetCluster(label string) {
+// Forgot implements engine.Observer: a removed cluster's series go.
+func (m *metrics) Forgot(label string) {
 	l := prometheus.Labels{"cluster": label}
 	m.activeRegion.DeletePartialMatch(l)
 	m.splitBrain.DeletePartialMatch(l)
 	m.decisionChanges.DeletePartialMatch(l)
 }
 
-func (m *metrics) observeBuild(gen uint64, d time.Duration) {
+// Built implements engine.Observer.
+func (m *metrics) Built(gen uint64, d time.Duration) {
 	m.generation.Set(float64(gen))
 	m.buildDuration.Observe(d.Seconds())
 }
 
-func (m *metrics) observeDecision(cluster string, cfg *zones.Config, d policy.Decision) {
+// Decided implements engine.Observer.
+func (m *metrics) Decided(cfg *zones.Config, cluster string, d policy.Decision) {
 	for _, r := range cfg.Regions {
 		v := 0.0
 		if d.Active == r.Name && len(d.RW) > 0 {
@@ -122,6 +130,11 @@ func (m *metrics) observeDecision(cluster string, cfg *zones.Config, d policy.De
 		v = 1
 	}
 	m.splitBrain.WithLabelValues(cluster).Set(v)
+}
+
+// Changed implements engine.Observer.
+func (m *metrics) Changed(cluster string) {
+	m.decisionChanges.WithLabelValues(cluster).Inc()
 }
 
 // regionCollector reports each region's Consul status at scrape time.
