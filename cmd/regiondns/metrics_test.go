@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/zones"
 )
 
@@ -61,4 +62,75 @@ regiondns_config_reloads_total{result="success"} 0
 			t.Errorf("%d series left after the cluster was forgotten, want 0", n)
 		}
 	}
+}
+
+// Both duration histograms are made from per-bucket counts by one rule:
+// the buckets are cumulative, the overflow counts in the total only, and
+// the count is the total.
+func TestDurationHistograms(t *testing.T) {
+	var st resolver.Stats
+	for src := range st.Durations {
+		d := &st.Durations[src]
+		d.Counts[0], d.Counts[2], d.Counts[len(resolver.DurationBuckets)] = 1, 2, 1
+		d.Sum = 3 * time.Second
+	}
+	upstream := resolver.UpstreamStats{Addr: "127.0.0.1:8600", Requests: 4, DurationSum: 3,
+		Buckets: make([]uint64, len(resolver.UpstreamBuckets)+1)}
+	upstream.Buckets[0], upstream.Buckets[2], upstream.Buckets[len(resolver.UpstreamBuckets)] = 1, 2, 1
+
+	tests := []struct {
+		name      string
+		collector prometheus.Collector
+		bounds    int
+	}{
+		{name: "dns query duration", collector: newDNSCollector(func() resolver.Stats { return st }),
+			bounds: len(resolver.DurationBuckets)},
+		{name: "upstream request duration", collector: newUpstreamCollector(func() []resolver.UpstreamStats {
+			return []resolver.UpstreamStats{upstream}
+		}), bounds: len(resolver.UpstreamBuckets)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			count, sum, cumulative := firstHistogram(t, tt.collector)
+			if count != 4 || sum != 3 {
+				t.Errorf("count %d sum %g, want 4 and 3", count, sum)
+			}
+			if len(cumulative) != tt.bounds {
+				t.Fatalf("%d buckets, want %d", len(cumulative), tt.bounds)
+			}
+			for i, got := range cumulative {
+				want := uint64(3) // per bucket 1, 0, 2: cumulative 1, 1, 3, 3...
+				if i < 2 {
+					want = 1
+				}
+				if got != want {
+					t.Errorf("bucket %d: %d, want %d", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+// firstHistogram returns the count, the sum and the cumulative bucket
+// counts of the first histogram sample c collects.
+func firstHistogram(t *testing.T, c prometheus.Collector) (count uint64, sum float64, cumulative []uint64) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c)
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range families {
+		for _, m := range mf.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				for _, b := range h.GetBucket() {
+					cumulative = append(cumulative, b.GetCumulativeCount())
+				}
+				return h.GetSampleCount(), h.GetSampleSum(), cumulative
+			}
+		}
+	}
+	t.Fatal("no histogram collected")
+	return 0, 0, nil
 }
