@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/zones"
 )
 
@@ -130,7 +131,7 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 
 	// The probes hit endpoints the binary serves, on its HTTP port.
-	h := newHTTPHandler(&engine{watcher: testMetricsWatcher(t), cfg: &zones.Config{}, store: &cache.Store{}}, testMetrics(t))
+	h := newHTTPHandler(engine.New(&zones.Config{}, testMetricsWatcher(t), &cache.Store{}, engine.Options{}), testMetrics(t))
 	for name, probe := range map[string]k8sProbe{"readiness": c.ReadinessProbe, "liveness": c.LivenessProbe} {
 		if probe.HTTPGet.Port != "http" {
 			t.Errorf("%s probe port = %q, want http", name, probe.HTTPGet.Port)

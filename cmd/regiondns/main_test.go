@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
@@ -76,12 +77,6 @@ func TestRunCommands(t *testing.T) {
 	}
 }
 
-func TestSummaryNamesEndpoints(t *testing.T) {
-	if got := endpoints(nil); got != "[]" {
-		t.Errorf("endpoints(nil) = %q, want []", got)
-	}
-}
-
 func TestReadyzNamesTheUnreadRegion(t *testing.T) {
 	cfg := &zones.Config{
 		Regions: []zones.Region{
@@ -96,7 +91,7 @@ func TestReadyzNamesTheUnreadRegion(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Never run: no region has been read.
-	e := &engine{watcher: w, cfg: cfg, store: &cache.Store{}}
+	e := engine.New(cfg, w, &cache.Store{}, engine.Options{})
 	h := newHTTPHandler(e, testMetrics(t))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))

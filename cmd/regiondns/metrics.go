@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
@@ -86,8 +87,12 @@ func newBuildInfo() prometheus.Collector {
 	return g
 }
 
-func (m *metrics) observeReload(ok bool) {
-	if !ok {
+// metrics are told what the engine does.
+var _ engine.Observer = (*metrics)(nil)
+
+// Reloaded implements engine.Observer.
+func (m *metrics) Reloaded(err error) {
+	if err != nil {
 		m.reloadSuccess.Set(0)
 		m.reloads.WithLabelValues("failure").Inc()
 		return
@@ -97,19 +102,22 @@ func (m *metrics) observeReload(ok bool) {
 	m.reloads.WithLabelValues("success").Inc()
 }
 
-func (m *metrics) forgetCluster(label string) {
+// Forgot implements engine.Observer: a removed cluster's series go.
+func (m *metrics) Forgot(label string) {
 	l := prometheus.Labels{"cluster": label}
 	m.activeRegion.DeletePartialMatch(l)
 	m.splitBrain.DeletePartialMatch(l)
 	m.decisionChanges.DeletePartialMatch(l)
 }
 
-func (m *metrics) observeBuild(gen uint64, d time.Duration) {
+// Built implements engine.Observer.
+func (m *metrics) Built(gen uint64, d time.Duration) {
 	m.generation.Set(float64(gen))
 	m.buildDuration.Observe(d.Seconds())
 }
 
-func (m *metrics) observeDecision(cluster string, cfg *zones.Config, d policy.Decision) {
+// Decided implements engine.Observer.
+func (m *metrics) Decided(cfg *zones.Config, cluster string, d policy.Decision) {
 	for _, r := range cfg.Regions {
 		v := 0.0
 		if d.Active == r.Name && len(d.RW) > 0 {
@@ -122,6 +130,11 @@ func (m *metrics) observeDecision(cluster string, cfg *zones.Config, d policy.De
 		v = 1
 	}
 	m.splitBrain.WithLabelValues(cluster).Set(v)
+}
+
+// Changed implements engine.Observer.
+func (m *metrics) Changed(cluster string) {
+	m.decisionChanges.WithLabelValues(cluster).Inc()
 }
 
 // regionCollector reports each region's Consul status at scrape time.
@@ -228,11 +241,19 @@ type dnsCollector struct {
 	stats                                         func() resolver.Stats
 	queries, answers, duration, truncated, panics *prometheus.Desc
 	dropped, tcpConns                             *prometheus.Desc
+
+	// bounds are resolver.DurationBuckets in seconds.
+	bounds []float64
 }
 
 func newDNSCollector(stats func() resolver.Stats) *dnsCollector {
+	bounds := make([]float64, len(resolver.DurationBuckets))
+	for i, b := range resolver.DurationBuckets {
+		bounds[i] = b.Seconds()
+	}
 	return &dnsCollector{
-		stats: stats,
+		stats:  stats,
+		bounds: bounds,
 		queries: prometheus.NewDesc("regiondns_dns_queries_total",
 			"DNS queries answered, by protocol (udp, tcp), query type (A, AAAA, SRV, TXT, SOA, NS, ANY, other) and response code.",
 			[]string{"proto", "type", "rcode"}, nil),
@@ -274,14 +295,7 @@ func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
 	for src, source := range resolver.Sources {
 		ch <- prometheus.MustNewConstMetric(c.answers, prometheus.CounterValue, float64(st.Answers[src]), source)
 		d := st.Durations[src]
-		buckets := make(map[float64]uint64, len(resolver.DurationBuckets))
-		var count uint64
-		for b, upper := range resolver.DurationBuckets {
-			count += d.Counts[b]
-			buckets[upper.Seconds()] = count
-		}
-		count += d.Counts[len(resolver.DurationBuckets)]
-		ch <- prometheus.MustNewConstHistogram(c.duration, count, d.Sum.Seconds(), buckets, source)
+		ch <- constHistogram(c.duration, c.bounds, d.Counts[:], d.Sum.Seconds(), source)
 	}
 	ch <- prometheus.MustNewConstMetric(c.truncated, prometheus.CounterValue, float64(st.Truncated))
 	ch <- prometheus.MustNewConstMetric(c.panics, prometheus.CounterValue, float64(st.Panics))
@@ -320,12 +334,22 @@ func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, st := range c.stats() {
 		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(st.Requests), st.Addr)
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.Errors), st.Addr)
-		buckets := make(map[float64]uint64, len(resolver.UpstreamBuckets))
-		var cum uint64
-		for i, le := range resolver.UpstreamBuckets {
-			cum += st.Buckets[i]
-			buckets[le] = cum
-		}
-		ch <- prometheus.MustNewConstHistogram(c.duration, st.Requests, st.DurationSum, buckets, st.Addr)
+		ch <- constHistogram(c.duration, resolver.UpstreamBuckets, st.Buckets, st.DurationSum, st.Addr)
 	}
+}
+
+// constHistogram is a histogram from counts kept elsewhere, per bucket and
+// not cumulative: counts[i] is the observations of at most bounds[i] (and
+// more than bounds[i-1]), counts[len(bounds)] those above every bound. sum
+// is their total in seconds; the count is the total of counts, so that it
+// is never below the highest bucket.
+func constHistogram(desc *prometheus.Desc, bounds []float64, counts []uint64, sum float64, labels ...string) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(bounds))
+	var count uint64
+	for i, upper := range bounds {
+		count += counts[i]
+		buckets[upper] = count
+	}
+	count += counts[len(bounds)]
+	return prometheus.MustNewConstHistogram(desc, count, sum, buckets, labels...)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
@@ -30,10 +31,6 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	}
 	m := newMetrics(w)
 	store := &cache.Store{}
-	e := &engine{cfg: cfg, watcher: w, store: store, logger: logger, metrics: m, path: s.Config, loadedAt: time.Now()}
-	// Until the first read, every configured name answers NODATA: the names
-	// exist, their data does not yet.
-	e.rebuild()
 
 	lru := cache.NewLRU(cache.LRUOptions{Size: s.CacheSize, MaxTTL: s.CacheMaxTTL})
 	m.registry.MustRegister(newLRUCollector(lru))
@@ -44,12 +41,16 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 		return err
 	}
 	d.set(fn)
-	// A reload that changes the regions' Consul DNS addresses gets a new
-	// forwarder; one that names no local region fails as a whole.
-	e.beforeReload = func(cfg *zones.Config) (func(), error) {
-		fn, err := newDelegate(s, cfg, lru, logger)
-		return func() { d.set(fn) }, err
-	}
+	e := engine.New(cfg, w, store, engine.Options{Logger: logger, Observer: m, Path: s.Config,
+		// A reload that changes the regions' Consul DNS addresses gets a new
+		// forwarder; one that names no local region fails as a whole.
+		BeforeReload: func(cfg *zones.Config) (func(), error) {
+			fn, err := newDelegate(s, cfg, lru, logger)
+			return func() { d.set(fn) }, err
+		}})
+	// Until the first read, every configured name answers NODATA: the names
+	// exist, their data does not yet.
+	e.Rebuild()
 	handler := resolver.New(store, resolver.Options{Delegate: d.delegate, DelegateCache: lru}, logger)
 	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
 		IdleTimeout: s.TCPIdleTimeout,
@@ -74,7 +75,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); w.Run(runCtx) }()
-	go func() { defer wg.Done(); e.run(runCtx) }()
+	go func() { defer wg.Done(); e.Run(runCtx) }()
 	go func() {
 		defer wg.Done()
 		if err := httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -87,7 +88,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 		case <-ctx.Done():
 			done = true
 		case <-hup:
-			e.reload()
+			e.Reload()
 		}
 	}
 

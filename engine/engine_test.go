@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"bytes"
@@ -80,9 +80,10 @@ func (s *syncBuffer) lines(msg, label string) int {
 // testEngine is an engine over two fake regions; the test runs its
 // rebuilds, the watcher runs on its own.
 type testEngine struct {
-	*engine
+	*Engine
 	main, standby *consultest.Fake
 	log           *syncBuffer
+	obs           *recorder
 }
 
 // startEngine starts an engine for orders and billing, whose main region
@@ -98,19 +99,20 @@ func startEngine(t *testing.T) (te *testEngine, release func()) {
 		f.Entries["billing"] = []*api.ServiceEntry{primary("billing", "b-1", "10.0.1.1")}
 	})
 	release = standby.Hold("/v1/kv/service/billing/")
-	log := &syncBuffer{}
-	e := newEngine(t, main, standby, slog.New(slog.NewJSONHandler(log, nil)), "orders", "billing")
-	e.rebuild()
+	log, obs := &syncBuffer{}, &recorder{}
+	e := newEngine(t, main, standby, Options{Logger: slog.New(slog.NewJSONHandler(log, nil)), Observer: obs}, "orders", "billing")
+	e.Rebuild()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { e.watcher.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	return &testEngine{engine: e, main: main, standby: standby, log: log}, release
+	return &testEngine{Engine: e, main: main, standby: standby, log: log, obs: obs}, release
 }
 
 // newEngine returns an engine, and its watcher, for the clusters of labels
-// in the regions of main and standby, logging to logger; nothing runs yet.
-func newEngine(t *testing.T, main, standby *consultest.Fake, logger *slog.Logger, labels ...string) *engine {
+// in the regions of main and standby, with opts and the zone file it
+// writes; nothing runs yet.
+func newEngine(t *testing.T, main, standby *consultest.Fake, opts Options, labels ...string) *Engine {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "zone.yml")
 	writeZone(t, path, main.URL(), standby.URL(), labels...)
@@ -118,12 +120,13 @@ func newEngine(t *testing.T, main, standby *consultest.Fake, logger *slog.Logger
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := watch.Options{WaitTime: 2 * time.Second, MinInterval: time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
-	w, err := watch.New(cfg, opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	wopts := watch.Options{WaitTime: 2 * time.Second, MinInterval: time.Millisecond, MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	w, err := watch.New(cfg, wopts, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &engine{cfg: cfg, watcher: w, store: &cache.Store{}, logger: logger, metrics: newMetrics(w), path: path}
+	opts.Path = path
+	return New(cfg, w, &cache.Store{}, opts)
 }
 
 // waitParked waits until every path was queried at index in f.
@@ -153,13 +156,13 @@ func (te *testEngine) ready(t *testing.T, release func()) {
 	waitParked(t, te.main, 10, "/v1/health/service/orders", "/v1/kv/service/orders/",
 		"/v1/health/service/billing", "/v1/kv/service/billing/")
 	waitParked(t, te.standby, 10, "/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/health/service/billing")
-	te.rebuild()
+	te.Rebuild()
 	if te.watcher.Ready() {
 		t.Fatal("watcher ready with billing's standby KV prefix held")
 	}
 	release()
 	waitParked(t, te.standby, 10, "/v1/kv/service/billing/")
-	te.rebuild()
+	te.Rebuild()
 	if !te.watcher.Ready() {
 		t.Fatal("watcher not ready once every resource was read")
 	}
@@ -210,12 +213,12 @@ func TestEngineDecidesOnlyChangedClusters(t *testing.T) {
 		f.Entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-2", "10.0.0.2")}
 	})
 	waitFor(t, "rw.orders to answer the new primary", func() bool {
-		te.rebuild()
+		te.Rebuild()
 		return te.rw("orders") == "10.0.0.2"
 	})
 	// billing's loops read index 11 too (the same answers).
 	waitParked(t, te.main, 11, "/v1/health/service/billing", "/v1/kv/service/billing/")
-	te.rebuild()
+	te.Rebuild()
 
 	te.mu.Lock()
 	after := te.decisions["billing"]
@@ -240,11 +243,11 @@ func TestEngineReloadDecidesTheNewConfiguration(t *testing.T) {
 		f.Entries["events"] = []*api.ServiceEntry{primary("events", "e-1", "10.0.2.1")}
 	})
 	writeZone(t, te.path, te.main.URL(), te.standby.URL(), "orders", "events")
-	if err := te.reload(); err != nil {
+	if err := te.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "rw.events to answer its primary", func() bool {
-		te.rebuild()
+		te.Rebuild()
 		return te.rw("events") == "10.0.2.1"
 	})
 	if got := te.rw("orders"); got != "10.0.0.1" {
@@ -271,13 +274,13 @@ func TestEngineReloadDecidesTheNewConfiguration(t *testing.T) {
 func TestEngineIncrementalMatchesFull(t *testing.T) {
 	labels := []string{"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7"}
 	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
-	e := newEngine(t, main, standby, slog.New(slog.NewTextHandler(io.Discard, nil)), labels...)
+	e := newEngine(t, main, standby, Options{}, labels...)
 	w, cfg := e.watcher, e.cfg
-	e.rebuild()
+	e.Rebuild()
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { w.Run(ctx) })
-	wg.Go(func() { e.run(ctx) })
+	wg.Go(func() { e.Run(ctx) })
 	t.Cleanup(func() { cancel(); wg.Wait() })
 
 	r := rand.New(rand.NewPCG(7, 7))
@@ -302,7 +305,7 @@ func TestEngineIncrementalMatchesFull(t *testing.T) {
 	waitFor(t, "the watcher to be ready", w.Ready)
 	// The last announcement may still be on its way to the run loop: one
 	// more rebuild under the engine's lock takes whatever is marked.
-	e.rebuild()
+	e.Rebuild()
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
