@@ -58,8 +58,8 @@ func (v *validator) clusterLabel(path, label string, before map[string]int, nsLa
 		v.addf("%s.label: %q is not valid; want a DNS label of a-z, 0-9 and -, such as orders", path, label)
 	case nsLabels[label] != "":
 		v.addf("%s.label: %q is not valid; want a label other than %s, which name server %s takes", path, label, label, nsLabels[label])
-	case v.zone != "" && !validName("passive-ro."+label+"."+v.zone):
-		v.addf("%s.label: %q is not valid; want a shorter label: passive-ro.%s.%s would be longer than a domain name can be", path, label, label, v.zone)
+	case v.zone != "" && !validName(LabelPassiveRO+"."+label+"."+v.zone):
+		v.addf("%s.label: %q is not valid; want a shorter label: %s.%s.%s would be longer than a domain name can be", path, label, LabelPassiveRO, label, v.zone)
 	default:
 		if j, dup := before[label]; dup {
 			v.addf("%s.label: %q is not valid; want a label not already used by clusters[%d]", path, label, j)
