@@ -16,14 +16,6 @@ import (
 // handful, more variants only cost memory.
 const maxRotations = 16
 
-// The labels of a cluster's four names, below "<cluster>.<zone>".
-const (
-	LabelRW        = "rw"
-	LabelRO        = "ro"
-	LabelPassiveRW = "passive-rw"
-	LabelPassiveRO = "passive-ro"
-)
-
 // namesPerCluster is about how many names a cluster has: its four, itself,
 // two regions and a handful of SRV targets. It only sizes the builder's map.
 const namesPerCluster = 12
@@ -222,10 +214,10 @@ func (b *builder) cluster(label string, d *policy.Decision, known bool) {
 	base := label + "." + b.zone
 	active, passive := regionView(d, d.Active), regionView(d, d.Passive)
 	kinds := [...]kind{
-		{LabelRW, b.ttl.RW, d.RW, active},
-		{LabelRO, b.ttl.RO, d.RO, active},
-		{LabelPassiveRW, b.ttl.Passive, d.PassiveRW, passive},
-		{LabelPassiveRO, b.ttl.Passive, d.PassiveRO, passive},
+		{zones.LabelRW, b.ttl.RW, d.RW, active},
+		{zones.LabelRO, b.ttl.RO, d.RO, active},
+		{zones.LabelPassiveRW, b.ttl.Passive, d.PassiveRW, passive},
+		{zones.LabelPassiveRO, b.ttl.Passive, d.PassiveRO, passive},
 	}
 
 	// A target's records answer both its own name and the additional

@@ -2,10 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -113,23 +111,12 @@ type PatroniMember struct {
 	stop     chan struct{} // closed on Deregister: stops session renewal
 }
 
-// PatroniServiceName returns the Consul service name Patroni derives from a
-// scope: lower-cased, '.', '_' and ' ' become '-', any other character outside
-// [a-z0-9-] becomes "u%04d" of its code point, cut at 230 characters.
-func PatroniServiceName(scope string) string {
-	s := patroniNameRE.ReplaceAllStringFunc(strings.ToLower(scope), func(c string) string {
-		if c == "." || c == "_" || c == " " {
-			return "-"
-		}
-		return fmt.Sprintf("u%04d", []rune(c)[0])
-	})
-	if len(s) > 230 {
-		s = s[:230]
-	}
-	return s
-}
-
-var patroniNameRE = regexp.MustCompile(`[^a-z0-9\-]`)
+// ServiceName, the Consul service name Patroni registers for a scope, is
+// regiondns's own (zones.ServiceName), copied: the e2e module does not
+// import regiondns, whose dependencies would change the versions the
+// Consul it builds is compiled with. TestServiceNameIsZones keeps the copy
+// exact.
+//go:generate sh -c "{ echo '// Code generated from ../zones/service_name.go by go generate; DO NOT EDIT.'; echo; sed 's/^package zones$/package e2e/' ../zones/service_name.go; } > harness_service_name.go"
 
 // RegisterMember registers a member the way spec.Via says.
 func RegisterMember(t testing.TB, agent *Agent, spec MemberSpec) *PatroniMember {
@@ -182,7 +169,7 @@ func newMember(t testing.TB, agent *Agent, spec MemberSpec) *PatroniMember {
 }
 
 // ServiceName returns the member's Consul service name.
-func (m *PatroniMember) ServiceName() string { return PatroniServiceName(m.Scope) }
+func (m *PatroniMember) ServiceName() string { return ServiceName(m.Scope) }
 
 // ServiceID returns the member's Consul service ID, "<scope>/<member>".
 func (m *PatroniMember) ServiceID() string { return m.Scope + "/" + m.Name }

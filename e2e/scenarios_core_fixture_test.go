@@ -69,11 +69,13 @@ func startCoreWorld(t *testing.T) *coreWorld {
 		}
 		zc = append(zc, z)
 	}
+	// Its scope has a character Patroni writes as its code point in the
+	// service name (Lonely+EU registers lonelyu0043eu).
 	w.lonely = &coreCluster{label: "lonely", layout: "direct"}
 	w.lonely.main = []*PatroniMember{RegisterOnAgent(t, f.DC1.Server, MemberSpec{
-		Scope: "lonely", Name: "lonely-m1", Address: "127.0.9.1", Port: 5501, Role: RoleLeader,
+		Scope: "Lonely+EU", Name: "lonely-m1", Address: "127.0.9.1", Port: 5501, Role: RoleLeader,
 	})}
-	zc = append(zc, ZoneCluster{Label: "lonely", MainScope: "lonely"})
+	zc = append(zc, ZoneCluster{Label: "lonely", MainScope: "Lonely+EU"})
 
 	zone := f.ZoneYAML(ZoneOptions{Zone: coreZone, Clusters: zc})
 	zone = coreWithClusterKey(t, zone, "lonely", "ro_fallback: none")

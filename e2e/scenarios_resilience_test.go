@@ -15,14 +15,14 @@ import (
 // and the log.
 func TestScenarioSplitBrain(t *testing.T) {
 	f := StartFederation(t, FederationOptions{})
-	fl := startRsFleet(t, f)
+	fl := startLayoutFleet(t, f)
 	r := StartRegiondns(t, fl.ZoneYAML(), nil)
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{A: map[string][]string{
+		waitAnswers(t, r, c, answersWant{A: map[string][]string{
 			"rw": c.Write(c.Main, c.Main.Leader), "passive-rw": c.Write(c.Standby, c.Standby.Leader),
 		}})
 	}
-	rsWaitState(t, r, rsDecisionCond(fl, "main", false))
+	waitDebugState(t, r, decisionCond(fl, "main", false))
 
 	t.Log("the standby cluster is promoted (timeline 2) while the main leader (timeline 1) stays passing")
 	for _, c := range fl.Clusters {
@@ -30,7 +30,7 @@ func TestScenarioSplitBrain(t *testing.T) {
 	}
 	splitMetrics := map[string]string{}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A: map[string][]string{
 				"rw":         c.Write(c.Standby, c.Standby.Leader),
 				"ro":         c.Read(c.Standby, c.Standby.Replica),
@@ -49,8 +49,8 @@ func TestScenarioSplitBrain(t *testing.T) {
 		splitMetrics[fmt.Sprintf("regiondns_cluster_active_region{cluster=%q,region=\"standby\"}", c.Label)] = "1"
 		splitMetrics[fmt.Sprintf("regiondns_cluster_active_region{cluster=%q,region=\"main\"}", c.Label)] = "0"
 	}
-	rsWaitState(t, r, rsDecisionCond(fl, "standby", true))
-	rsWaitMetrics(t, r, splitMetrics)
+	waitDebugState(t, r, decisionCond(fl, "standby", true))
+	waitMetrics(t, r, splitMetrics)
 	if logs := r.Logs(); !strings.Contains(logs, "split brain") {
 		t.Errorf("no log line says split brain; log:\n%s", logs)
 	}
@@ -60,7 +60,7 @@ func TestScenarioSplitBrain(t *testing.T) {
 		c.Main.Leader.Promote(5)
 	}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A: map[string][]string{
 				"rw":         c.Write(c.Main, c.Main.Leader),
 				"ro":         c.Read(c.Main, c.Main.Replica),
@@ -78,8 +78,8 @@ func TestScenarioSplitBrain(t *testing.T) {
 		splitMetrics[fmt.Sprintf("regiondns_cluster_active_region{cluster=%q,region=\"standby\"}", c.Label)] = "0"
 		splitMetrics[fmt.Sprintf("regiondns_cluster_active_region{cluster=%q,region=\"main\"}", c.Label)] = "1"
 	}
-	rsWaitState(t, r, rsDecisionCond(fl, "main", true))
-	rsWaitMetrics(t, r, splitMetrics)
+	waitDebugState(t, r, decisionCond(fl, "main", true))
+	waitMetrics(t, r, splitMetrics)
 
 	// A promoted region whose leader merely steps down is still a primary
 	// cluster between leaders (its config has no standby_cluster): the split
@@ -89,12 +89,12 @@ func TestScenarioSplitBrain(t *testing.T) {
 		c.Standby.Leader.Demote()
 	}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A:   map[string][]string{"rw": c.Write(c.Main, c.Main.Leader), "passive-rw": {}},
 			TXT: map[string][]string{"rw": {"promoted standby region is electing one", "main region wins on timeline 5 > 2"}},
 		})
 	}
-	rsWaitState(t, r, rsDecisionCond(fl, "main", true))
+	waitDebugState(t, r, decisionCond(fl, "main", true))
 
 	t.Log("the standby region rejoins as a standby cluster: the split brain is over")
 	for _, c := range fl.Clusters {
@@ -102,13 +102,13 @@ func TestScenarioSplitBrain(t *testing.T) {
 		splitMetrics[fmt.Sprintf("regiondns_cluster_split_brain{cluster=%q}", c.Label)] = "0"
 	}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A:   map[string][]string{"rw": c.Write(c.Main, c.Main.Leader), "passive-rw": c.Write(c.Standby, c.Standby.Leader)},
 			TXT: map[string][]string{"rw": {"main region is primary; fresh"}},
 		})
 	}
-	rsWaitState(t, r, rsDecisionCond(fl, "main", false))
-	rsWaitMetrics(t, r, splitMetrics)
+	waitDebugState(t, r, decisionCond(fl, "main", false))
+	waitMetrics(t, r, splitMetrics)
 }
 
 // TestScenarioMainAgentStopped: regiondns talks to client agents while the
@@ -120,13 +120,13 @@ func TestScenarioSplitBrain(t *testing.T) {
 // is back, the main region is fresh again.
 func TestScenarioMainAgentStopped(t *testing.T) {
 	f := StartFederation(t, FederationOptions{ClientAgents: true})
-	fl := startRsFleet(t, f)
+	fl := startLayoutFleet(t, f)
 	r := StartRegiondns(t, fl.ZoneYAML(), nil)
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{A: map[string][]string{"rw": c.Write(c.Main, c.Main.Leader)}})
+		waitAnswers(t, r, c, answersWant{A: map[string][]string{"rw": c.Write(c.Main, c.Main.Leader)}})
 	}
 	own := f.DC1.Client.HTTPURL()
-	rsWaitState(t, r, rsRegionCond("main", func(stale bool, _ string, via []string, _ int) string {
+	waitDebugState(t, r, regionCond("main", func(stale bool, _ string, via []string, _ int) string {
 		if stale || !slices.Equal(via, []string{own}) {
 			return fmt.Sprintf("main: stale %t via %v, want fresh via [%s]", stale, via, own)
 		}
@@ -136,7 +136,7 @@ func TestScenarioMainAgentStopped(t *testing.T) {
 	t.Log("(a) dc1's client agent is killed")
 	f.DC1.Client.Kill()
 	fallback := f.DC2.Client.HTTPURL() + "?dc=dc1"
-	rsWaitState(t, r, rsRegionCond("main", func(stale bool, lastErr string, via []string, failing int) string {
+	waitDebugState(t, r, regionCond("main", func(stale bool, lastErr string, via []string, failing int) string {
 		if stale || failing > 0 || !slices.Equal(via, []string{fallback}) {
 			return fmt.Sprintf("main: stale %t failing %d via %v (last error %q), want fresh via [%s]",
 				stale, failing, via, lastErr, fallback)
@@ -144,7 +144,7 @@ func TestScenarioMainAgentStopped(t *testing.T) {
 		return ""
 	}))
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A:   map[string][]string{"rw": c.Write(c.Main, c.Main.Leader)},
 			TXT: map[string][]string{"rw": {"region main (primary", "fresh"}},
 		})
@@ -156,7 +156,7 @@ func TestScenarioMainAgentStopped(t *testing.T) {
 		c.Main.Replica.Promote(2)
 	}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A: map[string][]string{"rw": c.Write(c.Main, c.Main.Replica)},
 			TXT: map[string][]string{"rw": {
 				fmt.Sprintf("region main (primary, leader %s, timeline 2)", c.Main.Replica.Name), "fresh",
@@ -166,15 +166,15 @@ func TestScenarioMainAgentStopped(t *testing.T) {
 
 	t.Log("(b) dc1's server is killed too: dc1 cannot be read at all")
 	f.DC1.Server.Kill()
-	rsWaitState(t, r, rsRegionCond("main", func(stale bool, lastErr string, _ []string, _ int) string {
+	waitDebugState(t, r, regionCond("main", func(stale bool, lastErr string, _ []string, _ int) string {
 		if !stale || lastErr == "" {
 			return fmt.Sprintf("main: stale %t last error %q, want stale with an error", stale, lastErr)
 		}
 		return ""
 	}))
-	rsWaitMetrics(t, r, map[string]string{`regiondns_region_stale{region="main"}`: "1", `regiondns_region_stale{region="standby"}`: "0"})
+	waitMetrics(t, r, map[string]string{`regiondns_region_stale{region="main"}`: "1", `regiondns_region_stale{region="standby"}`: "0"})
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A: map[string][]string{"rw": c.Write(c.Main, c.Main.Replica), "passive-rw": c.Write(c.Standby, c.Standby.Leader)},
 			TXT: map[string][]string{"rw": {
 				fmt.Sprintf("region main (primary, leader %s, timeline 2)", c.Main.Replica.Name),
@@ -188,7 +188,7 @@ func TestScenarioMainAgentStopped(t *testing.T) {
 		c.Standby.Leader.Promote(3)
 	}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A: map[string][]string{
 				"rw":         c.Write(c.Standby, c.Standby.Leader),
 				"ro":         c.Read(c.Standby, c.Standby.Replica),
@@ -200,20 +200,20 @@ func TestScenarioMainAgentStopped(t *testing.T) {
 			}},
 		})
 	}
-	rsWaitState(t, r, rsDecisionCond(fl, "standby", true))
+	waitDebugState(t, r, decisionCond(fl, "standby", true))
 
 	t.Log("(c) dc1's server and client come back: the main region is fresh again")
 	f.DC1.Server.Restart()
 	f.DC1.Client.Restart()
-	rsWaitState(t, r, rsRegionCond("main", func(stale bool, lastErr string, _ []string, failing int) string {
+	waitDebugState(t, r, regionCond("main", func(stale bool, lastErr string, _ []string, failing int) string {
 		if stale || failing > 0 {
 			return fmt.Sprintf("main: stale %t failing %d (last error %q), want fresh", stale, failing, lastErr)
 		}
 		return ""
 	}))
-	rsWaitMetrics(t, r, map[string]string{`regiondns_region_stale{region="main"}`: "0"})
+	waitMetrics(t, r, map[string]string{`regiondns_region_stale{region="main"}`: "0"})
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{
+		waitAnswers(t, r, c, answersWant{
 			A:   map[string][]string{"rw": c.Write(c.Standby, c.Standby.Leader), "passive-rw": c.Write(c.Main, c.Main.Replica)},
 			TXT: map[string][]string{"rw": {"split brain", "fresh"}},
 		})
@@ -225,11 +225,11 @@ func TestScenarioMainAgentStopped(t *testing.T) {
 // of every cluster, over UDP and TCP; and again after a later promotion.
 func TestScenarioTwoProcesses(t *testing.T) {
 	f := StartFederation(t, FederationOptions{})
-	fl := startRsFleet(t, f)
+	fl := startLayoutFleet(t, f)
 	zone := fl.ZoneYAML()
 	first := StartRegiondns(t, zone, nil)
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, first, c, rsWant{A: map[string][]string{"rw": c.Write(c.Main, c.Main.Leader)}})
+		waitAnswers(t, first, c, answersWant{A: map[string][]string{"rw": c.Write(c.Main, c.Main.Leader)}})
 	}
 
 	t.Log("failover in the main region, seen by the first process only")
@@ -238,7 +238,7 @@ func TestScenarioTwoProcesses(t *testing.T) {
 		c.Main.Replica.Promote(2)
 	}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, first, c, rsWant{
+		waitAnswers(t, first, c, answersWant{
 			A: map[string][]string{"rw": c.Write(c.Main, c.Main.Replica), "ro": c.Write(c.Main, c.Main.Replica)},
 			TXT: map[string][]string{"rw": {
 				fmt.Sprintf("leader %s, timeline 2", c.Main.Replica.Name), "fresh",
@@ -246,38 +246,38 @@ func TestScenarioTwoProcesses(t *testing.T) {
 		})
 	}
 	second := StartRegiondns(t, zone, nil)
-	rsWaitSameAnswers(t, fl, first, second)
+	waitSameAnswers(t, fl, first, second)
 
 	t.Log("the standby cluster is promoted while both run")
 	for _, c := range fl.Clusters {
 		c.Standby.Leader.Promote(3)
 	}
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, first, c, rsWant{
+		waitAnswers(t, first, c, answersWant{
 			A:   map[string][]string{"rw": c.Write(c.Standby, c.Standby.Leader)},
 			TXT: map[string][]string{"rw": {"timeline 3 > 2", "fresh"}},
 		})
 	}
-	rsWaitSameAnswers(t, fl, first, second)
+	waitSameAnswers(t, fl, first, second)
 }
 
-// rsWaitSameAnswers waits until a and b answer every name of every cluster
+// waitSameAnswers waits until a and b answer every name of every cluster
 // alike for A, SRV and TXT, over UDP and TCP, with both TXT lines fresh.
-func rsWaitSameAnswers(t *testing.T, fl *rsFleet, a, b *Regiondns) {
+func waitSameAnswers(t *testing.T, fl *layoutFleet, a, b *Regiondns) {
 	t.Helper()
 	compared := 0
-	WaitFor(t, rsWaitTimeout, func() (bool, string) {
+	WaitFor(t, followTimeout, func() (bool, string) {
 		compared = 0
 		for _, c := range fl.Clusters {
-			for _, name := range rsNames {
+			for _, name := range nameLabels {
 				for _, qtype := range []uint16{dns.TypeA, dns.TypeSRV, dns.TypeTXT} {
 					for _, tcp := range []bool{false, true} {
 						q := fmt.Sprintf("%s %s (tcp %t)", c.FQDN(name), dns.TypeToString[qtype], tcp)
-						ga, err := rsAnswer(a.DNSAddr(), c.FQDN(name), qtype, tcp)
+						ga, err := answerLines(a.DNSAddr(), c.FQDN(name), qtype, tcp)
 						if err != nil {
 							return false, fmt.Sprintf("first process, %s: %v", q, err)
 						}
-						gb, err := rsAnswer(b.DNSAddr(), c.FQDN(name), qtype, tcp)
+						gb, err := answerLines(b.DNSAddr(), c.FQDN(name), qtype, tcp)
 						if err != nil {
 							return false, fmt.Sprintf("second process, %s: %v", q, err)
 						}

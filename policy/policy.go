@@ -186,6 +186,9 @@ func byLeaderKey(candidates []*Instance, key string) *Instance {
 	return nil
 }
 
+// passing reports whether an instance in health h may answer: passing, or
+// warning when warning_is_passing is set. Decide and Settled both count
+// health with it, so that a scope at rest is one Decide would answer from.
 func passing(h Health, warningOK bool) bool {
 	return h == HealthPassing || (warningOK && h == HealthWarning)
 }

@@ -65,9 +65,9 @@ func (r Role) String() string {
 // "master" and "primary" for a leader (2.x only "master"), "replica" for a
 // replica and "standby-leader" for the leader of a standby cluster.
 type RoleTags struct {
-	Leader        []string `yaml:"leader" json:"leader"`
-	Replica       []string `yaml:"replica" json:"replica"`
-	StandbyLeader []string `yaml:"standby_leader" json:"standby_leader"`
+	Leader        []string `json:"leader"`
+	Replica       []string `json:"replica"`
+	StandbyLeader []string `json:"standby_leader"`
 }
 
 // DefaultRoleTags returns Patroni's own tags.

@@ -10,16 +10,6 @@ import (
 	"github.com/regiondns/regiondns/policy"
 )
 
-// serviceNameReplacer is built once: a strings.Replacer is safe for
-// concurrent use, and one of single bytes allocates only when it replaces.
-var serviceNameReplacer = strings.NewReplacer(".", "-", "_", "-", " ", "-")
-
-// ServiceName returns the Consul service name Patroni registers for scope:
-// lower case, with '.', '_' and ' ' replaced by '-'.
-func ServiceName(scope string) string {
-	return serviceNameReplacer.Replace(strings.ToLower(scope))
-}
-
 // convertEntries turns Consul health entries into policy instances. Entries
 // whose address is not an IP literal are skipped: DNS answers need addresses.
 func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) []policy.Instance {

@@ -115,19 +115,16 @@ func (w *Watcher) following(r *resource, now time.Time) bool {
 	return now.Before(until) || !w.settled(r)
 }
 
-// settled reports whether the scope of the KV prefix r looks at rest: its
-// Patroni service has exactly one passing leader (a primary or a standby
-// leader), which holds the leader key and whose role agrees with the
-// cluster's config, and no other region of the cluster has a primary while
-// this one has. Anything else (no leader, two, a leader key naming another
-// member, a standby config with a primary or the other way round, a split
-// brain, a failing read) is a scope in the middle of a change, whose KV
-// (timelines, config, leader key) the policy may need the moment it
-// changes. A scope whose service is not read yet is settled: the service's
-// first read settles it again.
+// settled reports whether the scope of the KV prefix r looks at rest, as
+// policy.Settled decides from the scope's Patroni service, its KV and the
+// cluster's Patroni services in the other regions. A failing read of the
+// prefix or of the service leaves the scope unsettled: its KV may be what
+// changes next. A scope whose service is not read yet is settled: the
+// service's first read settles it again.
 func (w *Watcher) settled(r *resource) bool {
 	w.mu.RLock()
 	h, others := r.health, r.others
+	opts := policy.Options{WarningIsPassing: w.cfg.WarningIsPassing}
 	w.mu.RUnlock()
 	kv, kvKnown, kvFailing := r.snapshot()
 	if !kvKnown || kvFailing || h == nil {
@@ -137,51 +134,16 @@ func (w *Watcher) settled(r *resource) bool {
 	if !known {
 		return true
 	}
-	if failing || !scopeSettled(members.instances, kv.kv) {
+	if failing {
 		return false
 	}
-	if !hasPrimary(members.instances) {
-		return true
-	}
+	region := policy.Region{Members: members.instances, LeaderKey: kv.kv.leader, Config: kv.kv.config}
+	// Two regions: one other, kept on the stack.
+	var buf [1]policy.Region
+	peers := buf[:0]
 	for _, o := range others {
-		if res, known, _ := o.snapshot(); known && hasPrimary(res.instances) {
-			return false
-		}
+		res, known, _ := o.snapshot()
+		peers = append(peers, policy.Region{Known: known, Members: res.instances})
 	}
-	return true
-}
-
-// hasPrimary reports whether a passing member is a primary.
-func hasPrimary(members []policy.Instance) bool {
-	for _, m := range members {
-		if m.Health == policy.HealthPassing && m.Role == policy.RoleLeader {
-			return true
-		}
-	}
-	return false
-}
-
-// scopeSettled is settled's test on the data.
-func scopeSettled(members []policy.Instance, kv kvState) bool {
-	var leader *policy.Instance
-	for i := range members {
-		m := &members[i]
-		if m.Health != policy.HealthPassing || (m.Role != policy.RoleLeader && m.Role != policy.RoleStandbyLeader) {
-			continue
-		}
-		if leader != nil {
-			return false
-		}
-		leader = m
-	}
-	if leader == nil || kv.leader != leader.Member {
-		return false
-	}
-	switch kv.config {
-	case policy.ConfigStandby:
-		return leader.Role == policy.RoleStandbyLeader
-	case policy.ConfigPrimary:
-		return leader.Role == policy.RoleLeader
-	}
-	return true
+	return policy.Settled(opts, &region, peers)
 }

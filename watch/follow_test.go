@@ -10,37 +10,6 @@ import (
 	"github.com/regiondns/regiondns/watch/consultest"
 )
 
-func TestScopeSettled(t *testing.T) {
-	leader := policy.Instance{Member: "pg-1", Role: policy.RoleLeader, Health: policy.HealthPassing}
-	standbyLeader := policy.Instance{Member: "pg-1", Role: policy.RoleStandbyLeader, Health: policy.HealthPassing}
-	replica := policy.Instance{Member: "pg-2", Role: policy.RoleReplica, Health: policy.HealthPassing}
-	second := policy.Instance{Member: "pg-2", Role: policy.RoleLeader, Health: policy.HealthPassing}
-	critical := leader
-	critical.Health = policy.HealthCritical
-	for _, tc := range []struct {
-		name    string
-		members []policy.Instance
-		kv      kvState
-		want    bool
-	}{
-		{"one leader holding the key, primary config", []policy.Instance{leader, replica}, kvState{leader: "pg-1", config: policy.ConfigPrimary}, true},
-		{"one standby leader holding the key, standby config", []policy.Instance{standbyLeader, replica}, kvState{leader: "pg-1", config: policy.ConfigStandby}, true},
-		{"no config key", []policy.Instance{leader}, kvState{leader: "pg-1"}, true},
-		{"no leader", []policy.Instance{replica}, kvState{leader: "pg-1", config: policy.ConfigPrimary}, false},
-		{"no member", nil, kvState{}, false},
-		{"leader failing its check", []policy.Instance{critical, replica}, kvState{leader: "pg-1"}, false},
-		{"two leaders", []policy.Instance{leader, second}, kvState{leader: "pg-1"}, false},
-		{"leader key names another member", []policy.Instance{leader, replica}, kvState{leader: "pg-2"}, false},
-		{"no leader key", []policy.Instance{leader, replica}, kvState{}, false},
-		{"standby config, primary leader (being demoted)", []policy.Instance{leader}, kvState{leader: "pg-1", config: policy.ConfigStandby}, false},
-		{"primary config, standby leader (being promoted)", []policy.Instance{standbyLeader}, kvState{leader: "pg-1", config: policy.ConfigPrimary}, false},
-	} {
-		if got := scopeSettled(tc.members, tc.kv); got != tc.want {
-			t.Errorf("%s: settled = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}
-
 // settledConsul is a region whose orders scope is at rest: pg-1 leads,
 // holds the leader key, and the config agrees: a primary's in dc1, a standby
 // cluster's elsewhere.
@@ -224,4 +193,42 @@ func TestWatcherFollowsKVInSplitBrain(t *testing.T) {
 		f.KV = append(f.KV, &api.KVPair{Key: "service/orders/members/pg-1", Value: []byte(`{"timeline":9}`)})
 	})
 	waitFor(t, "the main region's new timeline", func() bool { return w.Inputs()["orders"].Main.Timelines["pg-1"] == 9 })
+}
+
+// Whether a leader in warning settles its scope is the policy's rule: with
+// warning_is_passing set the leader answers rw, its scope is at rest and its
+// KV prefix is left; without it the scope has no leader and its KV prefix is
+// followed.
+func TestWatcherFollowsKVByThePolicysPassingRule(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		warningIsPassing bool
+		followed         bool
+	}{
+		{name: "warning is passing", warningIsPassing: true, followed: false},
+		{name: "warning is not passing", warningIsPassing: false, followed: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
+			main.Set(func(f *consultest.Fake) {
+				f.Entries["orders"][0] = entry("orders", "pg-1", "n1", "10.0.0.1", 5432, api.HealthWarning, "master", "primary")
+			})
+			cfg := testConfig(main.URL(), standby.URL())
+			cfg.WarningIsPassing = tc.warningIsPassing
+			opts := fastOptions
+			opts.KVRefresh = time.Hour
+			w := startWatcherWith(t, cfg, opts)
+			waitFor(t, "ready", w.Ready)
+			if tc.followed {
+				waitFor(t, "KV followed", func() bool { return kvBlocking(main, 0) && w.Status()[0].Following == 2 })
+				return
+			}
+			waitFor(t, "KV left: only the service followed", func() bool { return w.Status()[0].Following == 1 })
+			main.Set(func(f *consultest.Fake) { f.Index = 11 }) // same data, new index
+			waitFor(t, "service re-queried at index 11", func() bool { return main.Parked("/v1/health/service/orders", 11) })
+			if kvBlocking(main, 0) {
+				t.Error("the KV prefix of a scope whose leader is in warning was followed with warning_is_passing set")
+			}
+		})
+	}
 }

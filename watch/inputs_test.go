@@ -170,11 +170,3 @@ func TestWatcherChangesAfterReconfigure(t *testing.T) {
 		t.Errorf("Changes naming a removed cluster = %v all %t, want none", labels(in), all)
 	}
 }
-
-// ServiceName runs for every cluster of every configuration; a scope that
-// needs no change costs no allocation.
-func TestServiceNameAllocs(t *testing.T) {
-	if n := testing.AllocsPerRun(100, func() { ServiceName("orders") }); n != 0 {
-		t.Errorf("ServiceName(orders) allocates %v times, want 0", n)
-	}
-}

@@ -283,7 +283,7 @@ type clusterKeys struct {
 func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 	scope := cl.Scopes[region]
 	ck := clusterKeys{
-		members: resourceKey{region: region, kind: kindHealth, name: ServiceName(scope)},
+		members: resourceKey{region: region, kind: kindHealth, name: zones.ServiceName(scope)},
 		kv:      resourceKey{region: region, kind: kindKV, name: kvPrefix(cl.Namespace, scope)},
 	}
 	switch cl.Layout {

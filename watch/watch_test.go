@@ -133,6 +133,26 @@ func TestWatcherReadsMembersAndKV(t *testing.T) {
 	}
 }
 
+// A scope with characters Patroni replaces in its service name is watched
+// under Patroni's name for it: "Orders+EU" registers "ordersu0043eu".
+func TestWatcherWatchesPatronisServiceName(t *testing.T) {
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["ordersu0043eu"] = []*api.ServiceEntry{
+			entry("Orders+EU", "pg-1", "n1", "10.0.0.1", 5432, api.HealthPassing, "master", "primary"),
+		}
+		f.KV = api.KVPairs{{Key: "service/Orders+EU/leader", Value: []byte("pg-1")}}
+	})
+	cfg := testConfig(main.URL(), standby.URL())
+	cfg.Clusters[0].Scopes["main"] = "Orders+EU"
+	w := startWatcher(t, cfg)
+	waitFor(t, "main region known", func() bool { return w.Inputs()["orders"].Main.Known })
+	got := w.Inputs()["orders"].Main
+	if len(got.Members) != 1 || got.Members[0].Member != "pg-1" || got.LeaderKey != "pg-1" {
+		t.Errorf("main region: members %+v, leader key %q; want pg-1 read from service ordersu0043eu and leading", got.Members, got.LeaderKey)
+	}
+}
+
 func TestWatcherBlockingIndex(t *testing.T) {
 	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
 	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
@@ -292,18 +312,6 @@ func TestWatcherACLDenialNeverLogsToken(t *testing.T) {
 	for _, r := range standby.Requests() {
 		if r.DC == "dc1" {
 			t.Errorf("denied query was retried through the standby agent: %+v", r)
-		}
-	}
-}
-
-func TestServiceName(t *testing.T) {
-	tests := []struct{ scope, want string }{
-		{"orders", "orders"},
-		{"Orders.Main_DB x", "orders-main-db-x"},
-	}
-	for _, tt := range tests {
-		if got := ServiceName(tt.scope); got != tt.want {
-			t.Errorf("ServiceName(%q) = %q, want %q", tt.scope, got, tt.want)
 		}
 	}
 }

@@ -15,6 +15,15 @@ const (
 	RoleStandby RegionRole = "standby"
 )
 
+// The labels of a cluster's four names, below "<cluster label>.<zone>":
+// rw.orders.<zone> and so on.
+const (
+	LabelRW        = "rw"
+	LabelRO        = "ro"
+	LabelPassiveRW = "passive-rw"
+	LabelPassiveRO = "passive-ro"
+)
+
 // Config is a parsed, defaulted and validated zone file.
 type Config struct {
 	// Zone is the authoritative zone, lower case, fully qualified.

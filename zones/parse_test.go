@@ -198,6 +198,8 @@ clusters[1].scopes: missing; want the cluster's Patroni scope in each region: ma
 		{file: "invalid-scopes-missing-region.yml", want: `clusters[0].scopes.standby: missing; want the cluster's Patroni scope in region standby
 clusters[1].scopes.standby: missing; want the cluster's Patroni scope in region standby
 clusters[2].scopes.standby: "service/events" is not valid; want a Patroni scope, which has no /`},
+		{file: "invalid-scopes-same-service.yml", want: `clusters[1].scopes.main: "Orders_EU" is not valid; want a scope whose Consul service name is not orders-eu, which Patroni also registers for clusters[0].scopes.main "orders.eu" in namespace service
+clusters[2].scopes.standby: "orders" is not valid; want a scope whose Consul service name is not orders, which Patroni also registers for clusters[0].scopes.standby "orders" in namespace service`},
 		{file: "invalid-namespace.yml", want: `clusters[0].namespace: "/" is not valid; want Patroni's KV namespace, such as service`},
 		{file: "invalid-layout.yml", want: `clusters[0].layout: "blue" is not valid; want one of direct, bouncer-per-node, pool-fleet`},
 		{file: "invalid-pool-fleet-services.yml", want: `clusters[0].pgbouncer.rw_service: missing; want the Consul service of the read-write PgBouncer pool, as layout is pool-fleet

@@ -20,7 +20,7 @@ const (
 
 // endpointLabels are the labels under a cluster that name its endpoints; a
 // region named like one would share its name with an SRV target's parent.
-var endpointLabels = []string{"rw", "ro", "passive-rw", "passive-ro"}
+var endpointLabels = []string{LabelRW, LabelRO, LabelPassiveRW, LabelPassiveRO}
 
 // validator collects every problem in a defaulted fileConfig, in file order.
 type validator struct {

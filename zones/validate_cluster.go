@@ -16,6 +16,7 @@ func (v *validator) clusters(cs []fileCluster, regions []string, nsLabels map[st
 		v.addf("clusters: missing; want at least one cluster")
 	}
 	labels := map[string]int{}
+	services := map[regionService]serviceUse{}
 	for i := range cs {
 		c := &cs[i]
 		path := fmt.Sprintf("clusters[%d]", i)
@@ -23,6 +24,7 @@ func (v *validator) clusters(cs []fileCluster, regions []string, nsLabels map[st
 			labels[c.Label] = i
 		}
 		v.scopes(path, c.Scopes, regions)
+		v.services(path, c, regions, services)
 		if strings.Trim(*c.Namespace, "/") == "" {
 			v.addf("%s.namespace: %q is not valid; want Patroni's KV namespace, such as service", path, *c.Namespace)
 		}
@@ -56,8 +58,8 @@ func (v *validator) clusterLabel(path, label string, before map[string]int, nsLa
 		v.addf("%s.label: %q is not valid; want a DNS label of a-z, 0-9 and -, such as orders", path, label)
 	case nsLabels[label] != "":
 		v.addf("%s.label: %q is not valid; want a label other than %s, which name server %s takes", path, label, label, nsLabels[label])
-	case v.zone != "" && !validName("passive-ro."+label+"."+v.zone):
-		v.addf("%s.label: %q is not valid; want a shorter label: passive-ro.%s.%s would be longer than a domain name can be", path, label, label, v.zone)
+	case v.zone != "" && !validName(LabelPassiveRO+"."+label+"."+v.zone):
+		v.addf("%s.label: %q is not valid; want a shorter label: %s.%s.%s would be longer than a domain name can be", path, label, LabelPassiveRO, label, v.zone)
 	default:
 		if j, dup := before[label]; dup {
 			v.addf("%s.label: %q is not valid; want a label not already used by clusters[%d]", path, label, j)
@@ -97,6 +99,38 @@ func (v *validator) scopes(path string, scopes map[string]string, regions []stri
 			v.addf("%s.scopes.%s: missing; want the cluster's Patroni scope in region %s", path, r, r)
 		case strings.Contains(scope, "/"):
 			v.addf("%s.scopes.%s: %q is not valid; want a Patroni scope, which has no /", path, r, scope)
+		}
+	}
+}
+
+// regionService is a Consul service name in one region.
+type regionService struct{ region, service string }
+
+// serviceUse is the first scope of the zone file that maps to a service.
+type serviceUse struct{ path, scope, namespace string }
+
+// services checks that no two Patroni clusters of a region map to one
+// Consul service. Patroni names its service after the scope alone (see
+// ServiceName): two scopes that map to one name (orders.eu and orders_eu,
+// or two scopes alike past the 230th character), or one scope in two
+// namespaces, would register both clusters' members in one service, and
+// each cluster's names would answer the other's members. A scope named
+// twice in one namespace is the same cluster, and may be.
+func (v *validator) services(path string, c *fileCluster, regions []string, first map[regionService]serviceUse) {
+	ns := strings.Trim(*c.Namespace, "/")
+	for _, r := range regions {
+		scope := c.Scopes[r]
+		if scope == "" || strings.Contains(scope, "/") {
+			continue // scopes says what is wrong
+		}
+		key := regionService{region: r, service: ServiceName(scope)}
+		prev, seen := first[key]
+		switch {
+		case !seen:
+			first[key] = serviceUse{path: path + ".scopes." + r, scope: scope, namespace: ns}
+		case prev.scope != scope || prev.namespace != ns:
+			v.addf("%s.scopes.%s: %q is not valid; want a scope whose Consul service name is not %s, which Patroni also registers for %s %q in namespace %s",
+				path, r, scope, key.service, prev.path, prev.scope, prev.namespace)
 		}
 	}
 }
