@@ -7,6 +7,8 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // Defaults of LRUOptions.
@@ -57,7 +59,7 @@ type Key struct {
 // NewKey returns the key of question q asked with the DO bit do. It
 // allocates only when the name has an upper-case letter.
 func NewKey(q dns.Question, do bool) Key {
-	return Key{Name: LowerName(q.Name), Qtype: q.Qtype, Qclass: q.Qclass, DO: do}
+	return Key{Name: dnswire.LowerName(q.Name), Qtype: q.Qtype, Qclass: q.Qclass, DO: do}
 }
 
 // LRUStats are the LRU's counters since it was created.
@@ -281,22 +283,4 @@ func countDown(rrs []dns.RR, elapsed uint32) []dns.RR {
 		out[i] = cp
 	}
 	return out
-}
-
-// LowerName returns s with ASCII letters lower-cased, allocating only when
-// s has an upper-case letter. DNS names compare case-insensitively for
-// ASCII only (RFC 4343); snapshot and cache keys are lower case.
-func LowerName(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; 'A' <= c && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }

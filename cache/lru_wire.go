@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // Delegated answers in wire form.
@@ -163,7 +165,7 @@ func packWire(k Key, m *dns.Msg) *DelegatedWire {
 		return nil
 	}
 	w := &DelegatedWire{Msg: msg}
-	off := SkipName(msg, 12)
+	off := dnswire.SkipName(msg, dnswire.HeaderLen)
 	if off < 0 || off+4 > len(msg) {
 		return nil
 	}
@@ -180,7 +182,7 @@ func packWire(k Key, m *dns.Msg) *DelegatedWire {
 		if i == an+ns {
 			w.Extra = off
 		}
-		if off = SkipName(msg, off); off < 0 || off+10 > len(msg) {
+		if off = dnswire.SkipName(msg, off); off < 0 || off+10 > len(msg) {
 			return nil
 		}
 		if binary.BigEndian.Uint16(msg[off:]) == dns.TypeOPT {
@@ -199,28 +201,4 @@ func packWire(k Key, m *dns.Msg) *DelegatedWire {
 		return nil
 	}
 	return w
-}
-
-// SkipName returns the offset after the wire-format domain name at off in
-// msg, or -1 when the name runs past the end or uses a label type other than
-// a length (0b00) or a compression pointer (0b11).
-func SkipName(msg []byte, off int) int {
-	for off < len(msg) {
-		l := int(msg[off])
-		switch l & 0xC0 {
-		case 0x00:
-			if l == 0 {
-				return off + 1
-			}
-			off += 1 + l
-		case 0xC0:
-			if off+2 > len(msg) {
-				return -1
-			}
-			return off + 2
-		default:
-			return -1
-		}
-	}
-	return -1
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // The fast path answers the queries that make up nearly all the traffic,
@@ -87,7 +88,7 @@ const maxName = 255
 //
 // Octets after the last record are ignored, as miekg/dns does.
 func parseQuery(q []byte, name *[maxName]byte) (fq fastQuery, k int, ok bool) {
-	if len(q) < headerLen+5 || q[2]&(flagQR|flagOpcode) != 0 ||
+	if len(q) < dnswire.HeaderLen+5 || q[2]&(flagQR|flagOpcode) != 0 ||
 		binary.BigEndian.Uint16(q[4:]) != 1 || binary.BigEndian.Uint16(q[6:]) != 0 ||
 		binary.BigEndian.Uint16(q[8:]) != 0 {
 		return fq, 0, false
@@ -96,7 +97,7 @@ func parseQuery(q []byte, name *[maxName]byte) (fq fastQuery, k int, ok bool) {
 	if ar > 1 {
 		return fq, 0, false
 	}
-	off := headerLen
+	off := dnswire.HeaderLen
 	upper := false
 	for {
 		if off >= len(q) {
@@ -135,7 +136,7 @@ func parseQuery(q []byte, name *[maxName]byte) (fq fastQuery, k int, ok bool) {
 		name[0] = '.'
 		k = 1
 	}
-	fq.nameLen = off - headerLen
+	fq.nameLen = off - dnswire.HeaderLen
 	if fq.nameLen > maxName || off+4 > len(q) {
 		return fq, 0, false
 	}
@@ -292,12 +293,12 @@ func fitted(msg []byte, extra, qEnd int, q, out []byte, opt, limit int) (n int, 
 		return 0, false, false, len(msg) + opt
 	}
 	n = copy(out, msg)
-	copy(out[headerLen:qEnd], q[headerLen:qEnd])
+	copy(out[dnswire.HeaderLen:qEnd], q[dnswire.HeaderLen:qEnd])
 	switch {
 	case tc:
-		clear(out[6:headerLen])
+		clear(out[6:dnswire.HeaderLen])
 	case n < whole:
-		clear(out[10:headerLen])
+		clear(out[10:dnswire.HeaderLen])
 	}
 	return n, tc, true, 0
 }
@@ -333,7 +334,7 @@ func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire
 	if n+opt > len(out) {
 		return fast{need: n + opt}
 	}
-	copy(out[headerLen:fq.qEnd], q[headerLen:fq.qEnd])
+	copy(out[dnswire.HeaderLen:fq.qEnd], q[dnswire.HeaderLen:fq.qEnd])
 	rr := out[fq.qEnd:n]
 	copy(rr, r.RR)
 	for _, p := range r.Pointers {

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // fastNames are names of every kind in the test zone: the apex, in-zone
@@ -132,7 +134,7 @@ func checkFast(t *testing.T, desc string, h *Handler, query []byte, tcp bool) bo
 	}
 	var name [maxName]byte
 	fq, _, _ := parseQuery(query, &name)
-	if !bytes.Equal(got[headerLen:fq.qEnd], query[headerLen:fq.qEnd]) {
+	if !bytes.Equal(got[dnswire.HeaderLen:fq.qEnd], query[dnswire.HeaderLen:fq.qEnd]) {
 		t.Fatalf("%s: question not echoed byte for byte", desc)
 	}
 	if f.rcode != uint8(o.rcode) || f.tc != o.tc || f.qtype != o.qtype || o.source != SourceSnapshot {

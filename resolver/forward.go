@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // ErrNoUpstream means no upstream gave an answer: every one tried failed,
@@ -222,11 +223,7 @@ func (f *Forwarder) store(key cache.Key, resp *dns.Msg) *dns.Msg {
 		},
 		Answer: resp.Answer,
 		Ns:     resp.Ns,
-	}
-	for _, rr := range resp.Extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
-			m.Extra = append(m.Extra, rr)
-		}
+		Extra:  dnswire.WithoutOPT(resp.Extra),
 	}
 	return m
 }
@@ -276,14 +273,14 @@ func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, ke
 
 // upstreamQuery returns a clean query for key: a fresh ID, the name
 // lower-cased (what the cache holds does not depend on the case a client
-// used), RD set, EDNS(0) with DefaultUDPSize and the client's DO bit, no
+// used), RD set, EDNS(0) with dnswire.DefaultUDPSize and the client's DO bit, no
 // options and no CD.
 func upstreamQuery(key cache.Key) *dns.Msg {
 	q := &dns.Msg{
 		MsgHdr:   dns.MsgHdr{Id: dns.Id(), Opcode: dns.OpcodeQuery, RecursionDesired: true},
 		Question: []dns.Question{{Name: key.Name, Qtype: key.Qtype, Qclass: key.Qclass}},
 	}
-	q.SetEdns0(DefaultUDPSize, key.DO)
+	q.SetEdns0(dnswire.DefaultUDPSize, key.DO)
 	return q
 }
 

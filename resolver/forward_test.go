@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // startForwardingServer serves the test zone on 127.0.0.1:0 with
@@ -58,7 +59,7 @@ func TestForwardPassThrough(t *testing.T) {
 			if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
 				t.Errorf("answer: %v", resp)
 			}
-			if opt := resp.IsEdns0(); opt == nil || opt.UDPSize() != DefaultUDPSize {
+			if opt := resp.IsEdns0(); opt == nil || opt.UDPSize() != dnswire.DefaultUDPSize {
 				t.Errorf("OPT: %v, want ours", opt)
 			}
 		})
@@ -68,8 +69,8 @@ func TestForwardPassThrough(t *testing.T) {
 	if q := sent.Question[0]; q.Name != "db.service.consul." || !sent.RecursionDesired || sent.CheckingDisabled {
 		t.Errorf("upstream query: %v; want the name lower-cased, RD set, CD clear", sent)
 	}
-	if opt := sent.IsEdns0(); opt == nil || opt.UDPSize() != DefaultUDPSize || opt.Do() || len(opt.Option) != 0 {
-		t.Errorf("upstream OPT: %v; want size %d, no DO, no options", opt, DefaultUDPSize)
+	if opt := sent.IsEdns0(); opt == nil || opt.UDPSize() != dnswire.DefaultUDPSize || opt.Do() || len(opt.Option) != 0 {
+		t.Errorf("upstream OPT: %v; want size %d, no DO, no options", opt, dnswire.DefaultUDPSize)
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // fuzzSeeds are well-formed queries covering each path of HandleRequest;
@@ -66,7 +68,7 @@ func FuzzHandle(f *testing.F) {
 			if !resp.Response || wire[2]&0x80 == 0 {
 				t.Fatal("QR not set")
 			}
-			if !tcp && len(wire) > DefaultUDPSize {
+			if !tcp && len(wire) > dnswire.DefaultUDPSize {
 				t.Fatalf("UDP response of %d bytes", len(wire))
 			}
 			var back dns.Msg

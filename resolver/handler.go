@@ -16,11 +16,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
-
-// DefaultUDPSize is the EDNS(0) UDP payload size advertised and the most
-// sent over UDP: the DNS Flag Day 2020 value, which avoids IP fragmentation.
-const DefaultUDPSize = 1232
 
 // DelegateFunc answers a query for a name outside the zone. It returns the
 // upstream response (the handler takes its rcode, RA bit and records, and
@@ -34,7 +31,7 @@ type Options struct {
 	Delegate DelegateFunc
 	// UDPSize is the EDNS(0) payload size advertised in responses, and caps
 	// the client's own: a UDP response never exceeds either.
-	// Default DefaultUDPSize; values below 512 mean 512.
+	// Default dnswire.DefaultUDPSize (1232); values below 512 mean 512.
 	UDPSize uint16
 	// DelegateCache is the cache.LRU that Delegate answers from (the lru
 	// given to NewForwarder when Delegate is a Forwarder's). When set
@@ -67,7 +64,7 @@ var _ dns.Handler = (*Handler)(nil)
 // New returns a handler answering from store. A nil logger discards.
 func New(store *cache.Store, opts Options, logger *slog.Logger) *Handler {
 	if opts.UDPSize == 0 {
-		opts.UDPSize = DefaultUDPSize
+		opts.UDPSize = dnswire.DefaultUDPSize
 	}
 	opts.UDPSize = max(opts.UDPSize, dns.MinMsgSize)
 	if logger == nil {
@@ -194,7 +191,7 @@ func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
 		resp.Rcode = dns.RcodeServerFailure
 		return SourceError
 	}
-	ans := snap.Lookup(cache.LowerName(dns.Fqdn(q.Name)), q.Qtype)
+	ans := snap.Lookup(dnswire.LowerName(dns.Fqdn(q.Name)), q.Qtype)
 	if !ans.InZone() {
 		return h.delegate(req, resp, tcp)
 	}
@@ -222,12 +219,7 @@ func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
 	resp.Rcode = up.Rcode & 0xF
 	resp.RecursionAvailable = up.RecursionAvailable
 	resp.AuthenticatedData = up.AuthenticatedData
-	resp.Answer, resp.Ns = up.Answer, up.Ns
-	for _, rr := range up.Extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
-			resp.Extra = append(resp.Extra, rr)
-		}
-	}
+	resp.Answer, resp.Ns, resp.Extra = up.Answer, up.Ns, dnswire.WithoutOPT(up.Extra)
 	return SourceDelegated
 }
 

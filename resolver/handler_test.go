@@ -9,6 +9,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // roundTrip answers req through HandleRequest and returns what a client
@@ -26,7 +27,7 @@ func roundTrip(t *testing.T, h *Handler, req *dns.Msg, tcp bool) *dns.Msg {
 	}
 	limit := dns.MinMsgSize
 	if opt := req.IsEdns0(); opt != nil {
-		limit = int(max(min(opt.UDPSize(), DefaultUDPSize), dns.MinMsgSize))
+		limit = int(max(min(opt.UDPSize(), dnswire.DefaultUDPSize), dns.MinMsgSize))
 	}
 	if !tcp && len(wire) > limit {
 		t.Fatalf("UDP response has %d bytes, limit %d", len(wire), limit)
@@ -127,7 +128,7 @@ func TestHandleRequest(t *testing.T) {
 			extra := len(resp.Extra)
 			if opt := resp.IsEdns0(); opt != nil {
 				extra--
-				if opt.Version() != 0 || opt.UDPSize() != DefaultUDPSize || len(opt.Option) != 0 {
+				if opt.Version() != 0 || opt.UDPSize() != dnswire.DefaultUDPSize || len(opt.Option) != 0 {
 					t.Errorf("OPT: version %d, size %d, options %v", opt.Version(), opt.UDPSize(), opt.Option)
 				}
 			} else if tc.req.IsEdns0() != nil && tc.rcode != dns.RcodeFormatError {
@@ -246,7 +247,7 @@ func TestDelegate(t *testing.T) {
 	if resp.Rcode != dns.RcodeSuccess || resp.Authoritative || !resp.RecursionAvailable || len(resp.Answer) != 1 || len(resp.Extra) != 1 {
 		t.Errorf("delegated answer: %v", resp)
 	}
-	if opt := resp.IsEdns0(); opt == nil || opt.UDPSize() != DefaultUDPSize {
+	if opt := resp.IsEdns0(); opt == nil || opt.UDPSize() != dnswire.DefaultUDPSize {
 		t.Errorf("delegated answer carries the upstream OPT: %v", opt)
 	}
 	if resp := roundTrip(t, h, query("fail.consul.", dns.TypeA, 0), false); resp.Rcode != dns.RcodeServerFailure {
@@ -254,19 +255,6 @@ func TestDelegate(t *testing.T) {
 	}
 	if resp := roundTrip(t, h, query("rw.orders."+zone, dns.TypeA, 0), false); !resp.Authoritative || len(resp.Answer) != 1 {
 		t.Errorf("zone name was delegated: %v", resp)
-	}
-}
-
-func TestLower(t *testing.T) {
-	for in, want := range map[string]string{
-		"rw.orders.": "rw.orders.", "RW.Orders.": "rw.orders.", "a-Z0.": "a-z0.", "": "", `\065B.`: `\065b.`,
-	} {
-		if got := cache.LowerName(in); got != want {
-			t.Errorf("LowerName(%q) = %q, want %q", in, got, want)
-		}
-	}
-	if n := testing.AllocsPerRun(100, func() { cache.LowerName("rw.orders.pg.example.internal.") }); n != 0 {
-		t.Errorf("lower of a lower-case name allocates %v times", n)
 	}
 }
 

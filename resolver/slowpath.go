@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // panicLogEvery bounds the error logs of panics: one per minute, with its
@@ -22,7 +24,7 @@ const panicLogEvery = time.Minute
 //
 // msg may be modified.
 func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
-	if len(msg) < headerLen || msg[2]&flagQR != 0 {
+	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		// Answering a response invites loops and reflection.
 		return nil, outcome{dropped: true}
 	}

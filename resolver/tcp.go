@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // TCP (RFC 7766): one goroutine per connection reads the queries as they
@@ -186,7 +188,7 @@ func (c *tcpConn) handle(msg []byte) {
 		c.tally.count(protoTCP, f.outcome(), smp)
 		return
 	}
-	if len(msg) < headerLen || msg[2]&flagQR != 0 {
+	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		c.tally.count(protoTCP, outcome{dropped: true}, sample{})
 		return
 	}

@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // udpBatch is how many datagrams one loop reads (and answers) per system
@@ -74,7 +76,7 @@ func (l *udpLoop) serve(i int) {
 		l.tally.count(protoUDP, f.outcome(), smp)
 		return
 	}
-	if len(msg) < headerLen || msg[2]&flagQR != 0 {
+	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		// Dropped by the slow path anyway: no goroutine for it.
 		l.tally.count(protoUDP, outcome{dropped: true}, sample{})
 		return
