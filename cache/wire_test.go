@@ -10,6 +10,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/internal/dnswire"
+	"github.com/regiondns/regiondns/internal/testzone"
 	"github.com/regiondns/regiondns/policy"
 )
 
@@ -33,7 +34,7 @@ func miekgPack(t *testing.T, name string, qtype uint16, ans, ns, extra []dns.RR)
 func TestWireMatchesMiekg(t *testing.T) {
 	snaps := map[string]*Snapshot{
 		"fixture": testSnapshot(t),
-		"big":     Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(40)}, 3),
+		"big":     Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(40)}, 3),
 	}
 	for label, s := range snaps {
 		checked := 0

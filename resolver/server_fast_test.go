@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/testzone"
 )
 
 func TestServerManyUDPSockets(t *testing.T) {
@@ -223,7 +224,7 @@ func TestServerTCPLargeAnswers(t *testing.T) {
 	big := ds["big"]
 	big.RO = nil
 	for i := range n {
-		big.RO = append(big.RO, ep(fmt.Sprintf("pool-%03d", i), "main", fmt.Sprintf("10.9.%d.%d", i/200, i%200+1), 6432))
+		big.RO = append(big.RO, testzone.Endpoint(fmt.Sprintf("pool-%03d", i), "main", fmt.Sprintf("10.9.%d.%d", i/200, i%200+1), 6432))
 	}
 	ds["big"] = big
 	h := New(cache.NewStore(cache.Build(testConfig(), ds, 1)), Options{}, nil)
