@@ -224,7 +224,7 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 	}
 	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
-		return h.answerDelegated(q, &fq, name[:k], tcp, out)
+		return h.answerDelegated(q, &fq, tcp, out)
 	}
 	limit := h.limit(&fq, tcp)
 	switch res {
@@ -382,56 +382,4 @@ func (h *Handler) appendOPT(fq *fastQuery, out []byte, n int) int {
 	binary.BigEndian.PutUint16(o[9:], 0)
 	binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	return n + optLen
-}
-
-// answerDelegated answers a query for a name outside the zone from the
-// delegation cache's wire form (Options.DelegateCache), as HandleRequest
-// answers it through a Forwarder that hits that cache: the ID, RD and CD
-// of the query; the cached rcode, RA, AD and records, TTLs counted down;
-// no AA; our OPT when the query had one; fitted to the client's limit as
-// fit does. A name with an upper-case letter goes to the slow path: the
-// cached response is packed after the lower-case question, and miekg/dns
-// compresses names case-sensitively, so its compression differs from the
-// slow path's for such a question.
-func (h *Handler) answerDelegated(q []byte, fq *fastQuery, name []byte, tcp bool, out []byte) fast {
-	lru := h.opts.DelegateCache
-	if lru == nil || h.opts.Delegate == nil || fq.cased {
-		return fast{}
-	}
-	qclass := uint16(dns.ClassINET)
-	if !fq.classIN {
-		qclass = dns.ClassANY
-	}
-	var kb [cache.WireKeyMax]byte
-	w, elapsed, ok := lru.GetWire(cache.AppendWireKey(kb[:0], name, fq.qtype, qclass, fq.do))
-	if !ok || w.QEnd != fq.qEnd {
-		return fast{}
-	}
-	msg := w.Msg
-	f := fast{qtype: fq.qtype, rcode: msg[3] & 0xF, source: SourceDelegated}
-	n, tc, fits, need := fitted(msg, w.Extra, w.QEnd, q, out, fq.optSize(), h.limit(fq, tcp))
-	if !fits {
-		return fast{need: need}
-	}
-	f.ok, f.tc = true, tc
-	if elapsed > 0 {
-		for _, t := range w.TTLs {
-			if int(t)+4 > n {
-				break
-			}
-			ttl := binary.BigEndian.Uint32(out[t:])
-			binary.BigEndian.PutUint32(out[t:], ttl-min(ttl, elapsed))
-		}
-	}
-	// ID, QR, opcode QUERY, no AA, TC when truncated, RD from the query;
-	// RA, AD and the rcode cached, Z clear, CD from the query.
-	out[0], out[1] = q[0], q[1]
-	flags := byte(flagQR) | q[2]&flagRD
-	if f.tc {
-		flags |= flagTC
-	}
-	out[2] = flags
-	out[3] = msg[3]&(flagRA|flagAD|0xF) | q[3]&flagCD
-	f.n = h.appendOPT(fq, out, n)
-	return f
 }

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/forward"
 )
 
 // delegatedAnswer is the upstream answer for a name outside the zone, by
@@ -59,18 +60,29 @@ func delegatedAnswer(tb testing.TB, name string, qtype, qclass uint16, do bool) 
 var delegatedNames = []string{"a.example.com.", "web.service.consul.", "big.service.consul.", "cname.example.com.",
 	"nx.example.com.", "nodata.example.com."}
 
-// delegatedHandler returns a handler whose delegate is a forwarder without
+// testClock is a settable clock for forward.LRUOptions.Now.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// delegatedHandler returns a handler whose delegator is a forwarder without
 // upstreams over an LRU on clock, and that LRU.
-func delegatedHandler(tb testing.TB, clock *testClock) (*Handler, *cache.LRU) {
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now})
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	return New(testStore(tb), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil), lru
+func delegatedHandler(tb testing.TB, clock *testClock) (*Handler, *forward.LRU) {
+	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now})
+	return New(testStore(tb), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil), lru
 }
 
 // fill caches the upstream answer to c in lru, as the forwarder does.
-func fill(tb testing.TB, lru *cache.LRU, c fastCase) {
+func fill(tb testing.TB, lru *forward.LRU, c fastCase) {
 	q := dns.Question{Name: c.name, Qtype: c.qtype, Qclass: c.qclass}
-	if _, ok := lru.Add(cache.NewKey(q, c.do), delegatedAnswer(tb, c.name, c.qtype, c.qclass, c.do)); !ok {
+	if _, ok := lru.Add(forward.NewKey(q, c.do), delegatedAnswer(tb, c.name, c.qtype, c.qclass, c.do)); !ok {
 		tb.Fatalf("%s: not cached", c)
 	}
 }
@@ -178,23 +190,27 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 	}
 }
 
-// TestFastPathDelegatedNeedsCache: without Options.DelegateCache, or with
-// no delegate, names outside the zone stay on the slow path.
+// TestFastPathDelegatedNeedsCache: without a delegator, or with one that
+// caches nothing, names outside the zone stay on the slow path.
 func TestFastPathDelegatedNeedsCache(t *testing.T) {
 	clock := newTestClock()
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now})
+	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now})
 	c := fastCase{name: "a.example.com.", qtype: dns.TypeA, qclass: dns.ClassINET}
 	fill(t, lru, c)
 	q, _ := c.msg(c.name).Pack()
 	out := make([]byte, dns.MaxMsgSize)
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	for _, opts := range []Options{{Delegate: fwd.Delegate}, {DelegateCache: lru}} {
+	noCache := forward.New(forward.Options{}, nil, nil)
+	for name, opts := range map[string]Options{
+		"no delegator":      {},
+		"forwarder, no LRU": {Delegator: noCache},
+		"a DelegateFunc":    {Delegator: DelegateFunc(noCache.Delegate)},
+	} {
 		if f := New(testStore(t), opts, nil).answerFast(q, false, out, 0); f.ok {
-			t.Errorf("%+v: answered by the fast path", opts)
+			t.Errorf("%s: answered by the fast path", name)
 		}
 	}
-	if f := New(testStore(t), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil).answerFast(q, false, out, 0); !f.ok {
-		t.Errorf("with both: not answered by the fast path")
+	if f := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil).answerFast(q, false, out, 0); !f.ok {
+		t.Errorf("forwarder with its LRU: not answered by the fast path")
 	}
 }
 
@@ -202,9 +218,8 @@ func TestFastPathDelegatedNeedsCache(t *testing.T) {
 // longer answered by the fast path; one replaced is answered anew.
 func TestFastPathDelegatedEviction(t *testing.T) {
 	clock := newTestClock()
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now, Size: 2})
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	h := New(testStore(t), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil)
+	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now, Size: 2})
+	h := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil)
 	out := make([]byte, dns.MaxMsgSize)
 	mk := func(name string) (fastCase, []byte) {
 		c := fastCase{name: name, qtype: dns.TypeA, qclass: dns.ClassINET}
@@ -226,7 +241,7 @@ func TestFastPathDelegatedEviction(t *testing.T) {
 	// A replacement is served.
 	up := delegatedAnswer(t, cc.name, cc.qtype, cc.qclass, false)
 	up.Answer[1].(*dns.A).A = net.ParseIP("192.0.2.99")
-	lru.Add(cache.NewKey(dns.Question{Name: cc.name, Qtype: cc.qtype, Qclass: cc.qclass}, false), up)
+	lru.Add(forward.NewKey(dns.Question{Name: cc.name, Qtype: cc.qtype, Qclass: cc.qclass}, false), up)
 	f := h.answerFast(qc, false, out, 0)
 	var m dns.Msg
 	if !f.ok || m.Unpack(out[:f.n]) != nil || m.Answer[1].(*dns.A).A.String() != "192.0.2.99" {
@@ -281,9 +296,7 @@ func BenchmarkSlowPathDelegatedHit(b *testing.B) { benchDelegated(b, false) }
 
 func benchDelegated(b *testing.B, fastPath bool) {
 	clock := newTestClock()
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now})
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	h := New(testStore(b), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil)
+	h, lru := delegatedHandler(b, clock)
 	for _, dq := range delegatedQueries {
 		fill(b, lru, dq.c)
 	}

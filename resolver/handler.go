@@ -19,26 +19,16 @@ import (
 	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
-// DelegateFunc answers a query for a name outside the zone. It returns the
-// upstream response (the handler takes its rcode, RA bit and records, and
-// sets the header, question and EDNS itself) or an error, which the handler
-// answers with SERVFAIL. It must not modify req.
-type DelegateFunc func(req *dns.Msg, tcp bool) (*dns.Msg, error)
-
 // Options configure a Handler. The zero value is valid.
 type Options struct {
-	// Delegate answers names outside the zone. When nil, they get REFUSED.
-	Delegate DelegateFunc
+	// Delegator answers names outside the zone: its cached answers on the
+	// fast path, the others through its Delegate. When nil, they get
+	// REFUSED.
+	Delegator Delegator
 	// UDPSize is the EDNS(0) payload size advertised in responses, and caps
 	// the client's own: a UDP response never exceeds either.
 	// Default dnswire.DefaultUDPSize (1232); values below 512 mean 512.
 	UDPSize uint16
-	// DelegateCache is the cache.LRU that Delegate answers from (the lru
-	// given to NewForwarder when Delegate is a Forwarder's). When set
-	// (with Delegate), the fast path answers its hits in wire form, as
-	// Delegate would, without calling it. Leave it nil when Delegate does
-	// not answer hits of this cache as a Forwarder does.
-	DelegateCache *cache.LRU
 }
 
 // Handler answers queries from the snapshot in a cache.Store. It implements
@@ -104,7 +94,7 @@ const (
 	// SourceSnapshot: a name in the zone, answered from the snapshot.
 	SourceSnapshot Source = iota
 	// SourceDelegated: a name outside the zone, answered through
-	// Options.Delegate (whatever its rcode).
+	// Options.Delegator (whatever its rcode).
 	SourceDelegated
 	// SourceError: no lookup was made: a malformed query (FORMERR), an
 	// opcode, EDNS version, class or type that is not served (NOTIMP,
@@ -199,28 +189,6 @@ func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
 	resp.Rcode = ans.Rcode()
 	resp.Answer, resp.Ns, resp.Extra = ans.Answer, ans.Ns, ans.Extra
 	return SourceSnapshot
-}
-
-// delegate answers a name outside the zone through Options.Delegate, or
-// refuses it.
-func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
-	if h.opts.Delegate == nil {
-		resp.Rcode = dns.RcodeRefused
-		return SourceError
-	}
-	up, err := h.opts.Delegate(req, tcp)
-	if err != nil || up == nil {
-		h.logger.Debug("delegate", "error", err)
-		resp.Rcode = dns.RcodeServerFailure
-		return SourceDelegated
-	}
-	// Extended rcodes travel in the upstream OPT, which is not forwarded;
-	// only the 4-bit rcode is meaningful here.
-	resp.Rcode = up.Rcode & 0xF
-	resp.RecursionAvailable = up.RecursionAvailable
-	resp.AuthenticatedData = up.AuthenticatedData
-	resp.Answer, resp.Ns, resp.Extra = up.Answer, up.Ns, dnswire.WithoutOPT(up.Extra)
-	return SourceDelegated
 }
 
 // failure returns a copy of resp's header, question and OPT record with

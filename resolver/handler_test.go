@@ -241,7 +241,7 @@ func TestDelegate(t *testing.T) {
 		m.SetEdns0(4096, false)
 		return m, nil
 	}
-	h := New(testStore(t), Options{Delegate: upstream}, nil)
+	h := New(testStore(t), Options{Delegator: DelegateFunc(upstream)}, nil)
 
 	resp := roundTrip(t, h, query("web.service.consul.", dns.TypeA, 1232), false)
 	if resp.Rcode != dns.RcodeSuccess || resp.Authoritative || !resp.RecursionAvailable || len(resp.Answer) != 1 || len(resp.Extra) != 1 {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/forward"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
@@ -35,22 +36,17 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	// exist, their data does not yet.
 	e.rebuild()
 
-	lru := cache.NewLRU(cache.LRUOptions{Size: s.CacheSize, MaxTTL: s.CacheMaxTTL})
-	m.registry.MustRegister(newLRUCollector(lru))
-	d := &delegator{}
-	m.registry.MustRegister(newUpstreamCollector(d.stats))
-	fn, err := newDelegate(s, cfg, lru, logger)
+	fwd, err := newForwarder(s, cfg, logger)
 	if err != nil {
 		return err
 	}
-	d.set(fn)
-	// A reload that changes the regions' Consul DNS addresses gets a new
-	// forwarder; one that names no local region fails as a whole.
-	e.beforeReload = func(cfg *zones.Config) (func(), error) {
-		fn, err := newDelegate(s, cfg, lru, logger)
-		return func() { d.set(fn) }, err
+	var delegator resolver.Delegator // nil: names outside the zone are REFUSED
+	if fwd != nil {
+		m.registry.MustRegister(forward.NewCollector(fwd))
+		delegator = fwd
 	}
-	handler := resolver.New(store, resolver.Options{Delegate: d.delegate, DelegateCache: lru}, logger)
+	e.beforeReload = reloadForwarder(s, fwd)
+	handler := resolver.New(store, resolver.Options{Delegator: delegator}, logger)
 	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
 		IdleTimeout: s.TCPIdleTimeout,
 		MaxTCPConns: s.TCPMaxConns,

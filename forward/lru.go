@@ -1,4 +1,4 @@
-package cache
+package forward
 
 import (
 	"sync"
@@ -96,12 +96,14 @@ type lruEntry struct {
 	answer, ns, extra []dns.RR
 	ttl               uint32    // lifetime in whole seconds, the TTL ceiling
 	stored, expires   time.Time // expires = stored + lifetime
-	// key is the entry's key; wire its packed response (nil when it does
-	// not pack); touched when a GetWire last refreshed its recency in
-	// golang-lru (Unix nanoseconds).
-	key     Key
-	wire    *DelegatedWire
-	touched atomic.Int64
+	// key is the entry's key; question its question in wire form, the
+	// key of the wire index ("" when the name does not pack); wire its
+	// packed response (nil when it does not pack); touched when a GetWire
+	// last refreshed its recency in golang-lru (Unix nanoseconds).
+	key      Key
+	question string
+	wire     *dnswire.Response
+	touched  atomic.Int64
 }
 
 // NewLRU returns an empty LRU configured by opts.
@@ -177,6 +179,7 @@ func (c *LRU) Add(k Key, m *dns.Msg) (*dns.Msg, bool) {
 		key:     k,
 	}
 	e.touched.Store(now.UnixNano())
+	e.question = k.wireQuestion()
 	e.wire = packWire(k, e.msg(now))
 	c.addMu.Lock()
 	defer c.addMu.Unlock()
@@ -185,7 +188,7 @@ func (c *LRU) Add(k Key, m *dns.Msg) (*dns.Msg, bool) {
 	if c.entries.Add(k, e) {
 		c.evictions.Add(1)
 	}
-	c.putWire(k, e)
+	c.putWire(e)
 	return e.msg(now), true
 }
 
