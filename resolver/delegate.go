@@ -69,22 +69,22 @@ func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
 // cached response is packed after the lower-case question, and miekg/dns
 // compresses names case-sensitively, so its compression differs from the
 // slow path's for such a question.
-func (h *Handler) answerDelegated(q []byte, fq *fastQuery, tcp bool, out []byte) fast {
+func (h *Handler) answerDelegated(q []byte, fq *fastQuery, tcp bool, out []byte) fastResult {
 	d := h.opts.Delegator
 	if d == nil || fq.cased {
-		return fast{}
+		return fastResult{}
 	}
 	// Without an upper-case letter in its last label, the name has none
 	// (parseQuery): the question is in lower case, as CachedWire wants it.
 	w, elapsed, ok := d.CachedWire(q[dnswire.HeaderLen:fq.qEnd], fq.do)
 	if !ok || w.QEnd != fq.qEnd {
-		return fast{}
+		return fastResult{}
 	}
 	msg := w.Msg
-	f := fast{qtype: fq.qtype, rcode: msg[3] & 0xF, source: SourceDelegated}
+	f := fastResult{qtype: fq.qtype, rcode: msg[3] & 0xF, source: SourceDelegated}
 	n, tc, fits, need := fitted(msg, w.Extra, w.QEnd, q, out, fq.optSize(), h.limit(fq, tcp))
 	if !fits {
-		return fast{need: need}
+		return fastResult{need: need}
 	}
 	f.ok, f.tc = true, tc
 	if elapsed > 0 {

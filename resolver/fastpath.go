@@ -13,10 +13,10 @@ import (
 // a question for a name in the zone, from the snapshot's packed answers
 // (cache.Wire): it reads the query in place, copies a template and patches
 // the ID, the flags and the question. It allocates nothing and takes no
-// lock. Names outside the zone whose answer is in Options.DelegateCache
-// are answered the same way from the cache's packed form (answerDelegated).
+// lock. Names outside the zone whose answer the Delegator holds packed
+// (CachedWire) are answered the same way (answerDelegated).
 // Anything it is not sure to answer exactly as HandleRequest would
-// goes to the slow path (fast.ok false): see parseQuery.
+// goes to the slow path (fastResult.ok false): see parseQuery.
 
 // Header bits (RFC 1035 §4.1.1), in the two flag octets.
 const (
@@ -52,8 +52,8 @@ type fastQuery struct {
 	size  uint16
 }
 
-// fast is the outcome of the fast path for one query.
-type fast struct {
+// fastResult is the outcome of the fast path for one query.
+type fastResult struct {
 	// n is the length of the response written, when ok.
 	n  int
 	ok bool
@@ -206,21 +206,21 @@ func opaqueOption(code uint16) bool {
 // same header bits, rcode, sections and EDNS, the question as the client
 // sent it; over TCP it has no length prefix.
 func (h *Handler) AnswerWire(query []byte, tcp bool, out []byte) (n int, ok bool) {
-	f := h.answerFast(query, tcp, out, h.rotation.Add(1))
+	f := h.answerWire(query, tcp, out, h.rotation.Add(1))
 	return f.n, f.ok
 }
 
-// answerFast is AnswerWire with the rotation given, and what the metrics
-// count.
-func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
+// answerWire is AnswerWire with the rotation given; it also says what
+// the metrics count.
+func (h *Handler) answerWire(q []byte, tcp bool, out []byte, rot uint32) fastResult {
 	var name [maxName]byte
 	fq, k, ok := parseQuery(q, &name)
 	if !ok {
-		return fast{}
+		return fastResult{}
 	}
 	snap := h.store.Load()
 	if snap == nil {
-		return fast{}
+		return fastResult{}
 	}
 	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
@@ -230,13 +230,13 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 	switch res {
 	case cache.Success:
 		if w == nil {
-			return fast{}
+			return fastResult{}
 		}
 		return h.writeAnswer(q, &fq, w, limit, out)
 	case cache.NXDomain, cache.NoData:
 		neg := snap.NegativeWire()
 		if neg == nil {
-			return fast{}
+			return fastResult{}
 		}
 		rcode := uint8(dns.RcodeSuccess)
 		if res == cache.NXDomain {
@@ -244,7 +244,7 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 		}
 		return h.writeNegative(q, &fq, neg, rcode, limit, out)
 	}
-	return fast{}
+	return fastResult{}
 }
 
 // optSize is the room our OPT record takes in the response: optLen with
@@ -307,20 +307,20 @@ func fitted(msg []byte, extra, qEnd int, q, out []byte, opt, limit int) (n int, 
 // answer to q: whole, or without its additional section, or truncated to its
 // question with TC set, the first that fits limit (as fit does for
 // HandleRequest).
-func (h *Handler) writeAnswer(q []byte, fq *fastQuery, p *cache.Packed, limit int, out []byte) fast {
+func (h *Handler) writeAnswer(q []byte, fq *fastQuery, p *cache.Packed, limit int, out []byte) fastResult {
 	n, tc, fits, need := fitted(p.Msg, p.Extra, fq.qEnd, q, out, fq.optSize(), limit)
 	if !fits {
-		return fast{need: need}
+		return fastResult{need: need}
 	}
 	h.writeHeader(q, fq, out, tc)
-	return fast{n: h.appendOPT(fq, out, n), ok: true, tc: tc, qtype: fq.qtype, rcode: p.Msg[3] & 0xF}
+	return fastResult{n: h.appendOPT(fq, out, n), ok: true, tc: tc, qtype: fq.qtype, rcode: p.Msg[3] & 0xF}
 }
 
 // writeNegative writes an NXDOMAIN or NODATA answer: the header, the
 // client's question and the negative SOA, its pointers moved after the
 // question name. One that does not fit goes to the slow path, which
 // truncates it.
-func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire, rcode uint8, limit int, out []byte) fast {
+func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire, rcode uint8, limit int, out []byte) fastResult {
 	opt := fq.optSize()
 	r := &neg.Lower
 	if fq.cased {
@@ -329,10 +329,10 @@ func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire
 	d := fq.nameLen - neg.ApexLen
 	n := fq.qEnd + len(r.RR)
 	if d < 0 || n+opt > limit {
-		return fast{}
+		return fastResult{}
 	}
 	if n+opt > len(out) {
-		return fast{need: n + opt}
+		return fastResult{need: n + opt}
 	}
 	copy(out[dnswire.HeaderLen:fq.qEnd], q[dnswire.HeaderLen:fq.qEnd])
 	rr := out[fq.qEnd:n]
@@ -345,7 +345,7 @@ func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire
 	binary.BigEndian.PutUint64(out[4:], 1<<48|1<<16)
 	out[3] = rcode
 	h.writeHeader(q, fq, out, false)
-	return fast{n: h.appendOPT(fq, out, n), ok: true, qtype: fq.qtype, rcode: rcode}
+	return fastResult{n: h.appendOPT(fq, out, n), ok: true, qtype: fq.qtype, rcode: rcode}
 }
 
 // writeHeader sets the ID and the flags of the response in out: QR, AA for

@@ -131,7 +131,7 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 					t.Fatal(err)
 				}
 				desc := fmt.Sprintf("%s as %s after %v", c, variant, elapsed)
-				f := h.answerFast(query, c.tcp, out, 0)
+				f := h.answerWire(query, c.tcp, out, 0)
 				if want := variant == strings.ToLower(variant); f.ok != want {
 					t.Fatalf("%s: fast path answered %v, want %v", desc, f.ok, want)
 				}
@@ -185,7 +185,7 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 	// left to the slow path, which asks upstream again.
 	clock.Advance(time.Second)
 	q, _ := (fastCase{name: "nx.example.com.", qtype: dns.TypeA, qclass: dns.ClassINET}).msg("nx.example.com.").Pack()
-	if f := h.answerFast(q, false, out, 0); f.ok {
+	if f := h.answerWire(q, false, out, 0); f.ok {
 		t.Errorf("expired entry answered by the fast path")
 	}
 }
@@ -205,11 +205,11 @@ func TestFastPathDelegatedNeedsCache(t *testing.T) {
 		"forwarder, no LRU": {Delegator: noCache},
 		"a DelegateFunc":    {Delegator: DelegateFunc(noCache.Delegate)},
 	} {
-		if f := New(testStore(t), opts, nil).answerFast(q, false, out, 0); f.ok {
+		if f := New(testStore(t), opts, nil).answerWire(q, false, out, 0); f.ok {
 			t.Errorf("%s: answered by the fast path", name)
 		}
 	}
-	if f := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil).answerFast(q, false, out, 0); !f.ok {
+	if f := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil).answerWire(q, false, out, 0); !f.ok {
 		t.Errorf("forwarder with its LRU: not answered by the fast path")
 	}
 }
@@ -232,17 +232,17 @@ func TestFastPathDelegatedEviction(t *testing.T) {
 	fill(t, lru, ca)
 	fill(t, lru, cb)
 	fill(t, lru, cc) // evicts a
-	if h.answerFast(qa, false, out, 0).ok {
+	if h.answerWire(qa, false, out, 0).ok {
 		t.Error("evicted entry answered by the fast path")
 	}
-	if !h.answerFast(qb, false, out, 0).ok || !h.answerFast(qc, false, out, 0).ok {
+	if !h.answerWire(qb, false, out, 0).ok || !h.answerWire(qc, false, out, 0).ok {
 		t.Error("live entries not answered by the fast path")
 	}
 	// A replacement is served.
 	up := delegatedAnswer(t, cc.name, cc.qtype, cc.qclass, false)
 	up.Answer[1].(*dns.A).A = net.ParseIP("192.0.2.99")
 	lru.Add(forward.NewKey(dns.Question{Name: cc.name, Qtype: cc.qtype, Qclass: cc.qclass}, false), up)
-	f := h.answerFast(qc, false, out, 0)
+	f := h.answerWire(qc, false, out, 0)
 	var m dns.Msg
 	if !f.ok || m.Unpack(out[:f.n]) != nil || m.Answer[1].(*dns.A).A.String() != "192.0.2.99" {
 		t.Errorf("replaced entry: %v", m.Answer)
@@ -279,10 +279,10 @@ func TestFastPathDelegatedDoesNotAllocate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f := h.answerFast(wire, dq.c.tcp, out, 0); !f.ok || f.source != SourceDelegated {
+		if f := h.answerWire(wire, dq.c.tcp, out, 0); !f.ok || f.source != SourceDelegated {
 			t.Fatalf("%s: fast path %+v, want a delegated answer", dq.name, f)
 		}
-		if n := testing.AllocsPerRun(200, func() { h.answerFast(wire, dq.c.tcp, out, 0) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { h.answerWire(wire, dq.c.tcp, out, 0) }); n != 0 {
 			t.Errorf("%s: %v allocations per query, want 0", dq.name, n)
 		}
 	}
@@ -312,7 +312,7 @@ func benchDelegated(b *testing.B, fastPath bool) {
 			msg := make([]byte, len(wire))
 			for b.Loop() {
 				if fastPath {
-					if !h.answerFast(wire, dq.c.tcp, out, 0).ok {
+					if !h.answerWire(wire, dq.c.tcp, out, 0).ok {
 						b.Fatal("not answered by the fast path")
 					}
 					continue

@@ -116,7 +116,7 @@ func (c fastCase) msg(name string) *dns.Msg {
 func checkFast(t *testing.T, desc string, h *Handler, query []byte, tcp bool) bool {
 	t.Helper()
 	out := make([]byte, dns.MaxMsgSize)
-	f := h.answerFast(query, tcp, out, 0)
+	f := h.answerWire(query, tcp, out, 0)
 	if !f.ok {
 		return false
 	}
@@ -229,12 +229,12 @@ func TestFastPathDoesNotAllocate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := h.answerFast(wire, q.tcp, out, 0)
+		f := h.answerWire(wire, q.tcp, out, 0)
 		if !f.ok || f.tc != q.trunc {
 			t.Errorf("%s: fast path %+v, want an answer (TC %v)", q.name, f, q.trunc)
 		}
 		rot := uint32(0)
-		if n := testing.AllocsPerRun(200, func() { rot++; h.answerFast(wire, q.tcp, out, rot) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { rot++; h.answerWire(wire, q.tcp, out, rot) }); n != 0 {
 			t.Errorf("%s: %v allocations per query, want 0", q.name, n)
 		}
 		if n := testing.AllocsPerRun(200, func() { h.AnswerWire(wire, q.tcp, out) }); n != 0 {
@@ -261,7 +261,7 @@ func benchFast(b *testing.B, prefix string) {
 			rot := uint32(0)
 			for b.Loop() {
 				rot++
-				if !h.answerFast(wire, q.tcp, out, rot).ok {
+				if !h.answerWire(wire, q.tcp, out, rot).ok {
 					b.Fatal("not answered by the fast path")
 				}
 			}

@@ -1,11 +1,11 @@
-// Package resolver answers DNS queries: names in the zone from the current
-// cache.Snapshot, other names through an optional delegate (Consul DNS),
-// refused otherwise. Handler does the DNS protocol work (header bits, EDNS(0),
-// truncation) and Server runs it on UDP and TCP. Names in the zone, and
-// delegated names in the cache of Options.DelegateCache, take a fast path
-// (AnswerWire) that answers from packed responses without unpacking,
-// packing or allocating; everything else goes through miekg/dns and
-// HandleRequest.
+// Package resolver is regiondns's DNS server: it answers queries for names
+// in the zone from the current cache.Snapshot, hands the other names to a
+// Delegator (the forwarder to Consul DNS) or refuses them, and does the
+// protocol work around both (header bits, EDNS(0), truncation, malformed
+// messages) on UDP and TCP. Most queries take a fast path that answers
+// from packed responses, the snapshot's or the Delegator's cached ones,
+// without unpacking, packing or allocating; the rest go through miekg/dns
+// and HandleRequest.
 package resolver
 
 import (
@@ -113,12 +113,12 @@ const (
 // claim to cover every class (RFC 6895 §3.1); any other class is REFUSED,
 // as this server is authoritative for no zone in it.
 func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
-	resp, _ := h.handle(req, tcp)
+	resp, _ := h.respond(req, tcp)
 	return resp
 }
 
-// handle is HandleRequest, and says what answered.
-func (h *Handler) handle(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
+// respond is HandleRequest, and says what answered.
+func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
 	if req.Response {
 		// Answering a response invites loops and reflection.
 		return nil, SourceError

@@ -17,7 +17,7 @@ const panicLogEvery = time.Minute
 // answerSlow answers a message the fast path did not, as miekg/dns's server
 // and ServeDNS did before the fast path existed: a message shorter than a
 // header or a response is dropped (nil); one whose sections do not hold
-// what its header counts is cut to its header (strict.go); one that does
+// what its header counts is cut to its header (sanitize.go); one that does
 // not unpack is answered FORMERR as miekg/dns answers it; any other goes
 // through HandleRequest and is packed. It allocates. A panic is recovered,
 // logged (once a minute) and answered SERVFAIL.
@@ -43,7 +43,7 @@ func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
 	if err := req.Unpack(msg); err != nil {
 		resp = formErr(req)
 		o.source = SourceError
-	} else if resp, o.source = h.handle(req, tcp); resp == nil {
+	} else if resp, o.source = h.respond(req, tcp); resp == nil {
 		return nil, outcome{dropped: true}
 	}
 	wire, err := resp.Pack()
