@@ -241,10 +241,7 @@ func seconds(ttl uint32) time.Duration { return time.Duration(ttl) * time.Second
 // capTTL returns copies of rrs, OPT left out, with TTLs at most ttl.
 func capTTL(rrs []dns.RR, ttl uint32) []dns.RR {
 	var out []dns.RR
-	for _, rr := range rrs {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			continue
-		}
+	for _, rr := range dnswire.WithoutOPT(rrs) {
 		cp := dns.Copy(rr)
 		cp.Header().Ttl = min(cp.Header().Ttl, ttl)
 		out = append(out, cp)
