@@ -67,7 +67,7 @@ demo: $(CONSUL)
 .PHONY: bench
 bench: $(CONSUL)
 	@mkdir -p $(CACHE)/bench
-	set -o pipefail; $(GO) test -run='^$$' -bench=. -benchmem ./cache ./resolver ./policy | tee $(CACHE)/bench/go-bench.txt
+	set -o pipefail; $(GO) test -run='^$$' -bench=. -benchmem ./cache ./resolver ./forward ./policy | tee $(CACHE)/bench/go-bench.txt
 	./bench/bench.sh
 
 # Convergence and scale against real Consul: 1 and 1,000 clusters in two

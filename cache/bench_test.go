@@ -7,6 +7,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/regiondns/regiondns/internal/testzone"
 	"github.com/regiondns/regiondns/policy"
 )
 
@@ -27,7 +28,7 @@ var lookups = []struct {
 }
 
 func TestLookupDoesNotAllocate(t *testing.T) {
-	s := Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(8)}, 1)
+	s := Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(8)}, 1)
 	for _, q := range lookups {
 		if n := testing.AllocsPerRun(100, func() { s.Lookup(q.name, q.qtype) }); n != 0 {
 			t.Errorf("Lookup(%s, %s): %v allocs, want 0", q.name, dns.TypeToString[q.qtype], n)
@@ -36,7 +37,7 @@ func TestLookupDoesNotAllocate(t *testing.T) {
 }
 
 func BenchmarkLookup(b *testing.B) {
-	s := Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(8)}, 1)
+	s := Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(8)}, 1)
 	for _, q := range lookups {
 		b.Run(dns.TypeToString[q.qtype]+"/"+q.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -58,7 +59,7 @@ func BenchmarkLookup(b *testing.B) {
 
 // BenchmarkLookupWire is BenchmarkLookup for the fast path's lookup.
 func BenchmarkLookupWire(b *testing.B) {
-	s := Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(8)}, 1)
+	s := Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(8)}, 1)
 	for _, q := range lookups {
 		name := []byte(q.name)
 		b.Run(dns.TypeToString[q.qtype]+"/"+q.name, func(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"testing"
 
+	"github.com/regiondns/regiondns/internal/testzone"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/zones"
 )
@@ -12,7 +13,7 @@ import (
 // fleet returns a configuration and decisions for n clusters of three
 // members in the main region and two in the standby region.
 func fleet(n int) (*zones.Config, map[string]policy.Decision) {
-	cfg := testConfig()
+	cfg := testzone.Config()
 	cfg.Clusters = nil
 	ds := make(map[string]policy.Decision, n)
 	for i := range n {
@@ -24,13 +25,13 @@ func fleet(n int) (*zones.Config, map[string]policy.Decision) {
 			Main:    policy.RegionView{Name: "main", State: policy.StatePrimary, Leader: "pg-1", Timeline: 3},
 			Standby: policy.RegionView{Name: "standby", State: policy.StateStandby, Leader: "pg-4", Timeline: 3},
 			Reason:  "main region is primary",
-			RW:      []policy.Endpoint{ep("pg-1", "main", fmt.Sprintf("10.%d.%d.1", a, b), 5432)},
+			RW:      []policy.Endpoint{testzone.Endpoint("pg-1", "main", fmt.Sprintf("10.%d.%d.1", a, b), 5432)},
 			RO: []policy.Endpoint{
-				ep("pg-2", "main", fmt.Sprintf("10.%d.%d.2", a, b), 5432),
-				ep("pg-3", "main", fmt.Sprintf("10.%d.%d.3", a, b), 5432),
+				testzone.Endpoint("pg-2", "main", fmt.Sprintf("10.%d.%d.2", a, b), 5432),
+				testzone.Endpoint("pg-3", "main", fmt.Sprintf("10.%d.%d.3", a, b), 5432),
 			},
-			PassiveRW: []policy.Endpoint{ep("pg-4", "standby", fmt.Sprintf("10.%d.%d.4", a+100, b), 5432)},
-			PassiveRO: []policy.Endpoint{ep("pg-5", "standby", fmt.Sprintf("10.%d.%d.5", a+100, b), 5432)},
+			PassiveRW: []policy.Endpoint{testzone.Endpoint("pg-4", "standby", fmt.Sprintf("10.%d.%d.4", a+100, b), 5432)},
+			PassiveRO: []policy.Endpoint{testzone.Endpoint("pg-5", "standby", fmt.Sprintf("10.%d.%d.5", a+100, b), 5432)},
 		}
 	}
 	return cfg, ds

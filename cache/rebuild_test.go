@@ -11,6 +11,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/regiondns/regiondns/internal/testzone"
 	"github.com/regiondns/regiondns/policy"
 )
 
@@ -66,7 +67,7 @@ func mutate(r *rand.Rand, d policy.Decision, i int) (policy.Decision, bool) {
 			d.Main.Leader = d.RW[0].Target
 		}
 	case 1:
-		d.RO = append(d.RO, ep(fmt.Sprintf("pg-x%d", i), "main", fmt.Sprintf("10.250.%d.%d", i%250, i/250+1), 5432))
+		d.RO = append(d.RO, testzone.Endpoint(fmt.Sprintf("pg-x%d", i), "main", fmt.Sprintf("10.250.%d.%d", i%250, i/250+1), 5432))
 	case 2:
 		if len(d.RO) > 0 {
 			d.RO = d.RO[1:]
@@ -161,7 +162,7 @@ func TestUnpackableRotatedRRset(t *testing.T) {
 	cfg, ds := fleet(1)
 	label := cfg.Clusters[0].Label
 	d := ds[label]
-	d.RO = []policy.Endpoint{ep(`pg\.x`, "main", "10.9.9.1", 5432), ep(`pg\.x`, "main", "10.9.9.2", 5432), d.RO[0]}
+	d.RO = []policy.Endpoint{testzone.Endpoint(`pg\.x`, "main", "10.9.9.1", 5432), testzone.Endpoint(`pg\.x`, "main", "10.9.9.2", 5432), d.RO[0]}
 	ds[label] = d
 	s := Build(cfg, ds, 1)
 	target := `pg\.x.main.` + label + "." + s.zone

@@ -8,6 +8,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/regiondns/regiondns/internal/testzone"
 	"github.com/regiondns/regiondns/policy"
 )
 
@@ -19,7 +20,7 @@ func bigDecision(n int) policy.Decision {
 		Reason: "main region is primary",
 	}
 	for i := range n {
-		d.RO = append(d.RO, ep(fmt.Sprintf("pg-%d", i), "main", fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), 5432))
+		d.RO = append(d.RO, testzone.Endpoint(fmt.Sprintf("pg-%d", i), "main", fmt.Sprintf("10.0.%d.%d", i/250, i%250+1), 5432))
 	}
 	return d
 }
@@ -36,7 +37,7 @@ func TestRotation(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(tc.endpoints)}, 1)
+			s := Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(tc.endpoints)}, 1)
 			want := rrStrings(s.Lookup("ro.orders."+zone, dns.TypeA).Answer)
 			slices.Sort(want)
 			firsts := map[string]bool{}
@@ -57,7 +58,7 @@ func TestRotation(t *testing.T) {
 }
 
 func TestRotationOrderIsCyclic(t *testing.T) {
-	s := Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(3)}, 1)
+	s := Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(3)}, 1)
 	a := s.Lookup("ro.orders."+zone, dns.TypeA).Answer
 	b := s.Lookup("ro.orders."+zone, dns.TypeA).Answer
 	if a[0] == b[0] {
@@ -74,7 +75,7 @@ func TestRotationOrderIsCyclic(t *testing.T) {
 }
 
 func TestLongTXTIsSplit(t *testing.T) {
-	s := Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(40)}, 1)
+	s := Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(40)}, 1)
 	txt := s.Lookup("ro.orders."+zone, dns.TypeTXT).Answer
 	if len(txt) != 1 {
 		t.Fatalf("%d TXT records, want one", len(txt))
@@ -102,7 +103,7 @@ func TestLongTXTIsSplit(t *testing.T) {
 func TestTXTIsSanitized(t *testing.T) {
 	d := bigDecision(1)
 	d.Reason = "odd \\ reason \"quoted\" ünïcode\n"
-	s := Build(testConfig(), map[string]policy.Decision{"orders": d}, 1)
+	s := Build(testzone.Config(), map[string]policy.Decision{"orders": d}, 1)
 	txt := s.Lookup("ro.orders."+zone, dns.TypeTXT).Answer[0].(*dns.TXT)
 	got := strings.Join(txt.Txt, "")
 	if !strings.Contains(got, `odd ? reason "quoted" ??n??code?`) {
@@ -127,9 +128,9 @@ func TestTXTIsSanitized(t *testing.T) {
 func TestEndpointsWithoutAddressAreSkipped(t *testing.T) {
 	d := bigDecision(2)
 	d.RO = append(d.RO, policy.Endpoint{Target: "noaddr", Region: "main", Port: 1})
-	d.RO = append(d.RO, ep(strings.Repeat("x", 63), "main", "10.9.0.1", 1))
+	d.RO = append(d.RO, testzone.Endpoint(strings.Repeat("x", 63), "main", "10.9.0.1", 1))
 	d.RO[len(d.RO)-1].Region = strings.Repeat("r", 63) + "." + strings.Repeat("s", 63) + "." + strings.Repeat("t", 63)
-	s := Build(testConfig(), map[string]policy.Decision{"orders": d}, 1)
+	s := Build(testzone.Config(), map[string]policy.Decision{"orders": d}, 1)
 	if got := len(s.Lookup("ro.orders."+zone, dns.TypeSRV).Answer); got != 2 {
 		t.Errorf("%d SRV records, want 2 (no address, name too long)", got)
 	}

@@ -1,9 +1,9 @@
 // Package cache holds the answers regiondns gives for its zone: an immutable
-// Snapshot built once per policy decision change and swapped into a Store,
-// which the resolver reads lock-free on every query.
-//
-// Every record a Snapshot returns is shared by all queries that read it. The
-// slices and records of an Answer must never be modified; they are clipped to
+// Snapshot, built once per change of the policy decisions with every answer
+// as records and packed for the resolver's fast path, and swapped into a
+// Store, which the resolver reads lock-free on every query. Every record a
+// Snapshot returns is shared by all the queries that read it: the slices
+// and records of an Answer must never be modified, and they are clipped to
 // their length so that an append copies instead of writing into them.
 package cache
 

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/testzone"
 )
 
 func TestLookup(t *testing.T) {
@@ -180,7 +182,7 @@ func TestNegativeTTL(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := testConfig()
+			cfg := testzone.Config()
 			cfg.TTL.SOA, cfg.SOA.Minimum, cfg.TTL.Negative = tc.soaTTL, tc.min, tc.negative
 			s := Build(cfg, nil, 1)
 			for _, q := range []string{"nope." + zone, "rw.orders." + zone} {
@@ -197,7 +199,7 @@ func TestNegativeTTL(t *testing.T) {
 }
 
 func TestSnapshotGenerationAndZone(t *testing.T) {
-	cfg := testConfig()
+	cfg := testzone.Config()
 	cfg.Zone = "PG.Example.Internal"
 	s := Build(cfg, nil, 42)
 	if s.Generation() != 42 || s.Zone() != zone {
@@ -247,7 +249,7 @@ func TestStore(t *testing.T) {
 	if st.Load() != nil {
 		t.Fatal("zero Store is not empty")
 	}
-	first, second := Build(testConfig(), nil, 1), Build(testConfig(), nil, 2)
+	first, second := Build(testzone.Config(), nil, 1), Build(testzone.Config(), nil, 2)
 	if prev := st.Swap(first); prev != nil {
 		t.Fatalf("first Swap returned %v", prev)
 	}

@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // Wire is one answer of the snapshot packed once, when the snapshot is
@@ -64,7 +66,6 @@ type NegativeRR struct {
 
 // The header of every template: QR and AA set, one question.
 const (
-	headerLen    = 12
 	flagsQRAA    = 0x8400
 	maxCompress  = 1 << 14 // miekg/dns's maxCompressionOffset
 	maxNameWire  = 255
@@ -382,7 +383,7 @@ func (wb *wireBuilder) negative(zone string, soa dns.RR) *NegativeWire {
 		for _, off := range p.ptrs {
 			v.into.Pointers = append(v.into.Pointers, off-start)
 		}
-		neg.ApexLen = start - headerLen - 4
+		neg.ApexLen = start - dnswire.HeaderLen - 4
 	}
 	return neg
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/regiondns/regiondns/internal/dnswire"
+	"github.com/regiondns/regiondns/internal/testzone"
 	"github.com/regiondns/regiondns/policy"
 )
 
@@ -32,7 +34,7 @@ func miekgPack(t *testing.T, name string, qtype uint16, ans, ns, extra []dns.RR)
 func TestWireMatchesMiekg(t *testing.T) {
 	snaps := map[string]*Snapshot{
 		"fixture": testSnapshot(t),
-		"big":     Build(testConfig(), map[string]policy.Decision{"orders": bigDecision(40)}, 3),
+		"big":     Build(testzone.Config(), map[string]policy.Decision{"orders": bigDecision(40)}, 3),
 	}
 	for label, s := range snaps {
 		checked := 0
@@ -99,11 +101,11 @@ func mixCase(name string) string {
 // same length): the fast path writes the client's question in.
 func withQuestion(msg, like []byte) []byte {
 	out := bytes.Clone(msg)
-	end := headerLen
+	end := dnswire.HeaderLen
 	for out[end] != 0 {
 		end += int(out[end]) + 1
 	}
-	copy(out[headerLen:end], like[headerLen:end])
+	copy(out[dnswire.HeaderLen:end], like[dnswire.HeaderLen:end])
 	return out
 }
 
@@ -137,7 +139,7 @@ func TestNegativeWireRelocates(t *testing.T) {
 				t.Fatal(err)
 			}
 			q := want[:len(want)-len(v.r.RR)]
-			got := append(bytes.Clone(q), relocate(neg, v.r, len(q)-headerLen-4)...)
+			got := append(bytes.Clone(q), relocate(neg, v.r, len(q)-dnswire.HeaderLen-4)...)
 			if !bytes.Equal(got, want) {
 				t.Errorf("%s:\n got % x\nwant % x", name, got, want)
 			}

@@ -6,16 +6,17 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // The fast path answers the queries that make up nearly all the traffic,
 // a question for a name in the zone, from the snapshot's packed answers
 // (cache.Wire): it reads the query in place, copies a template and patches
 // the ID, the flags and the question. It allocates nothing and takes no
-// lock. Names outside the zone whose answer is in Options.DelegateCache
-// are answered the same way from the cache's packed form (answerDelegated).
+// lock. Names outside the zone whose answer the Delegator holds packed
+// (CachedWire) are answered the same way (answerDelegated).
 // Anything it is not sure to answer exactly as HandleRequest would
-// goes to the slow path (fast.ok false): see parseQuery.
+// goes to the slow path (fastResult.ok false): see parseQuery.
 
 // Header bits (RFC 1035 §4.1.1), in the two flag octets.
 const (
@@ -51,8 +52,8 @@ type fastQuery struct {
 	size  uint16
 }
 
-// fast is the outcome of the fast path for one query.
-type fast struct {
+// fastResult is the outcome of the fast path for one query.
+type fastResult struct {
 	// n is the length of the response written, when ok.
 	n  int
 	ok bool
@@ -87,7 +88,7 @@ const maxName = 255
 //
 // Octets after the last record are ignored, as miekg/dns does.
 func parseQuery(q []byte, name *[maxName]byte) (fq fastQuery, k int, ok bool) {
-	if len(q) < headerLen+5 || q[2]&(flagQR|flagOpcode) != 0 ||
+	if len(q) < dnswire.HeaderLen+5 || q[2]&(flagQR|flagOpcode) != 0 ||
 		binary.BigEndian.Uint16(q[4:]) != 1 || binary.BigEndian.Uint16(q[6:]) != 0 ||
 		binary.BigEndian.Uint16(q[8:]) != 0 {
 		return fq, 0, false
@@ -96,7 +97,7 @@ func parseQuery(q []byte, name *[maxName]byte) (fq fastQuery, k int, ok bool) {
 	if ar > 1 {
 		return fq, 0, false
 	}
-	off := headerLen
+	off := dnswire.HeaderLen
 	upper := false
 	for {
 		if off >= len(q) {
@@ -135,7 +136,7 @@ func parseQuery(q []byte, name *[maxName]byte) (fq fastQuery, k int, ok bool) {
 		name[0] = '.'
 		k = 1
 	}
-	fq.nameLen = off - headerLen
+	fq.nameLen = off - dnswire.HeaderLen
 	if fq.nameLen > maxName || off+4 > len(q) {
 		return fq, 0, false
 	}
@@ -205,37 +206,37 @@ func opaqueOption(code uint16) bool {
 // same header bits, rcode, sections and EDNS, the question as the client
 // sent it; over TCP it has no length prefix.
 func (h *Handler) AnswerWire(query []byte, tcp bool, out []byte) (n int, ok bool) {
-	f := h.answerFast(query, tcp, out, h.rotation.Add(1))
+	f := h.answerWire(query, tcp, out, h.rotation.Add(1))
 	return f.n, f.ok
 }
 
-// answerFast is AnswerWire with the rotation given, and what the metrics
-// count.
-func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
+// answerWire is AnswerWire with the rotation given; it also says what
+// the metrics count.
+func (h *Handler) answerWire(q []byte, tcp bool, out []byte, rot uint32) fastResult {
 	var name [maxName]byte
 	fq, k, ok := parseQuery(q, &name)
 	if !ok {
-		return fast{}
+		return fastResult{}
 	}
 	snap := h.store.Load()
 	if snap == nil {
-		return fast{}
+		return fastResult{}
 	}
 	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
-		return h.answerDelegated(q, &fq, name[:k], tcp, out)
+		return h.answerDelegated(q, &fq, tcp, out)
 	}
 	limit := h.limit(&fq, tcp)
 	switch res {
 	case cache.Success:
 		if w == nil {
-			return fast{}
+			return fastResult{}
 		}
 		return h.writeAnswer(q, &fq, w, limit, out)
 	case cache.NXDomain, cache.NoData:
 		neg := snap.NegativeWire()
 		if neg == nil {
-			return fast{}
+			return fastResult{}
 		}
 		rcode := uint8(dns.RcodeSuccess)
 		if res == cache.NXDomain {
@@ -243,7 +244,7 @@ func (h *Handler) answerFast(q []byte, tcp bool, out []byte, rot uint32) fast {
 		}
 		return h.writeNegative(q, &fq, neg, rcode, limit, out)
 	}
-	return fast{}
+	return fastResult{}
 }
 
 // optSize is the room our OPT record takes in the response: optLen with
@@ -292,12 +293,12 @@ func fitted(msg []byte, extra, qEnd int, q, out []byte, opt, limit int) (n int, 
 		return 0, false, false, len(msg) + opt
 	}
 	n = copy(out, msg)
-	copy(out[headerLen:qEnd], q[headerLen:qEnd])
+	copy(out[dnswire.HeaderLen:qEnd], q[dnswire.HeaderLen:qEnd])
 	switch {
 	case tc:
-		clear(out[6:headerLen])
+		clear(out[6:dnswire.HeaderLen])
 	case n < whole:
-		clear(out[10:headerLen])
+		clear(out[10:dnswire.HeaderLen])
 	}
 	return n, tc, true, 0
 }
@@ -306,20 +307,20 @@ func fitted(msg []byte, extra, qEnd int, q, out []byte, opt, limit int) (n int, 
 // answer to q: whole, or without its additional section, or truncated to its
 // question with TC set, the first that fits limit (as fit does for
 // HandleRequest).
-func (h *Handler) writeAnswer(q []byte, fq *fastQuery, p *cache.Packed, limit int, out []byte) fast {
+func (h *Handler) writeAnswer(q []byte, fq *fastQuery, p *cache.Packed, limit int, out []byte) fastResult {
 	n, tc, fits, need := fitted(p.Msg, p.Extra, fq.qEnd, q, out, fq.optSize(), limit)
 	if !fits {
-		return fast{need: need}
+		return fastResult{need: need}
 	}
 	h.writeHeader(q, fq, out, tc)
-	return fast{n: h.appendOPT(fq, out, n), ok: true, tc: tc, qtype: fq.qtype, rcode: p.Msg[3] & 0xF}
+	return fastResult{n: h.appendOPT(fq, out, n), ok: true, tc: tc, qtype: fq.qtype, rcode: p.Msg[3] & 0xF}
 }
 
 // writeNegative writes an NXDOMAIN or NODATA answer: the header, the
 // client's question and the negative SOA, its pointers moved after the
 // question name. One that does not fit goes to the slow path, which
 // truncates it.
-func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire, rcode uint8, limit int, out []byte) fast {
+func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire, rcode uint8, limit int, out []byte) fastResult {
 	opt := fq.optSize()
 	r := &neg.Lower
 	if fq.cased {
@@ -328,12 +329,12 @@ func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire
 	d := fq.nameLen - neg.ApexLen
 	n := fq.qEnd + len(r.RR)
 	if d < 0 || n+opt > limit {
-		return fast{}
+		return fastResult{}
 	}
 	if n+opt > len(out) {
-		return fast{need: n + opt}
+		return fastResult{need: n + opt}
 	}
-	copy(out[headerLen:fq.qEnd], q[headerLen:fq.qEnd])
+	copy(out[dnswire.HeaderLen:fq.qEnd], q[dnswire.HeaderLen:fq.qEnd])
 	rr := out[fq.qEnd:n]
 	copy(rr, r.RR)
 	for _, p := range r.Pointers {
@@ -344,7 +345,7 @@ func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire
 	binary.BigEndian.PutUint64(out[4:], 1<<48|1<<16)
 	out[3] = rcode
 	h.writeHeader(q, fq, out, false)
-	return fast{n: h.appendOPT(fq, out, n), ok: true, qtype: fq.qtype, rcode: rcode}
+	return fastResult{n: h.appendOPT(fq, out, n), ok: true, qtype: fq.qtype, rcode: rcode}
 }
 
 // writeHeader sets the ID and the flags of the response in out: QR, AA for
@@ -381,56 +382,4 @@ func (h *Handler) appendOPT(fq *fastQuery, out []byte, n int) int {
 	binary.BigEndian.PutUint16(o[9:], 0)
 	binary.BigEndian.PutUint16(out[10:], binary.BigEndian.Uint16(out[10:])+1)
 	return n + optLen
-}
-
-// answerDelegated answers a query for a name outside the zone from the
-// delegation cache's wire form (Options.DelegateCache), as HandleRequest
-// answers it through a Forwarder that hits that cache: the ID, RD and CD
-// of the query; the cached rcode, RA, AD and records, TTLs counted down;
-// no AA; our OPT when the query had one; fitted to the client's limit as
-// fit does. A name with an upper-case letter goes to the slow path: the
-// cached response is packed after the lower-case question, and miekg/dns
-// compresses names case-sensitively, so its compression differs from the
-// slow path's for such a question.
-func (h *Handler) answerDelegated(q []byte, fq *fastQuery, name []byte, tcp bool, out []byte) fast {
-	lru := h.opts.DelegateCache
-	if lru == nil || h.opts.Delegate == nil || fq.cased {
-		return fast{}
-	}
-	qclass := uint16(dns.ClassINET)
-	if !fq.classIN {
-		qclass = dns.ClassANY
-	}
-	var kb [cache.WireKeyMax]byte
-	w, elapsed, ok := lru.GetWire(cache.AppendWireKey(kb[:0], name, fq.qtype, qclass, fq.do))
-	if !ok || w.QEnd != fq.qEnd {
-		return fast{}
-	}
-	msg := w.Msg
-	f := fast{qtype: fq.qtype, rcode: msg[3] & 0xF, source: SourceDelegated}
-	n, tc, fits, need := fitted(msg, w.Extra, w.QEnd, q, out, fq.optSize(), h.limit(fq, tcp))
-	if !fits {
-		return fast{need: need}
-	}
-	f.ok, f.tc = true, tc
-	if elapsed > 0 {
-		for _, t := range w.TTLs {
-			if int(t)+4 > n {
-				break
-			}
-			ttl := binary.BigEndian.Uint32(out[t:])
-			binary.BigEndian.PutUint32(out[t:], ttl-min(ttl, elapsed))
-		}
-	}
-	// ID, QR, opcode QUERY, no AA, TC when truncated, RD from the query;
-	// RA, AD and the rcode cached, Z clear, CD from the query.
-	out[0], out[1] = q[0], q[1]
-	flags := byte(flagQR) | q[2]&flagRD
-	if f.tc {
-		flags |= flagTC
-	}
-	out[2] = flags
-	out[3] = msg[3]&(flagRA|flagAD|0xF) | q[3]&flagCD
-	f.n = h.appendOPT(fq, out, n)
-	return f
 }

@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/forward"
 )
 
 // delegatedAnswer is the upstream answer for a name outside the zone, by
@@ -59,18 +60,29 @@ func delegatedAnswer(tb testing.TB, name string, qtype, qclass uint16, do bool) 
 var delegatedNames = []string{"a.example.com.", "web.service.consul.", "big.service.consul.", "cname.example.com.",
 	"nx.example.com.", "nodata.example.com."}
 
-// delegatedHandler returns a handler whose delegate is a forwarder without
+// testClock is a settable clock for forward.LRUOptions.Now.
+type testClock struct{ ns atomic.Int64 }
+
+func newTestClock() *testClock {
+	c := &testClock{}
+	c.ns.Store(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).UnixNano())
+	return c
+}
+
+func (c *testClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+// delegatedHandler returns a handler whose delegator is a forwarder without
 // upstreams over an LRU on clock, and that LRU.
-func delegatedHandler(tb testing.TB, clock *testClock) (*Handler, *cache.LRU) {
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now})
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	return New(testStore(tb), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil), lru
+func delegatedHandler(tb testing.TB, clock *testClock) (*Handler, *forward.LRU) {
+	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now})
+	return New(testStore(tb), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil), lru
 }
 
 // fill caches the upstream answer to c in lru, as the forwarder does.
-func fill(tb testing.TB, lru *cache.LRU, c fastCase) {
+func fill(tb testing.TB, lru *forward.LRU, c fastCase) {
 	q := dns.Question{Name: c.name, Qtype: c.qtype, Qclass: c.qclass}
-	if _, ok := lru.Add(cache.NewKey(q, c.do), delegatedAnswer(tb, c.name, c.qtype, c.qclass, c.do)); !ok {
+	if _, ok := lru.Add(forward.NewKey(q, c.do), delegatedAnswer(tb, c.name, c.qtype, c.qclass, c.do)); !ok {
 		tb.Fatalf("%s: not cached", c)
 	}
 }
@@ -119,7 +131,7 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 					t.Fatal(err)
 				}
 				desc := fmt.Sprintf("%s as %s after %v", c, variant, elapsed)
-				f := h.answerFast(query, c.tcp, out, 0)
+				f := h.answerWire(query, c.tcp, out, 0)
 				if want := variant == strings.ToLower(variant); f.ok != want {
 					t.Fatalf("%s: fast path answered %v, want %v", desc, f.ok, want)
 				}
@@ -173,28 +185,32 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 	// left to the slow path, which asks upstream again.
 	clock.Advance(time.Second)
 	q, _ := (fastCase{name: "nx.example.com.", qtype: dns.TypeA, qclass: dns.ClassINET}).msg("nx.example.com.").Pack()
-	if f := h.answerFast(q, false, out, 0); f.ok {
+	if f := h.answerWire(q, false, out, 0); f.ok {
 		t.Errorf("expired entry answered by the fast path")
 	}
 }
 
-// TestFastPathDelegatedNeedsCache: without Options.DelegateCache, or with
-// no delegate, names outside the zone stay on the slow path.
+// TestFastPathDelegatedNeedsCache: without a delegator, or with one that
+// caches nothing, names outside the zone stay on the slow path.
 func TestFastPathDelegatedNeedsCache(t *testing.T) {
 	clock := newTestClock()
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now})
+	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now})
 	c := fastCase{name: "a.example.com.", qtype: dns.TypeA, qclass: dns.ClassINET}
 	fill(t, lru, c)
 	q, _ := c.msg(c.name).Pack()
 	out := make([]byte, dns.MaxMsgSize)
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	for _, opts := range []Options{{Delegate: fwd.Delegate}, {DelegateCache: lru}} {
-		if f := New(testStore(t), opts, nil).answerFast(q, false, out, 0); f.ok {
-			t.Errorf("%+v: answered by the fast path", opts)
+	noCache := forward.New(forward.Options{}, nil, nil)
+	for name, opts := range map[string]Options{
+		"no delegator":      {},
+		"forwarder, no LRU": {Delegator: noCache},
+		"a DelegateFunc":    {Delegator: DelegateFunc(noCache.Delegate)},
+	} {
+		if f := New(testStore(t), opts, nil).answerWire(q, false, out, 0); f.ok {
+			t.Errorf("%s: answered by the fast path", name)
 		}
 	}
-	if f := New(testStore(t), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil).answerFast(q, false, out, 0); !f.ok {
-		t.Errorf("with both: not answered by the fast path")
+	if f := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil).answerWire(q, false, out, 0); !f.ok {
+		t.Errorf("forwarder with its LRU: not answered by the fast path")
 	}
 }
 
@@ -202,9 +218,8 @@ func TestFastPathDelegatedNeedsCache(t *testing.T) {
 // longer answered by the fast path; one replaced is answered anew.
 func TestFastPathDelegatedEviction(t *testing.T) {
 	clock := newTestClock()
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now, Size: 2})
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	h := New(testStore(t), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil)
+	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now, Size: 2})
+	h := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil)
 	out := make([]byte, dns.MaxMsgSize)
 	mk := func(name string) (fastCase, []byte) {
 		c := fastCase{name: name, qtype: dns.TypeA, qclass: dns.ClassINET}
@@ -217,17 +232,17 @@ func TestFastPathDelegatedEviction(t *testing.T) {
 	fill(t, lru, ca)
 	fill(t, lru, cb)
 	fill(t, lru, cc) // evicts a
-	if h.answerFast(qa, false, out, 0).ok {
+	if h.answerWire(qa, false, out, 0).ok {
 		t.Error("evicted entry answered by the fast path")
 	}
-	if !h.answerFast(qb, false, out, 0).ok || !h.answerFast(qc, false, out, 0).ok {
+	if !h.answerWire(qb, false, out, 0).ok || !h.answerWire(qc, false, out, 0).ok {
 		t.Error("live entries not answered by the fast path")
 	}
 	// A replacement is served.
 	up := delegatedAnswer(t, cc.name, cc.qtype, cc.qclass, false)
 	up.Answer[1].(*dns.A).A = net.ParseIP("192.0.2.99")
-	lru.Add(cache.NewKey(dns.Question{Name: cc.name, Qtype: cc.qtype, Qclass: cc.qclass}, false), up)
-	f := h.answerFast(qc, false, out, 0)
+	lru.Add(forward.NewKey(dns.Question{Name: cc.name, Qtype: cc.qtype, Qclass: cc.qclass}, false), up)
+	f := h.answerWire(qc, false, out, 0)
 	var m dns.Msg
 	if !f.ok || m.Unpack(out[:f.n]) != nil || m.Answer[1].(*dns.A).A.String() != "192.0.2.99" {
 		t.Errorf("replaced entry: %v", m.Answer)
@@ -264,10 +279,10 @@ func TestFastPathDelegatedDoesNotAllocate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f := h.answerFast(wire, dq.c.tcp, out, 0); !f.ok || f.source != SourceDelegated {
+		if f := h.answerWire(wire, dq.c.tcp, out, 0); !f.ok || f.source != SourceDelegated {
 			t.Fatalf("%s: fast path %+v, want a delegated answer", dq.name, f)
 		}
-		if n := testing.AllocsPerRun(200, func() { h.answerFast(wire, dq.c.tcp, out, 0) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { h.answerWire(wire, dq.c.tcp, out, 0) }); n != 0 {
 			t.Errorf("%s: %v allocations per query, want 0", dq.name, n)
 		}
 	}
@@ -281,9 +296,7 @@ func BenchmarkSlowPathDelegatedHit(b *testing.B) { benchDelegated(b, false) }
 
 func benchDelegated(b *testing.B, fastPath bool) {
 	clock := newTestClock()
-	lru := cache.NewLRU(cache.LRUOptions{Now: clock.Now})
-	fwd := NewForwarder(ForwardOptions{}, lru, nil)
-	h := New(testStore(b), Options{Delegate: fwd.Delegate, DelegateCache: lru}, nil)
+	h, lru := delegatedHandler(b, clock)
 	for _, dq := range delegatedQueries {
 		fill(b, lru, dq.c)
 	}
@@ -299,7 +312,7 @@ func benchDelegated(b *testing.B, fastPath bool) {
 			msg := make([]byte, len(wire))
 			for b.Loop() {
 				if fastPath {
-					if !h.answerFast(wire, dq.c.tcp, out, 0).ok {
+					if !h.answerWire(wire, dq.c.tcp, out, 0).ok {
 						b.Fatal("not answered by the fast path")
 					}
 					continue

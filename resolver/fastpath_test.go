@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // fastNames are names of every kind in the test zone: the apex, in-zone
@@ -114,7 +116,7 @@ func (c fastCase) msg(name string) *dns.Msg {
 func checkFast(t *testing.T, desc string, h *Handler, query []byte, tcp bool) bool {
 	t.Helper()
 	out := make([]byte, dns.MaxMsgSize)
-	f := h.answerFast(query, tcp, out, 0)
+	f := h.answerWire(query, tcp, out, 0)
 	if !f.ok {
 		return false
 	}
@@ -132,7 +134,7 @@ func checkFast(t *testing.T, desc string, h *Handler, query []byte, tcp bool) bo
 	}
 	var name [maxName]byte
 	fq, _, _ := parseQuery(query, &name)
-	if !bytes.Equal(got[headerLen:fq.qEnd], query[headerLen:fq.qEnd]) {
+	if !bytes.Equal(got[dnswire.HeaderLen:fq.qEnd], query[dnswire.HeaderLen:fq.qEnd]) {
 		t.Fatalf("%s: question not echoed byte for byte", desc)
 	}
 	if f.rcode != uint8(o.rcode) || f.tc != o.tc || f.qtype != o.qtype || o.source != SourceSnapshot {
@@ -227,12 +229,12 @@ func TestFastPathDoesNotAllocate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := h.answerFast(wire, q.tcp, out, 0)
+		f := h.answerWire(wire, q.tcp, out, 0)
 		if !f.ok || f.tc != q.trunc {
 			t.Errorf("%s: fast path %+v, want an answer (TC %v)", q.name, f, q.trunc)
 		}
 		rot := uint32(0)
-		if n := testing.AllocsPerRun(200, func() { rot++; h.answerFast(wire, q.tcp, out, rot) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { rot++; h.answerWire(wire, q.tcp, out, rot) }); n != 0 {
 			t.Errorf("%s: %v allocations per query, want 0", q.name, n)
 		}
 		if n := testing.AllocsPerRun(200, func() { h.AnswerWire(wire, q.tcp, out) }); n != 0 {
@@ -259,7 +261,7 @@ func benchFast(b *testing.B, prefix string) {
 			rot := uint32(0)
 			for b.Loop() {
 				rot++
-				if !h.answerFast(wire, q.tcp, out, rot).ok {
+				if !h.answerWire(wire, q.tcp, out, rot).ok {
 					b.Fatal("not answered by the fast path")
 				}
 			}

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // fuzzSeeds are well-formed queries covering each path of HandleRequest;
@@ -66,7 +68,7 @@ func FuzzHandle(f *testing.F) {
 			if !resp.Response || wire[2]&0x80 == 0 {
 				t.Fatal("QR not set")
 			}
-			if !tcp && len(wire) > DefaultUDPSize {
+			if !tcp && len(wire) > dnswire.DefaultUDPSize {
 				t.Fatalf("UDP response of %d bytes", len(wire))
 			}
 			var back dns.Msg
@@ -108,7 +110,7 @@ func FuzzFastPath(f *testing.F) {
 			}
 			// Too little room: no answer, and nothing written past it.
 			out := make([]byte, 64)
-			if f := h.answerFast(data, tcp, out[:32], 0); f.ok && f.n > 32 {
+			if f := h.answerWire(data, tcp, out[:32], 0); f.ok && f.n > 32 {
 				t.Fatalf("answer of %d octets in 32", f.n)
 			}
 			if !bytes.Equal(out[32:], make([]byte, 32)) {

@@ -1,11 +1,11 @@
-// Package resolver answers DNS queries: names in the zone from the current
-// cache.Snapshot, other names through an optional delegate (Consul DNS),
-// refused otherwise. Handler does the DNS protocol work (header bits, EDNS(0),
-// truncation) and Server runs it on UDP and TCP. Names in the zone, and
-// delegated names in the cache of Options.DelegateCache, take a fast path
-// (AnswerWire) that answers from packed responses without unpacking,
-// packing or allocating; everything else goes through miekg/dns and
-// HandleRequest.
+// Package resolver is regiondns's DNS server: it answers queries for names
+// in the zone from the current cache.Snapshot, hands the other names to a
+// Delegator (the forwarder to Consul DNS) or refuses them, and does the
+// protocol work around both (header bits, EDNS(0), truncation, malformed
+// messages) on UDP and TCP. Most queries take a fast path that answers
+// from packed responses, the snapshot's or the Delegator's cached ones,
+// without unpacking, packing or allocating; the rest go through miekg/dns
+// and HandleRequest.
 package resolver
 
 import (
@@ -16,32 +16,19 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
-
-// DefaultUDPSize is the EDNS(0) UDP payload size advertised and the most
-// sent over UDP: the DNS Flag Day 2020 value, which avoids IP fragmentation.
-const DefaultUDPSize = 1232
-
-// DelegateFunc answers a query for a name outside the zone. It returns the
-// upstream response (the handler takes its rcode, RA bit and records, and
-// sets the header, question and EDNS itself) or an error, which the handler
-// answers with SERVFAIL. It must not modify req.
-type DelegateFunc func(req *dns.Msg, tcp bool) (*dns.Msg, error)
 
 // Options configure a Handler. The zero value is valid.
 type Options struct {
-	// Delegate answers names outside the zone. When nil, they get REFUSED.
-	Delegate DelegateFunc
+	// Delegator answers names outside the zone: its cached answers on the
+	// fast path, the others through its Delegate. When nil, they get
+	// REFUSED.
+	Delegator Delegator
 	// UDPSize is the EDNS(0) payload size advertised in responses, and caps
 	// the client's own: a UDP response never exceeds either.
-	// Default DefaultUDPSize; values below 512 mean 512.
+	// Default dnswire.DefaultUDPSize (1232); values below 512 mean 512.
 	UDPSize uint16
-	// DelegateCache is the cache.LRU that Delegate answers from (the lru
-	// given to NewForwarder when Delegate is a Forwarder's). When set
-	// (with Delegate), the fast path answers its hits in wire form, as
-	// Delegate would, without calling it. Leave it nil when Delegate does
-	// not answer hits of this cache as a Forwarder does.
-	DelegateCache *cache.LRU
 }
 
 // Handler answers queries from the snapshot in a cache.Store. It implements
@@ -67,7 +54,7 @@ var _ dns.Handler = (*Handler)(nil)
 // New returns a handler answering from store. A nil logger discards.
 func New(store *cache.Store, opts Options, logger *slog.Logger) *Handler {
 	if opts.UDPSize == 0 {
-		opts.UDPSize = DefaultUDPSize
+		opts.UDPSize = dnswire.DefaultUDPSize
 	}
 	opts.UDPSize = max(opts.UDPSize, dns.MinMsgSize)
 	if logger == nil {
@@ -107,7 +94,7 @@ const (
 	// SourceSnapshot: a name in the zone, answered from the snapshot.
 	SourceSnapshot Source = iota
 	// SourceDelegated: a name outside the zone, answered through
-	// Options.Delegate (whatever its rcode).
+	// Options.Delegator (whatever its rcode).
 	SourceDelegated
 	// SourceError: no lookup was made: a malformed query (FORMERR), an
 	// opcode, EDNS version, class or type that is not served (NOTIMP,
@@ -126,12 +113,12 @@ const (
 // claim to cover every class (RFC 6895 §3.1); any other class is REFUSED,
 // as this server is authoritative for no zone in it.
 func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
-	resp, _ := h.handle(req, tcp)
+	resp, _ := h.respond(req, tcp)
 	return resp
 }
 
-// handle is HandleRequest, and says what answered.
-func (h *Handler) handle(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
+// respond is HandleRequest, and says what answered.
+func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
 	if req.Response {
 		// Answering a response invites loops and reflection.
 		return nil, SourceError
@@ -194,7 +181,7 @@ func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
 		resp.Rcode = dns.RcodeServerFailure
 		return SourceError
 	}
-	ans := snap.Lookup(cache.LowerName(dns.Fqdn(q.Name)), q.Qtype)
+	ans := snap.Lookup(dnswire.LowerName(dns.Fqdn(q.Name)), q.Qtype)
 	if !ans.InZone() {
 		return h.delegate(req, resp, tcp)
 	}
@@ -202,33 +189,6 @@ func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
 	resp.Rcode = ans.Rcode()
 	resp.Answer, resp.Ns, resp.Extra = ans.Answer, ans.Ns, ans.Extra
 	return SourceSnapshot
-}
-
-// delegate answers a name outside the zone through Options.Delegate, or
-// refuses it.
-func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
-	if h.opts.Delegate == nil {
-		resp.Rcode = dns.RcodeRefused
-		return SourceError
-	}
-	up, err := h.opts.Delegate(req, tcp)
-	if err != nil || up == nil {
-		h.logger.Debug("delegate", "error", err)
-		resp.Rcode = dns.RcodeServerFailure
-		return SourceDelegated
-	}
-	// Extended rcodes travel in the upstream OPT, which is not forwarded;
-	// only the 4-bit rcode is meaningful here.
-	resp.Rcode = up.Rcode & 0xF
-	resp.RecursionAvailable = up.RecursionAvailable
-	resp.AuthenticatedData = up.AuthenticatedData
-	resp.Answer, resp.Ns = up.Answer, up.Ns
-	for _, rr := range up.Extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
-			resp.Extra = append(resp.Extra, rr)
-		}
-	}
-	return SourceDelegated
 }
 
 // failure returns a copy of resp's header, question and OPT record with

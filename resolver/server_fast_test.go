@@ -14,6 +14,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/testzone"
 )
 
 func TestServerManyUDPSockets(t *testing.T) {
@@ -119,7 +120,7 @@ func (g *holdGate) delegate(req *dns.Msg, _ bool) (*dns.Msg, error) {
 // (RFC 7766 §6.2.1.1), the slow one when its upstream answers.
 func TestServerTCPAnswersOutOfOrder(t *testing.T) {
 	g := newHoldGate()
-	srv := startHandlerServer(t, New(testStore(t), Options{Delegate: g.delegate}, nil), ServerOptions{})
+	srv := startHandlerServer(t, New(testStore(t), Options{Delegator: DelegateFunc(g.delegate)}, nil), ServerOptions{})
 	conn, err := net.Dial("tcp", srv.Addr())
 	if err != nil {
 		t.Fatal(err)
@@ -162,7 +163,7 @@ func TestServerTCPAnswersOutOfOrder(t *testing.T) {
 // the queries already read, over UDP and TCP, before it returns.
 func TestServerShutdownFinishesInFlight(t *testing.T) {
 	g := newHoldGate()
-	srv := NewServer("127.0.0.1:0", New(testStore(t), Options{Delegate: g.delegate}, nil), ServerOptions{}, nil)
+	srv := NewServer("127.0.0.1:0", New(testStore(t), Options{Delegator: DelegateFunc(g.delegate)}, nil), ServerOptions{}, nil)
 	if err := srv.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +203,7 @@ func TestServerShutdownFinishesInFlight(t *testing.T) {
 
 func TestServerRecoversPanics(t *testing.T) {
 	g := newHoldGate()
-	srv := startHandlerServer(t, New(testStore(t), Options{Delegate: g.delegate}, nil), ServerOptions{})
+	srv := startHandlerServer(t, New(testStore(t), Options{Delegator: DelegateFunc(g.delegate)}, nil), ServerOptions{})
 	for _, network := range []string{"udp", "tcp"} {
 		resp := exchange(t, network, srv.Addr(), query("panic.", dns.TypeA, 1232))
 		if resp.Rcode != dns.RcodeServerFailure || resp.IsEdns0() == nil || resp.Question[0].Name != "panic." {
@@ -223,7 +224,7 @@ func TestServerTCPLargeAnswers(t *testing.T) {
 	big := ds["big"]
 	big.RO = nil
 	for i := range n {
-		big.RO = append(big.RO, ep(fmt.Sprintf("pool-%03d", i), "main", fmt.Sprintf("10.9.%d.%d", i/200, i%200+1), 6432))
+		big.RO = append(big.RO, testzone.Endpoint(fmt.Sprintf("pool-%03d", i), "main", fmt.Sprintf("10.9.%d.%d", i/200, i%200+1), 6432))
 	}
 	ds["big"] = big
 	h := New(cache.NewStore(cache.Build(testConfig(), ds, 1)), Options{}, nil)
@@ -298,7 +299,7 @@ func TestServerWildcardAddress(t *testing.T) {
 func TestServerTCPIdleWaitsForAnswers(t *testing.T) {
 	g := newHoldGate()
 	const idle = 50 * time.Millisecond
-	srv := startHandlerServer(t, New(testStore(t), Options{Delegate: g.delegate}, nil), ServerOptions{IdleTimeout: idle})
+	srv := startHandlerServer(t, New(testStore(t), Options{Delegator: DelegateFunc(g.delegate)}, nil), ServerOptions{IdleTimeout: idle})
 	conn, err := dns.DialTimeout("tcp", srv.Addr(), deadline)
 	if err != nil {
 		t.Fatal(err)

@@ -52,6 +52,18 @@ func exchange(t *testing.T, network, addr string, req *dns.Msg) *dns.Msg {
 	return resp
 }
 
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	end := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(end) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 func TestServerUDPAndTCPOnOnePort(t *testing.T) {
 	srv := startServer(t, ServerOptions{})
 	host, port, err := net.SplitHostPort(srv.Addr())

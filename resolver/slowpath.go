@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // panicLogEvery bounds the error logs of panics: one per minute, with its
@@ -15,14 +17,14 @@ const panicLogEvery = time.Minute
 // answerSlow answers a message the fast path did not, as miekg/dns's server
 // and ServeDNS answer it: a message shorter than a
 // header or a response is dropped (nil); one whose sections do not hold
-// what its header counts is cut to its header (strict.go); one that does
+// what its header counts is cut to its header (sanitize.go); one that does
 // not unpack is answered FORMERR as miekg/dns answers it; any other goes
 // through HandleRequest and is packed. It allocates. A panic is recovered,
 // logged (once a minute) and answered SERVFAIL.
 //
 // msg may be modified.
 func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
-	if len(msg) < headerLen || msg[2]&flagQR != 0 {
+	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		// Answering a response invites loops and reflection.
 		return nil, outcome{dropped: true}
 	}
@@ -41,7 +43,7 @@ func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
 	if err := req.Unpack(msg); err != nil {
 		resp = formErr(req)
 		o.source = SourceError
-	} else if resp, o.source = h.handle(req, tcp); resp == nil {
+	} else if resp, o.source = h.respond(req, tcp); resp == nil {
 		return nil, outcome{dropped: true}
 	}
 	wire, err := resp.Pack()

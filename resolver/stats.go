@@ -154,7 +154,7 @@ func (t *tally) count(proto int, o outcome, s sample) {
 }
 
 // outcome is what the metrics count of a fast answer.
-func (f fast) outcome() outcome {
+func (f fastResult) outcome() outcome {
 	return outcome{qtype: f.qtype, rcode: int(f.rcode), source: f.source, tc: f.tc}
 }
 

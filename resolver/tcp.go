@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // TCP (RFC 7766): one goroutine per connection reads the queries as they
@@ -107,7 +109,7 @@ func (c *tcpConn) serve() {
 			if !ok {
 				break
 			}
-			c.handle(msg)
+			c.serveQuery(msg)
 			timeout, waitNew = s.opts.IdleTimeout, true
 		}
 		c.flush()
@@ -176,17 +178,17 @@ func (c *tcpConn) fill() (int, error) {
 	return n, err
 }
 
-// handle answers one message: into wbuf from the fast path, or from a
+// serveQuery answers one message: into wbuf from the fast path, or from a
 // goroutine of the slow path.
-func (c *tcpConn) handle(msg []byte) {
+func (c *tcpConn) serveQuery(msg []byte) {
 	c.seq++
 	c.rot++
 	smp := sampleQuery(c.seq)
-	if f := c.fast(msg); f.ok {
+	if f := c.fastPath(msg); f.ok {
 		c.tally.count(protoTCP, f.outcome(), smp)
 		return
 	}
-	if len(msg) < headerLen || msg[2]&flagQR != 0 {
+	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		c.tally.count(protoTCP, outcome{dropped: true}, sample{})
 		return
 	}
@@ -203,20 +205,20 @@ func (c *tcpConn) handle(msg []byte) {
 	go c.slowPath(query, smp)
 }
 
-// fast runs the fast path into wbuf, after a length prefix. A panic in it
+// fastPath runs the fast path into wbuf, after a length prefix. A panic in it
 // is counted and logged, and the slow path answers the query.
-func (c *tcpConn) fast(msg []byte) (f fast) {
+func (c *tcpConn) fastPath(msg []byte) (f fastResult) {
 	defer func() {
 		if r := recover(); r != nil {
 			c.s.h.logPanic(r)
 			c.tally.add(idxPanics, 1)
-			f = fast{}
+			f = fastResult{}
 		}
 	}()
 	for range 2 {
 		n := len(c.wbuf)
 		if cap(c.wbuf)-n >= 2 {
-			f = c.s.h.answerFast(msg, true, c.wbuf[n+2:cap(c.wbuf)], c.rot)
+			f = c.s.h.answerWire(msg, true, c.wbuf[n+2:cap(c.wbuf)], c.rot)
 			if f.ok {
 				binary.BigEndian.PutUint16(c.wbuf[n:n+2], uint16(f.n))
 				c.wbuf = c.wbuf[:n+2+f.n]
@@ -232,7 +234,7 @@ func (c *tcpConn) fast(msg []byte) (f fast) {
 			c.wbuf = make([]byte, 0, f.need+2)
 		}
 	}
-	return fast{}
+	return fastResult{}
 }
 
 // flush writes the queued answers.

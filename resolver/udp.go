@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // udpBatch is how many datagrams one loop reads (and answers) per system
@@ -54,7 +56,7 @@ func (l *udpLoop) run() {
 		}
 		backoff = 0
 		for i := range n {
-			l.serve(i)
+			l.serveDatagram(i)
 		}
 		if err := l.io.write(); err != nil && !l.s.closing.Load() {
 			l.s.logger.Debug("dns udp write", "error", err)
@@ -63,18 +65,18 @@ func (l *udpLoop) run() {
 	}
 }
 
-// serve answers datagram i of the batch.
-func (l *udpLoop) serve(i int) {
+// serveDatagram answers datagram i of the batch.
+func (l *udpLoop) serveDatagram(i int) {
 	msg := l.io.msg(i)
 	l.seq++
 	l.rot++
 	smp := sampleQuery(l.seq)
-	if f := l.fast(msg, l.io.out(i)); f.ok {
+	if f := l.fastPath(msg, l.io.out(i)); f.ok {
 		l.io.reply(i, f.n)
 		l.tally.count(protoUDP, f.outcome(), smp)
 		return
 	}
-	if len(msg) < headerLen || msg[2]&flagQR != 0 {
+	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		// Dropped by the slow path anyway: no goroutine for it.
 		l.tally.count(protoUDP, outcome{dropped: true}, sample{})
 		return
@@ -91,17 +93,17 @@ func (l *udpLoop) serve(i int) {
 	go l.slowPath(query, peer, smp)
 }
 
-// fast runs the fast path on msg; a panic in it is counted and logged, and
+// fastPath runs the fast path on msg; a panic in it is counted and logged, and
 // the slow path answers the query.
-func (l *udpLoop) fast(msg, out []byte) (f fast) {
+func (l *udpLoop) fastPath(msg, out []byte) (f fastResult) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.s.h.logPanic(r)
 			l.tally.add(idxPanics, 1)
-			f = fast{}
+			f = fastResult{}
 		}
 	}()
-	return l.s.h.answerFast(msg, false, out, l.rot)
+	return l.s.h.answerWire(msg, false, out, l.rot)
 }
 
 // slowPath answers one query through HandleRequest and sends the answer

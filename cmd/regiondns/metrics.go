@@ -6,8 +6,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/regiondns/regiondns/cache"
 	"github.com/regiondns/regiondns/engine"
+	"github.com/regiondns/regiondns/internal/promhist"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
@@ -197,43 +197,6 @@ func (c *regionCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// lruCollector reports the delegation cache's counters at scrape time.
-type lruCollector struct {
-	lru                              *cache.LRU
-	hits, misses, evictions, entries *prometheus.Desc
-}
-
-func newLRUCollector(lru *cache.LRU) *lruCollector {
-	return &lruCollector{
-		lru: lru,
-		hits: prometheus.NewDesc("regiondns_delegation_cache_hits_total",
-			"Delegated queries answered from the cache.", nil, nil),
-		misses: prometheus.NewDesc("regiondns_delegation_cache_misses_total",
-			"Delegated queries not found in the cache (or found expired).", nil, nil),
-		evictions: prometheus.NewDesc("regiondns_delegation_cache_evictions_total",
-			"Cache entries pushed out by the size bound.", nil, nil),
-		entries: prometheus.NewDesc("regiondns_delegation_cache_entries",
-			"Entries held in the delegation cache.", nil, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *lruCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.hits
-	ch <- c.misses
-	ch <- c.evictions
-	ch <- c.entries
-}
-
-// Collect implements prometheus.Collector.
-func (c *lruCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.lru.Stats()
-	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.Hits))
-	ch <- prometheus.MustNewConstMetric(c.misses, prometheus.CounterValue, float64(st.Misses))
-	ch <- prometheus.MustNewConstMetric(c.evictions, prometheus.CounterValue, float64(st.Evictions))
-	ch <- prometheus.MustNewConstMetric(c.entries, prometheus.GaugeValue, float64(st.Entries))
-}
-
 // dnsCollector reports the DNS server's counters at scrape time: the
 // server counts per socket loop and per connection without labels or
 // locks, and the sums are made here.
@@ -295,61 +258,10 @@ func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
 	for src, source := range resolver.Sources {
 		ch <- prometheus.MustNewConstMetric(c.answers, prometheus.CounterValue, float64(st.Answers[src]), source)
 		d := st.Durations[src]
-		ch <- constHistogram(c.duration, c.bounds, d.Counts[:], d.Sum.Seconds(), source)
+		ch <- promhist.Const(c.duration, c.bounds, d.Counts[:], d.Sum.Seconds(), source)
 	}
 	ch <- prometheus.MustNewConstMetric(c.truncated, prometheus.CounterValue, float64(st.Truncated))
 	ch <- prometheus.MustNewConstMetric(c.panics, prometheus.CounterValue, float64(st.Panics))
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(c.tcpConns, prometheus.GaugeValue, float64(st.TCPConnections))
-}
-
-// upstreamCollector reports each Consul DNS upstream's tries at scrape time.
-type upstreamCollector struct {
-	stats                      func() []resolver.UpstreamStats
-	requests, errors, duration *prometheus.Desc
-}
-
-func newUpstreamCollector(stats func() []resolver.UpstreamStats) *upstreamCollector {
-	labels := []string{"upstream"}
-	return &upstreamCollector{
-		stats: stats,
-		requests: prometheus.NewDesc("regiondns_upstream_requests_total",
-			"Queries sent to a Consul DNS upstream (a truncated UDP answer's TCP retry counts with it).", labels, nil),
-		errors: prometheus.NewDesc("regiondns_upstream_errors_total",
-			"Queries to a Consul DNS upstream that failed: network error, timeout, mismatched answer.", labels, nil),
-		duration: prometheus.NewDesc("regiondns_upstream_request_duration_seconds",
-			"Time of one query to a Consul DNS upstream.", labels, nil),
-	}
-}
-
-// Describe implements prometheus.Collector.
-func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- c.requests
-	ch <- c.errors
-	ch <- c.duration
-}
-
-// Collect implements prometheus.Collector.
-func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
-	for _, st := range c.stats() {
-		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(st.Requests), st.Addr)
-		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.Errors), st.Addr)
-		ch <- constHistogram(c.duration, resolver.UpstreamBuckets, st.Buckets, st.DurationSum, st.Addr)
-	}
-}
-
-// constHistogram is a histogram from counts kept elsewhere, per bucket and
-// not cumulative: counts[i] is the observations of at most bounds[i] (and
-// more than bounds[i-1]), counts[len(bounds)] those above every bound. sum
-// is their total in seconds; the count is the total of counts, so that it
-// is never below the highest bucket.
-func constHistogram(desc *prometheus.Desc, bounds []float64, counts []uint64, sum float64, labels ...string) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(bounds))
-	var count uint64
-	for i, upper := range bounds {
-		count += counts[i]
-		buckets[upper] = count
-	}
-	count += counts[len(bounds)]
-	return prometheus.MustNewConstHistogram(desc, count, sum, buckets, labels...)
 }

@@ -13,7 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/forward"
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
@@ -92,10 +92,8 @@ func testMetricsWatcher(t *testing.T) *watch.Watcher {
 func testMetrics(t *testing.T) *metrics {
 	t.Helper()
 	m := newMetrics(testMetricsWatcher(t))
-	m.registry.MustRegister(newLRUCollector(cache.NewLRU(cache.LRUOptions{})))
-	m.registry.MustRegister(newUpstreamCollector(func() []resolver.UpstreamStats {
-		return []resolver.UpstreamStats{{Addr: "127.0.0.1:8600", Buckets: make([]uint64, len(resolver.UpstreamBuckets)+1)}}
-	}))
+	fwd := forward.New(forward.Options{Groups: [][]string{{"127.0.0.1:8600"}}}, forward.NewLRU(forward.LRUOptions{}), nil)
+	m.registry.MustRegister(forward.NewCollector(fwd))
 	m.registry.MustRegister(newDNSCollector(func() resolver.Stats { return resolver.Stats{} }))
 	// Vectors only show up once they have a child.
 	m.activeRegion.WithLabelValues("c", "main")

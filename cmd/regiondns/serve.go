@@ -13,6 +13,7 @@ import (
 
 	"github.com/regiondns/regiondns/cache"
 	"github.com/regiondns/regiondns/engine"
+	"github.com/regiondns/regiondns/forward"
 	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
@@ -32,26 +33,23 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	m := newMetrics(w)
 	store := &cache.Store{}
 
-	lru := cache.NewLRU(cache.LRUOptions{Size: s.CacheSize, MaxTTL: s.CacheMaxTTL})
-	m.registry.MustRegister(newLRUCollector(lru))
-	d := &delegator{}
-	m.registry.MustRegister(newUpstreamCollector(d.stats))
-	fn, err := newDelegate(s, cfg, lru, logger)
+	fwd, err := newForwarder(s, cfg, logger)
 	if err != nil {
 		return err
 	}
-	d.set(fn)
+	var delegator resolver.Delegator // nil: names outside the zone are REFUSED
+	if fwd != nil {
+		m.registry.MustRegister(forward.NewCollector(fwd))
+		delegator = fwd
+	}
+	// A reload swaps the forwarder's upstreams in place; one that names no
+	// local region fails as a whole.
 	e := engine.New(cfg, w, store, engine.Options{Logger: logger, Observer: m, Path: s.Config,
-		// A reload that changes the regions' Consul DNS addresses gets a new
-		// forwarder; one that names no local region fails as a whole.
-		BeforeReload: func(cfg *zones.Config) (func(), error) {
-			fn, err := newDelegate(s, cfg, lru, logger)
-			return func() { d.set(fn) }, err
-		}})
+		BeforeReload: reloadForwarder(s, fwd)})
 	// Until the first read, every configured name answers NODATA: the names
 	// exist, their data does not yet.
 	e.Rebuild()
-	handler := resolver.New(store, resolver.Options{Delegate: d.delegate, DelegateCache: lru}, logger)
+	handler := resolver.New(store, resolver.Options{Delegator: delegator}, logger)
 	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
 		IdleTimeout: s.TCPIdleTimeout,
 		MaxTCPConns: s.TCPMaxConns,

@@ -1,4 +1,4 @@
-package resolver
+package forward
 
 import (
 	"sync/atomic"
@@ -6,14 +6,16 @@ import (
 )
 
 // UpstreamBuckets are the upper bounds, in seconds, of the upstream
-// duration histogram.
-var UpstreamBuckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
+// duration histogram. The counters of every upstream are sized from it.
+var UpstreamBuckets = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}
 
 // upstreamStats counts one upstream's tries; atomics, no lock.
 type upstreamStats struct {
 	requests, errors atomic.Uint64
 	sumNanos         atomic.Uint64
-	buckets          [13]atomic.Uint64 // len(UpstreamBuckets) + the +Inf bucket
+	// buckets[i] counts the tries within UpstreamBuckets[i], the last one
+	// those above every bound.
+	buckets [len(UpstreamBuckets) + 1]atomic.Uint64
 }
 
 func (s *upstreamStats) observe(d time.Duration, err error) {
@@ -30,9 +32,10 @@ func (s *upstreamStats) observe(d time.Duration, err error) {
 	s.buckets[i].Add(1)
 }
 
-// UpstreamStats are the counters of one Consul DNS upstream: every try
-// (a UDP query, with its TCP retry when truncated) and the failed ones
-// (network errors, timeouts, answers that do not match the query).
+// UpstreamStats are the counters of one Consul DNS upstream since it was
+// first configured: every try (a UDP query, with its TCP retry when
+// truncated) and the failed ones (network errors, timeouts, answers that
+// do not match the query).
 type UpstreamStats struct {
 	Addr     string
 	Requests uint64
@@ -41,18 +44,18 @@ type UpstreamStats struct {
 	// counts the tries that took at most UpstreamBuckets[i] (not
 	// cumulative), the last one those that took longer.
 	DurationSum float64
-	Buckets     []uint64
+	Buckets     [len(UpstreamBuckets) + 1]uint64
 }
 
-// Stats returns the counters of every upstream, in configuration order.
+// Stats returns the counters of every upstream, in the order of the
+// current configuration.
 func (f *Forwarder) Stats() []UpstreamStats {
 	var out []UpstreamStats
-	for _, g := range f.groups {
+	for _, g := range *f.groups.Load() {
 		for _, u := range g {
 			st := UpstreamStats{
 				Addr: u.addr, Requests: u.stats.requests.Load(), Errors: u.stats.errors.Load(),
 				DurationSum: float64(u.stats.sumNanos.Load()) / 1e9,
-				Buckets:     make([]uint64, len(u.stats.buckets)),
 			}
 			for i := range u.stats.buckets {
 				st.Buckets[i] = u.stats.buckets[i].Load()

@@ -1,4 +1,4 @@
-package cache
+package forward
 
 import (
 	"encoding/binary"
@@ -8,11 +8,19 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
-func wireKey(name string, qtype uint16, do bool) []byte {
-	var b [WireKeyMax]byte
-	return AppendWireKey(b[:0], []byte(name), qtype, dns.ClassINET, do)
+// question returns the question section of a query for name (in lower
+// case), qtype and class IN, as the resolver's fast path reads it: the key
+// GetWire looks up (nil when the name does not pack, which no test wants).
+func question(name string, qtype uint16) []byte {
+	q, err := (&dns.Msg{Question: []dns.Question{{Name: name, Qtype: qtype, Qclass: dns.ClassINET}}}).Pack()
+	if err != nil {
+		return nil
+	}
+	return q[dnswire.HeaderLen:]
 }
 
 // TestGetWire: the wire form is the packed Get response to the lower-case
@@ -28,11 +36,12 @@ func TestGetWire(t *testing.T) {
 	if _, ok := c.Add(k, m); !ok {
 		t.Fatal("not cached")
 	}
-	if _, _, ok := c.GetWire(wireKey("web.service.consul.", dns.TypeSRV, false)); ok {
+	web := question("web.service.consul.", dns.TypeSRV)
+	if _, _, ok := c.GetWire(web, false); ok {
 		t.Error("hit for the other DO bit")
 	}
 	clock.Advance(5*time.Second + 900*time.Millisecond)
-	w, elapsed, ok := c.GetWire(wireKey("web.service.consul.", dns.TypeSRV, true))
+	w, elapsed, ok := c.GetWire(web, true)
 	if !ok || elapsed != 5 {
 		t.Fatalf("GetWire: %v, elapsed %d", ok, elapsed)
 	}
@@ -58,10 +67,10 @@ func TestGetWire(t *testing.T) {
 		t.Errorf("stats %+v, want 2 hits (GetWire and Get) and no miss (GetWire counts none)", s)
 	}
 	clock.Advance(15 * time.Second)
-	if _, _, ok := c.GetWire(wireKey("web.service.consul.", dns.TypeSRV, true)); ok {
+	if _, _, ok := c.GetWire(web, true); ok {
 		t.Error("hit after the lifetime")
 	}
-	if n := testing.AllocsPerRun(100, func() { c.GetWire(wireKey("web.service.consul.", dns.TypeSRV, true)) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { c.GetWire(web, true) }); n != 0 {
 		t.Errorf("GetWire allocates %v times", n)
 	}
 }
@@ -85,7 +94,7 @@ func TestGetWireConcurrent(t *testing.T) {
 		wg.Go(func() {
 			for i := range 2000 {
 				name := fmt.Sprintf("n%d.example.com.", i%40)
-				if w, _, ok := c.GetWire(wireKey(name, dns.TypeA, false)); ok && len(w.TTLs) != 1 {
+				if w, _, ok := c.GetWire(question(name, dns.TypeA), false); ok && len(w.TTLs) != 1 {
 					t.Errorf("%s: %d TTLs", name, len(w.TTLs))
 				}
 			}
@@ -94,13 +103,15 @@ func TestGetWireConcurrent(t *testing.T) {
 	wg.Wait()
 	n := 0
 	for i := range c.wire.shards {
-		n += len(c.wire.shards[i].m)
+		for _, m := range c.wire.shards[i].m {
+			n += len(m)
+		}
 	}
 	if n != c.entries.Len() {
 		t.Errorf("wire index holds %d entries, golang-lru %d", n, c.entries.Len())
 	}
 	for _, k := range c.entries.Keys() {
-		if _, _, ok := c.GetWire(wireKey(k.Name, k.Qtype, k.DO)); !ok {
+		if _, _, ok := c.GetWire(question(k.Name, k.Qtype), k.DO); !ok {
 			t.Errorf("%v: in golang-lru, not in the wire index", k)
 		}
 	}

@@ -1,11 +1,9 @@
-package resolver
+package forward
 
 import (
 	"sync"
 
 	"github.com/miekg/dns"
-
-	"github.com/regiondns/regiondns/cache"
 )
 
 // flights makes concurrent identical cache misses share one upstream
@@ -13,7 +11,7 @@ import (
 // the module). The zero value is ready to use.
 type flights struct {
 	mu sync.Mutex // guards m; held for map operations only, never across I/O
-	m  map[cache.Key]*flight
+	m  map[Key]*flight
 }
 
 // flight is one upstream query in progress; msg and err are written before
@@ -27,7 +25,7 @@ type flight struct {
 
 // do returns fn's result for key, calling fn only when no call for key is
 // in progress; otherwise it waits for that call and shares its result.
-func (g *flights) do(key cache.Key, fn func() (*dns.Msg, error)) (*dns.Msg, error) {
+func (g *flights) do(key Key, fn func() (*dns.Msg, error)) (*dns.Msg, error) {
 	g.mu.Lock()
 	if fl, ok := g.m[key]; ok {
 		fl.waiters++
@@ -36,7 +34,7 @@ func (g *flights) do(key cache.Key, fn func() (*dns.Msg, error)) (*dns.Msg, erro
 		return fl.msg, fl.err
 	}
 	if g.m == nil {
-		g.m = make(map[cache.Key]*flight)
+		g.m = make(map[Key]*flight)
 	}
 	fl := &flight{done: make(chan struct{})}
 	g.m[key] = fl
@@ -57,7 +55,7 @@ func (g *flights) do(key cache.Key, fn func() (*dns.Msg, error)) (*dns.Msg, erro
 }
 
 // waiting returns how many callers wait for the flight of key (for tests).
-func (g *flights) waiting(key cache.Key) int {
+func (g *flights) waiting(key Key) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if fl, ok := g.m[key]; ok {

@@ -3,11 +3,8 @@ package resolver
 import (
 	"encoding/binary"
 
-	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
-
-// headerLen is the length of the DNS message header (RFC 1035 §4.1.1).
-const headerLen = 12
 
 // A message whose sections do not hold what its header counts is answered
 // FORMERR.
@@ -27,11 +24,11 @@ const headerLen = 12
 // slow path's copy of this message). Messages shorter than a header are
 // dropped by the caller.
 func sanitize(m []byte) []byte {
-	if len(m) < headerLen || wellFormed(m) {
+	if len(m) < dnswire.HeaderLen || wellFormed(m) {
 		return m
 	}
-	clear(m[4:headerLen])
-	return m[:headerLen]
+	clear(m[4:dnswire.HeaderLen])
+	return m[:dnswire.HeaderLen]
 }
 
 // wellFormed reports whether the sections of message m hold at least the
@@ -41,19 +38,19 @@ func sanitize(m []byte) []byte {
 // what they point to when it unpacks them. Octets after the last counted
 // record are tolerated, as miekg/dns does. It does not allocate.
 func wellFormed(m []byte) bool {
-	off := headerLen
+	off := dnswire.HeaderLen
 	qd := int(binary.BigEndian.Uint16(m[4:]))
 	rrs := int(binary.BigEndian.Uint16(m[6:])) + int(binary.BigEndian.Uint16(m[8:])) + int(binary.BigEndian.Uint16(m[10:]))
 	// Every question takes at least 5 octets and every record 11, so
 	// both loops end within len(m) steps, whatever the counts say.
 	for range qd {
-		if off = cache.SkipName(m, off); off < 0 || off+4 > len(m) {
+		if off = dnswire.SkipName(m, off); off < 0 || off+4 > len(m) {
 			return false
 		}
 		off += 4
 	}
 	for range rrs {
-		if off = cache.SkipName(m, off); off < 0 || off+10 > len(m) {
+		if off = dnswire.SkipName(m, off); off < 0 || off+10 > len(m) {
 			return false
 		}
 		off += 10 + int(binary.BigEndian.Uint16(m[off+8:]))

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // wire returns a 12-byte header with the given counts followed by body.
@@ -62,7 +64,7 @@ func TestWellFormed(t *testing.T) {
 			if tt.want && !slices.Equal(out, tt.msg) {
 				t.Errorf("sanitize changed a well-formed message: % x", out)
 			}
-			if !tt.want && (len(out) != headerLen || !slices.Equal(out[:4], tt.msg[:4]) || binary.BigEndian.Uint64(out[4:]) != 0) {
+			if !tt.want && (len(out) != dnswire.HeaderLen || !slices.Equal(out[:4], tt.msg[:4]) || binary.BigEndian.Uint64(out[4:]) != 0) {
 				t.Errorf("sanitize(% x) = % x, want the ID and flags with zero counts", tt.msg, out)
 			}
 		})
@@ -149,14 +151,14 @@ func FuzzSanitize(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		out := sanitize(slices.Clone(data))
-		if len(data) < headerLen || wellFormed(data) {
+		if len(data) < dnswire.HeaderLen || wellFormed(data) {
 			if !slices.Equal(out, data) {
 				t.Fatalf("sanitize changed % x into % x", data, out)
 			}
-		} else if len(out) != headerLen || !slices.Equal(out[:4], data[:4]) || binary.BigEndian.Uint64(out[4:]) != 0 {
+		} else if len(out) != dnswire.HeaderLen || !slices.Equal(out[:4], data[:4]) || binary.BigEndian.Uint64(out[4:]) != 0 {
 			t.Fatalf("sanitize(% x) = % x, want the bare header", data, out)
 		}
-		if len(out) < headerLen {
+		if len(out) < dnswire.HeaderLen {
 			return
 		}
 		var m dns.Msg

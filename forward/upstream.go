@@ -1,4 +1,4 @@
-package resolver
+package forward
 
 import (
 	"cmp"
@@ -20,8 +20,9 @@ const (
 	backoffMax = 30 * time.Second
 )
 
-// upstream is one Consul DNS address and its health. The fields are
-// atomics: queries read and update them without a lock.
+// upstream is one Consul DNS address, its health and its counters. The
+// fields are atomics: queries read and update them without a lock. An
+// upstream outlives a reload that keeps its address (SetUpstreams).
 type upstream struct {
 	addr      string
 	fails     atomic.Uint32 // consecutive failed tries
@@ -79,7 +80,7 @@ func (f *Forwarder) order(now time.Time) []*upstream {
 	}
 	var up []*upstream
 	var all []*upstream
-	for _, g := range f.groups {
+	for _, g := range *f.groups.Load() {
 		var live []ranked
 		for _, u := range g {
 			all = append(all, u)
@@ -96,4 +97,48 @@ func (f *Forwarder) order(now time.Time) []*upstream {
 		return all
 	}
 	return up
+}
+
+// SetUpstreams replaces the upstream groups (as Options.Groups) in place,
+// for a reload: an address already in use keeps its upstream, with its
+// health and counters, wherever it moves in the order; a new address
+// starts afresh, and one no longer given is dropped. An address given
+// twice is one upstream, tried where it first appears. Queries in progress
+// finish with the set they started with, and the cache is kept. Without
+// any address, names not in the cache are answered REFUSED (see
+// Delegate), and a warning says so.
+func (f *Forwarder) SetUpstreams(groups [][]string) {
+	f.setMu.Lock()
+	defer f.setMu.Unlock()
+	known := make(map[string]*upstream)
+	if cur := f.groups.Load(); cur != nil {
+		for _, g := range *cur {
+			for _, u := range g {
+				known[u.addr] = u
+			}
+		}
+	}
+	seen := make(map[string]bool)
+	next := [][]*upstream{}
+	for _, g := range groups {
+		var ups []*upstream
+		for _, addr := range g {
+			if seen[addr] {
+				continue
+			}
+			seen[addr] = true
+			u := known[addr]
+			if u == nil {
+				u = &upstream{addr: addr}
+			}
+			ups = append(ups, u)
+		}
+		if len(ups) > 0 {
+			next = append(next, ups)
+		}
+	}
+	f.groups.Store(&next)
+	if len(next) == 0 {
+		f.logger.Warn("no region has consul_dns addresses; names outside the zone will be refused")
+	}
 }

@@ -1,4 +1,4 @@
-package cache
+package forward
 
 import (
 	"sync"
@@ -7,6 +7,8 @@ import (
 
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // Defaults of LRUOptions.
@@ -57,7 +59,7 @@ type Key struct {
 // NewKey returns the key of question q asked with the DO bit do. It
 // allocates only when the name has an upper-case letter.
 func NewKey(q dns.Question, do bool) Key {
-	return Key{Name: LowerName(q.Name), Qtype: q.Qtype, Qclass: q.Qclass, DO: do}
+	return Key{Name: dnswire.LowerName(q.Name), Qtype: q.Qtype, Qclass: q.Qclass, DO: do}
 }
 
 // LRUStats are the LRU's counters since it was created.
@@ -94,12 +96,14 @@ type lruEntry struct {
 	answer, ns, extra []dns.RR
 	ttl               uint32    // lifetime in whole seconds, the TTL ceiling
 	stored, expires   time.Time // expires = stored + lifetime
-	// key is the entry's key; wire its packed response (nil when it does
-	// not pack); touched when a GetWire last refreshed its recency in
-	// golang-lru (Unix nanoseconds).
-	key     Key
-	wire    *DelegatedWire
-	touched atomic.Int64
+	// key is the entry's key; question its question in wire form, the
+	// key of the wire index ("" when the name does not pack); wire its
+	// packed response (nil when it does not pack); touched when a GetWire
+	// last refreshed its recency in golang-lru (Unix nanoseconds).
+	key      Key
+	question string
+	wire     *dnswire.Response
+	touched  atomic.Int64
 }
 
 // NewLRU returns an empty LRU configured by opts.
@@ -175,6 +179,7 @@ func (c *LRU) Add(k Key, m *dns.Msg) (*dns.Msg, bool) {
 		key:     k,
 	}
 	e.touched.Store(now.UnixNano())
+	e.question = k.wireQuestion()
 	e.wire = packWire(k, e.msg(now))
 	c.addMu.Lock()
 	defer c.addMu.Unlock()
@@ -183,7 +188,7 @@ func (c *LRU) Add(k Key, m *dns.Msg) (*dns.Msg, bool) {
 	if c.entries.Add(k, e) {
 		c.evictions.Add(1)
 	}
-	c.putWire(k, e)
+	c.putWire(e)
 	return e.msg(now), true
 }
 
@@ -236,10 +241,7 @@ func seconds(ttl uint32) time.Duration { return time.Duration(ttl) * time.Second
 // capTTL returns copies of rrs, OPT left out, with TTLs at most ttl.
 func capTTL(rrs []dns.RR, ttl uint32) []dns.RR {
 	var out []dns.RR
-	for _, rr := range rrs {
-		if rr.Header().Rrtype == dns.TypeOPT {
-			continue
-		}
+	for _, rr := range dnswire.WithoutOPT(rrs) {
 		cp := dns.Copy(rr)
 		cp.Header().Ttl = min(cp.Header().Ttl, ttl)
 		out = append(out, cp)
@@ -281,22 +283,4 @@ func countDown(rrs []dns.RR, elapsed uint32) []dns.RR {
 		out[i] = cp
 	}
 	return out
-}
-
-// LowerName returns s with ASCII letters lower-cased, allocating only when
-// s has an upper-case letter. DNS names compare case-insensitively for
-// ASCII only (RFC 4343); snapshot and cache keys are lower case.
-func LowerName(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			b := []byte(s)
-			for j := i; j < len(b); j++ {
-				if c := b[j]; 'A' <= c && c <= 'Z' {
-					b[j] = c + 'a' - 'A'
-				}
-			}
-			return string(b)
-		}
-	}
-	return s
 }

@@ -1,4 +1,4 @@
-package resolver
+package forward
 
 import (
 	"context"
@@ -12,7 +12,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
+	"github.com/regiondns/regiondns/internal/testzone"
+	"github.com/regiondns/regiondns/resolver"
 )
+
+// deadline bounds every wait on the network in these tests; none sleeps.
+const deadline = 5 * time.Second
 
 // answerFunc is a fake upstream's behaviour: the response to req received
 // over tcp, or nil to stay silent (the client times out).
@@ -53,17 +59,14 @@ func startUpstream(t *testing.T, answer answerFunc) *fakeUpstream {
 // 127.0.0.1, as Consul DNS does; the servers stop when the test ends.
 func startMiekgServer(t *testing.T, h dns.Handler) string {
 	t.Helper()
+	ln, pc := listenBoth(t)
 	ctx, cancel := context.WithTimeout(t.Context(), deadline)
 	defer cancel()
-	ln, pcs, err := listen(ctx, "127.0.0.1:0", 1)
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
 	servers := []*dns.Server{
 		{Listener: ln, Handler: h, NotifyStartedFunc: notify},
-		{PacketConn: pcs[0], Handler: h, NotifyStartedFunc: notify},
+		{PacketConn: pc, Handler: h, NotifyStartedFunc: notify},
 	}
 	for _, srv := range servers {
 		go srv.ActivateAndServe()
@@ -81,6 +84,25 @@ func startMiekgServer(t *testing.T, h dns.Handler) string {
 		}
 	})
 	return ln.Addr().String()
+}
+
+// listenBoth binds TCP and UDP on one free port of 127.0.0.1: the kernel
+// picks a TCP port that may be taken for UDP, so it tries a few.
+func listenBoth(t *testing.T) (net.Listener, net.PacketConn) {
+	t.Helper()
+	for range 16 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err == nil {
+			return ln, pc
+		}
+		ln.Close()
+	}
+	t.Fatal("no port free for both UDP and TCP")
+	return nil, nil
 }
 
 // queries returns how many queries u received over UDP and TCP together.
@@ -170,7 +192,7 @@ func manyA(n int) answerFunc {
 	}
 }
 
-// testClock is a settable clock for cache.LRUOptions.Now.
+// testClock is a settable clock for LRUOptions.Now.
 type testClock struct{ ns atomic.Int64 }
 
 func newTestClock() *testClock {
@@ -185,11 +207,21 @@ func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 // forwarder returns a forwarder to groups with a short per-try timeout and
 // an LRU on clock (nil: no cache).
 func forwarder(clock *testClock, groups ...[]string) *Forwarder {
-	var lru *cache.LRU
+	var lru *LRU
 	if clock != nil {
-		lru = cache.NewLRU(cache.LRUOptions{Now: clock.Now})
+		lru = NewLRU(LRUOptions{Now: clock.Now})
 	}
-	return NewForwarder(ForwardOptions{Groups: groups, Timeout: 500 * time.Millisecond}, lru, nil)
+	return New(Options{Groups: groups, Timeout: 500 * time.Millisecond}, lru, nil)
+}
+
+// query returns a request for name and type, with EDNS(0) when size > 0.
+func query(name string, qtype uint16, size uint16) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetQuestion(name, qtype)
+	if size > 0 {
+		m.SetEdns0(size, false)
+	}
+	return m
 }
 
 // ask sends a query for name and qtype through f.Delegate.
@@ -218,4 +250,71 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// handler returns a resolver for the shared test zone (internal/testzone)
+// that delegates the names outside it to f: what a client of regiondns
+// sees of the forwarder.
+func handler(t *testing.T, f *Forwarder) *resolver.Handler {
+	t.Helper()
+	store := cache.NewStore(cache.Build(testzone.Config(), testzone.Decisions(), 1))
+	return resolver.New(store, resolver.Options{Delegator: f}, nil)
+}
+
+// startForwardingServer serves handler(t, f) on 127.0.0.1:0 until the test
+// ends.
+func startForwardingServer(t *testing.T, f *Forwarder) *resolver.Server {
+	t.Helper()
+	srv := resolver.NewServer("127.0.0.1:0", handler(t, f), resolver.ServerOptions{}, nil)
+	ctx, cancel := context.WithTimeout(t.Context(), deadline)
+	defer cancel()
+	if err := srv.Start(ctx); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), deadline)
+		defer cancel()
+		if err := srv.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return srv
+}
+
+// exchange sends req to addr over network and returns the response.
+func exchange(t *testing.T, network, addr string, req *dns.Msg) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Net: network, Timeout: deadline}
+	resp, _, err := c.Exchange(req, addr)
+	if err != nil {
+		t.Fatalf("%s exchange: %v", network, err)
+	}
+	return resp
+}
+
+// roundTrip answers req through h.HandleRequest and returns what a client
+// would read: the response packed (within the transport's limit) and
+// unpacked again.
+func roundTrip(t *testing.T, h *resolver.Handler, req *dns.Msg, tcp bool) *dns.Msg {
+	t.Helper()
+	resp := h.HandleRequest(req, tcp)
+	if resp == nil {
+		t.Fatal("no response")
+	}
+	wire, err := resp.Pack()
+	if err != nil {
+		t.Fatalf("pack response: %v", err)
+	}
+	limit := dns.MinMsgSize
+	if opt := req.IsEdns0(); opt != nil {
+		limit = int(max(min(opt.UDPSize(), dnswire.DefaultUDPSize), dns.MinMsgSize))
+	}
+	if !tcp && len(wire) > limit {
+		t.Fatalf("UDP response has %d bytes, limit %d", len(wire), limit)
+	}
+	var got dns.Msg
+	if err := got.Unpack(wire); err != nil {
+		t.Fatalf("unpack response: %v", err)
+	}
+	return &got
 }

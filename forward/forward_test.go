@@ -1,4 +1,4 @@
-package resolver
+package forward
 
 import (
 	"errors"
@@ -9,15 +9,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
-
-// startForwardingServer serves the test zone on 127.0.0.1:0 with
-// out-of-zone names delegated to f.
-func startForwardingServer(t *testing.T, f *Forwarder) *Server {
-	t.Helper()
-	return startHandlerServer(t, New(testStore(t), Options{Delegate: f.Delegate}, nil), ServerOptions{})
-}
 
 func TestForwardPassThrough(t *testing.T) {
 	up := startUpstream(t, answerA(30, "10.0.0.7"))
@@ -58,7 +51,7 @@ func TestForwardPassThrough(t *testing.T) {
 			if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
 				t.Errorf("answer: %v", resp)
 			}
-			if opt := resp.IsEdns0(); opt == nil || opt.UDPSize() != DefaultUDPSize {
+			if opt := resp.IsEdns0(); opt == nil || opt.UDPSize() != dnswire.DefaultUDPSize {
 				t.Errorf("OPT: %v, want ours", opt)
 			}
 		})
@@ -68,8 +61,8 @@ func TestForwardPassThrough(t *testing.T) {
 	if q := sent.Question[0]; q.Name != "db.service.consul." || !sent.RecursionDesired || sent.CheckingDisabled {
 		t.Errorf("upstream query: %v; want the name lower-cased, RD set, CD clear", sent)
 	}
-	if opt := sent.IsEdns0(); opt == nil || opt.UDPSize() != DefaultUDPSize || opt.Do() || len(opt.Option) != 0 {
-		t.Errorf("upstream OPT: %v; want size %d, no DO, no options", opt, DefaultUDPSize)
+	if opt := sent.IsEdns0(); opt == nil || opt.UDPSize() != dnswire.DefaultUDPSize || opt.Do() || len(opt.Option) != 0 {
+		t.Errorf("upstream OPT: %v; want size %d, no DO, no options", opt, dnswire.DefaultUDPSize)
 	}
 }
 
@@ -128,7 +121,7 @@ func TestForwardSERVFAILCachedBriefly(t *testing.T) {
 	b := startUpstream(t, answerRcode(dns.RcodeServerFailure))
 	clock := newTestClock()
 	f := forwarder(clock, []string{a.addr}, []string{b.addr})
-	h := New(testStore(t), Options{Delegate: f.Delegate}, nil)
+	h := handler(t, f)
 
 	if resp := roundTrip(t, h, query("broken.consul.", dns.TypeA, 0), false); resp.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
@@ -215,7 +208,7 @@ func TestForwardAllDown(t *testing.T) {
 		groups [][]string
 	}{
 		{name: "closed ports", groups: [][]string{{closedAddr(t)}, {closedAddr(t)}}},
-		{name: "no upstream", groups: nil},
+		{name: "one group, closed port", groups: [][]string{{closedAddr(t)}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -223,9 +216,45 @@ func TestForwardAllDown(t *testing.T) {
 			if _, err := ask(t, f, "web.service.consul.", dns.TypeA); !errors.Is(err, ErrNoUpstream) {
 				t.Errorf("error %v, want ErrNoUpstream", err)
 			}
-			h := New(testStore(t), Options{Delegate: f.Delegate}, nil)
+			h := handler(t, f)
 			if resp := roundTrip(t, h, query("web.service.consul.", dns.TypeA, 0), false); resp.Rcode != dns.RcodeServerFailure {
 				t.Errorf("rcode %s, want SERVFAIL", dns.RcodeToString[resp.Rcode])
+			}
+		})
+	}
+}
+
+// TestForwardNoUpstreamRefuses: a forwarder without upstreams (no region
+// has consul_dns addresses, or a reload removed them all) answers REFUSED,
+// as regiondns does with delegation off; answers already in its cache are
+// still served until they expire.
+func TestForwardNoUpstreamRefuses(t *testing.T) {
+	up := startUpstream(t, answerA(30, "10.0.0.7"))
+	for _, tt := range []struct {
+		name  string
+		start [][]string // the upstreams before SetUpstreams(nil)
+	}{
+		{name: "none from the start"},
+		{name: "all removed by a reload", start: [][]string{{up.addr}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			f := forwarder(newTestClock(), tt.start...)
+			if tt.start != nil {
+				mustAsk(t, f, "cached.consul.", dns.TypeA)
+			}
+			f.SetUpstreams(nil)
+			m, err := ask(t, f, "web.service.consul.", dns.TypeA)
+			if err != nil || m.Rcode != dns.RcodeRefused || len(m.Answer) != 0 {
+				t.Errorf("Delegate: %v, %v; want REFUSED", m, err)
+			}
+			resp := roundTrip(t, handler(t, f), query("Web.service.consul.", dns.TypeA, 1232), false)
+			if resp.Rcode != dns.RcodeRefused || resp.Authoritative || resp.Question[0].Name != "Web.service.consul." {
+				t.Errorf("client sees %v; want REFUSED, no AA, its question", resp)
+			}
+			if tt.start != nil {
+				if m := mustAsk(t, f, "cached.consul.", dns.TypeA); m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+					t.Errorf("cached answer after the reload: %v", m)
+				}
 			}
 		})
 	}
@@ -267,7 +296,7 @@ func TestForwardRelaysDeclinedAnswer(t *testing.T) {
 				return out
 			}
 			f := forwarder(newTestClock(), addrs(tt.local), addrs(tt.other))
-			h := New(testStore(t), Options{Delegate: f.Delegate}, nil)
+			h := handler(t, f)
 			tries := func() (n int) {
 				for _, u := range ups {
 					n += u.queries()
@@ -315,7 +344,7 @@ func TestForwardTruncatedRetriesTCP(t *testing.T) {
 		t.Errorf("upstream queries %d, want 2", up.queries())
 	}
 
-	tcpOnly := NewForwarder(ForwardOptions{Groups: [][]string{{up.addr}}, ForceTCP: true}, nil, nil)
+	tcpOnly := New(Options{Groups: [][]string{{up.addr}}, ForceTCP: true}, nil, nil)
 	if m := mustAsk(t, tcpOnly, "big.service.consul.", dns.TypeA); len(m.Answer) != n || up.udp.Load() != 1 {
 		t.Errorf("ForceTCP: %d records, %d UDP queries; want %d records and no UDP", len(m.Answer), up.udp.Load(), n)
 	}
@@ -365,7 +394,7 @@ func TestForwardSingleflight(t *testing.T) {
 			errs <- err
 		})
 	}
-	key := cache.NewKey(dns.Question{Name: "web.service.consul.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
+	key := NewKey(dns.Question{Name: "web.service.consul.", Qtype: dns.TypeA, Qclass: dns.ClassINET}, false)
 	eventually(t, "every caller to join the flight", func() bool { return f.flights.waiting(key) == callers-1 })
 	open()
 	wg.Wait()
@@ -391,8 +420,8 @@ func TestForwardHitsDoNotWaitForMisses(t *testing.T) {
 		}
 		return answerA(30, "10.0.0.1")(req, tcp)
 	})
-	f := NewForwarder(ForwardOptions{Groups: [][]string{{up.addr}}, Timeout: 2 * deadline, MaxTime: 2 * deadline},
-		cache.NewLRU(cache.LRUOptions{}), nil)
+	f := New(Options{Groups: [][]string{{up.addr}}, Timeout: 2 * deadline, MaxTime: 2 * deadline},
+		NewLRU(LRUOptions{}), nil)
 	mustAsk(t, f, "hot.consul.", dns.TypeA)
 
 	slowDone := make(chan error, 1)

@@ -1,4 +1,4 @@
-package resolver
+package forward
 
 import (
 	"testing"
@@ -23,8 +23,9 @@ func TestForwardUpstreamStats(t *testing.T) {
 		for _, b := range st[i].Buckets {
 			n += b
 		}
-		if n != st[i].Requests || len(st[i].Buckets) != len(UpstreamBuckets)+1 {
-			t.Errorf("%s: buckets %v count %d tries, want %d in %d buckets", st[i].Addr, st[i].Buckets, n, st[i].Requests, len(UpstreamBuckets)+1)
+		// Buckets has len(UpstreamBuckets)+1 elements by its type.
+		if n != st[i].Requests {
+			t.Errorf("%s: buckets %v count %d tries, want %d", st[i].Addr, st[i].Buckets, n, st[i].Requests)
 		}
 	}
 	// A cache hit asks no upstream.

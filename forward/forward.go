@@ -1,4 +1,13 @@
-package resolver
+// Package forward answers the names outside regiondns's zone from Consul
+// DNS. A Forwarder asks the local region's agents first and the other
+// region's when none of them answers, keeps each agent's health and
+// counters, makes identical concurrent misses share one upstream query, and
+// caches the answers in an LRU that also holds each one packed, so that
+// the resolver's fast path answers a cache hit without allocating. It is
+// built once and lives as long as the process: a reload replaces its
+// upstreams in place (SetUpstreams), and an agent whose address stays
+// keeps its health and its metrics (NewCollector).
+package forward
 
 import (
 	"context"
@@ -6,44 +15,48 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
 
-	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
 // ErrNoUpstream means no upstream gave an answer: every one tried failed,
-// timed out or refused, or there is none. The handler answers SERVFAIL.
+// timed out or gave nothing to relay. The resolver answers SERVFAIL.
 var ErrNoUpstream = errors.New("no upstream answered")
 
 // errMismatch is an upstream response that does not answer the question
 // sent; it counts as a failed try.
 var errMismatch = errors.New("response does not match the query")
 
-// Defaults of ForwardOptions.
+// Defaults of Options.
 const (
-	// DefaultForwardTimeout bounds one try of one upstream (each leg: UDP,
-	// then TCP after a truncated answer).
-	DefaultForwardTimeout = 2 * time.Second
-	// DefaultForwardMaxTime bounds all tries of one query together; stub
+	// DefaultTimeout bounds one try of one upstream (each leg: UDP, then
+	// TCP after a truncated answer).
+	DefaultTimeout = 2 * time.Second
+	// DefaultMaxTime bounds all tries of one query together; stub
 	// resolvers give up after about 5 s (glibc, musl and Go all default to
 	// 5 s per try), so an answer later than that helps nobody.
-	DefaultForwardMaxTime = 5 * time.Second
+	DefaultMaxTime = 5 * time.Second
 )
 
-// ForwardOptions configure a Forwarder. Only Groups is required.
-type ForwardOptions struct {
+// Options configure a Forwarder. The zero value is valid: no upstream
+// until SetUpstreams gives some.
+type Options struct {
 	// Groups are the upstream Consul DNS addresses ("host:port"), one
 	// group per region, in order of preference: the local region's agents
-	// first, then the other region's. A later group is used only when no
-	// upstream of the earlier ones answers.
+	// first, then the other region's (see Groups). A later group is used
+	// only when no upstream of the earlier ones answers. SetUpstreams
+	// replaces them.
 	Groups [][]string
 	// Timeout bounds one try of one upstream. Zero or less means
-	// DefaultForwardTimeout.
+	// DefaultTimeout.
 	Timeout time.Duration
 	// MaxTime bounds all tries of one query. Zero or less means
-	// DefaultForwardMaxTime.
+	// DefaultMaxTime.
 	MaxTime time.Duration
 	// ForceTCP queries upstreams over TCP only. Consul trims UDP answers to
 	// fit without setting TC unless its dns_config.enable_truncate is on;
@@ -52,28 +65,34 @@ type ForwardOptions struct {
 }
 
 // Forwarder answers names outside the zone from Consul DNS, through an
-// optional cache.LRU. Its Delegate method is a DelegateFunc. It is safe for
-// concurrent use; a cache hit takes no lock of its own and never waits for
-// a query in progress.
+// optional LRU. It implements the resolver's Delegator: Delegate on the
+// slow path, CachedWire on the fast path, both answering from the same
+// cache. It is safe for concurrent use; a cache hit takes no lock of the
+// forwarder and never waits for a query in progress.
 type Forwarder struct {
-	groups  [][]*upstream
-	opts    ForwardOptions
-	cache   *cache.LRU // nil: no caching
-	logger  *slog.Logger
-	udp     *dns.Client
-	tcp     *dns.Client
+	opts   Options
+	cache  *LRU // nil: no caching
+	logger *slog.Logger
+	udp    *dns.Client
+	tcp    *dns.Client
+	now    func() time.Time // health clock
+
+	// groups is the current upstream set, read by every miss without a
+	// lock; SetUpstreams swaps in a new one.
+	groups atomic.Pointer[[][]*upstream]
+	// setMu serializes SetUpstreams.
+	setMu   sync.Mutex
 	flights flights
-	now     func() time.Time // health clock
 }
 
-// NewForwarder returns a forwarder to the upstream groups of opts, caching
-// in lru (nil: no cache). A nil logger discards.
-func NewForwarder(opts ForwardOptions, lru *cache.LRU, logger *slog.Logger) *Forwarder {
+// New returns a forwarder to the upstream groups of opts, caching in lru
+// (nil: no cache). A nil logger discards.
+func New(opts Options, lru *LRU, logger *slog.Logger) *Forwarder {
 	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultForwardTimeout
+		opts.Timeout = DefaultTimeout
 	}
 	if opts.MaxTime <= 0 {
-		opts.MaxTime = DefaultForwardMaxTime
+		opts.MaxTime = DefaultMaxTime
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -88,27 +107,19 @@ func NewForwarder(opts ForwardOptions, lru *cache.LRU, logger *slog.Logger) *For
 		tcp: &dns.Client{Net: "tcp", Timeout: opts.Timeout},
 		now: time.Now,
 	}
-	for _, g := range opts.Groups {
-		var ups []*upstream
-		for _, addr := range g {
-			ups = append(ups, &upstream{addr: addr})
-		}
-		if len(ups) > 0 {
-			f.groups = append(f.groups, ups)
-		}
-	}
+	f.SetUpstreams(opts.Groups)
+	f.opts.Groups = nil // the current set is f.groups
 	return f
 }
-
-var _ DelegateFunc = (*Forwarder)(nil).Delegate
 
 // Delegate answers req from the cache or the upstreams. The response
 // carries req's ID, question (its case included), RD and CD; the
 // upstream's rcode, RA and AD; never AA, since this server is not an
 // authority for the name. Its records may be shared with concurrent
 // callers and must not be modified. The transport of the client does not
-// matter: the whole answer is always fetched, and the handler fits it to
-// the client. req is not modified.
+// matter: the whole answer is always fetched, and the resolver fits it to
+// the client. Without any upstream, a name not in the cache is answered
+// REFUSED, as with delegation off. req is not modified.
 func (f *Forwarder) Delegate(req *dns.Msg, _ bool) (*dns.Msg, error) {
 	if len(req.Question) != 1 {
 		return nil, fmt.Errorf("%w: %d questions", ErrNoUpstream, len(req.Question))
@@ -117,17 +128,45 @@ func (f *Forwarder) Delegate(req *dns.Msg, _ bool) (*dns.Msg, error) {
 	if opt := req.IsEdns0(); opt != nil {
 		do = opt.Do()
 	}
-	key := cache.NewKey(req.Question[0], do)
+	key := NewKey(req.Question[0], do)
 	if f.cache != nil {
 		if m, ok := f.cache.Get(key); ok {
 			return reply(req, m), nil
 		}
+	}
+	if len(*f.groups.Load()) == 0 {
+		m := new(dns.Msg)
+		m.SetRcode(req, dns.RcodeRefused)
+		return m, nil
 	}
 	m, err := f.flights.do(key, func() (*dns.Msg, error) { return f.resolve(key) })
 	if err != nil {
 		return nil, err
 	}
 	return reply(req, m), nil
+}
+
+// CachedWire returns the cached answer to question, a query's question
+// section in wire form (the name in lower case and uncompressed, QTYPE,
+// QCLASS), asked with the DO bit do: the response Delegate gives at this
+// instant for it, packed (see LRU.GetWire), and the whole seconds to take
+// off its TTLs. It reports false when the cache does not hold it (or there
+// is no cache): Delegate then answers. It does not allocate, and takes no
+// lock held across I/O.
+func (f *Forwarder) CachedWire(question []byte, do bool) (*dnswire.Response, uint32, bool) {
+	if f.cache == nil {
+		return nil, 0, false
+	}
+	return f.cache.GetWire(question, do)
+}
+
+// CacheStats returns the counters of the forwarder's LRU (zero without
+// one).
+func (f *Forwarder) CacheStats() LRUStats {
+	if f.cache == nil {
+		return LRUStats{}
+	}
+	return f.cache.Stats()
 }
 
 // reply returns m as the answer to req. It copies m's header only: m may
@@ -154,7 +193,7 @@ func reply(req, m *dns.Msg) *dns.Msg {
 // name outside its domain when it has no recursors: the client gets what
 // Consul DNS would have told it, not a SERVFAIL of ours). Only when no
 // upstream gave any of these is the result ErrNoUpstream.
-func (f *Forwarder) resolve(key cache.Key) (*dns.Msg, error) {
+func (f *Forwarder) resolve(key Key) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.MaxTime)
 	defer cancel()
 
@@ -193,7 +232,7 @@ func (f *Forwarder) resolve(key cache.Key) (*dns.Msg, error) {
 	case servfail != nil:
 		return f.store(key, servfail), nil
 	case declined != nil:
-		// Not cached (cache.LRU keeps no REFUSED or NOTIMP); identical
+		// Not cached (the LRU keeps no REFUSED or NOTIMP); identical
 		// concurrent queries still share this one.
 		return f.store(key, declined), nil
 	}
@@ -207,13 +246,13 @@ func (f *Forwarder) resolve(key cache.Key) (*dns.Msg, error) {
 // store caches resp under key and returns the answer to hand out: the
 // cached view when it was cached, else resp cleaned of what is not passed
 // on (OPT, AA, TC).
-func (f *Forwarder) store(key cache.Key, resp *dns.Msg) *dns.Msg {
+func (f *Forwarder) store(key Key, resp *dns.Msg) *dns.Msg {
 	if f.cache != nil {
 		if m, ok := f.cache.Add(key, resp); ok {
 			return m
 		}
 	}
-	m := &dns.Msg{
+	return &dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Response:           true,
 			Rcode:              resp.Rcode,
@@ -222,19 +261,14 @@ func (f *Forwarder) store(key cache.Key, resp *dns.Msg) *dns.Msg {
 		},
 		Answer: resp.Answer,
 		Ns:     resp.Ns,
+		Extra:  dnswire.WithoutOPT(resp.Extra),
 	}
-	for _, rr := range resp.Extra {
-		if rr.Header().Rrtype != dns.TypeOPT {
-			m.Extra = append(m.Extra, rr)
-		}
-	}
-	return m
 }
 
 // exchange asks u for key: over UDP, then over TCP when the UDP answer is
 // truncated (or over TCP only with ForceTCP). Each leg has its own
 // Timeout, within ctx.
-func (f *Forwarder) exchange(ctx context.Context, u *upstream, key cache.Key) (*dns.Msg, error) {
+func (f *Forwarder) exchange(ctx context.Context, u *upstream, key Key) (*dns.Msg, error) {
 	client := f.udp
 	if f.opts.ForceTCP {
 		client = f.tcp
@@ -257,7 +291,7 @@ func (f *Forwarder) exchange(ctx context.Context, u *upstream, key cache.Key) (*
 // try sends one query for key to addr with client and checks that the
 // response answers it. The response is returned with err when it has the
 // TC bit, so that the caller can retry over TCP.
-func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, key cache.Key) (*dns.Msg, error) {
+func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, key Key) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
 	q := upstreamQuery(key)
@@ -276,14 +310,14 @@ func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, ke
 
 // upstreamQuery returns a clean query for key: a fresh ID, the name
 // lower-cased (what the cache holds does not depend on the case a client
-// used), RD set, EDNS(0) with DefaultUDPSize and the client's DO bit, no
-// options and no CD.
-func upstreamQuery(key cache.Key) *dns.Msg {
+// used), RD set, EDNS(0) with dnswire.DefaultUDPSize and the client's DO
+// bit, no options and no CD.
+func upstreamQuery(key Key) *dns.Msg {
 	q := &dns.Msg{
 		MsgHdr:   dns.MsgHdr{Id: dns.Id(), Opcode: dns.OpcodeQuery, RecursionDesired: true},
 		Question: []dns.Question{{Name: key.Name, Qtype: key.Qtype, Qclass: key.Qclass}},
 	}
-	q.SetEdns0(DefaultUDPSize, key.DO)
+	q.SetEdns0(dnswire.DefaultUDPSize, key.DO)
 	return q
 }
 
