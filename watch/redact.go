@@ -99,7 +99,13 @@ func base64Forms(s string) []string {
 // Redact returns s with every known secret, and every quoted token header
 // value, replaced by Redacted.
 func (r *Redactor) Redact(s string) string {
-	s = redactHeaderValues(s)
+	// Known secrets first: a header rule could cut one in two (a secret
+	// that contains "token=") and leave a part of it.
+	return redactHeaderValues(r.redactKnown(s))
+}
+
+// redactKnown replaces every form of every known secret in s.
+func (r *Redactor) redactKnown(s string) string {
 	r.mu.RLock()
 	forms := r.forms
 	r.mu.RUnlock()

@@ -31,6 +31,7 @@ func TestRedactorRedacts(t *testing.T) {
 		{"query parameter", "GET /v1/kv/x?token=abcdef&dc=dc1", "GET /v1/kv/x?token=[redacted]&dc=dc1"},
 		{"prose stays", "authorization failed: token lacks permission", "authorization failed: token lacks permission"},
 		{"nothing to redact", "Unexpected response code: 500 (rpc error)", "Unexpected response code: 500 (rpc error)"},
+		{"a known token that holds a header name", "x s3cr3t/with+odd&chars=\"x\" y", "x [redacted] y"},
 		{"already redacted", "X-Consul-Token: [redacted]", "X-Consul-Token: [redacted]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -33,12 +34,26 @@ import (
 // (http.Client.Timeout would cost a goroutine per request with a transport
 // other than net/http's, and a context with a deadline per request costs a
 // timer and a child in its parent: some 4 MiB for 2,000 parked queries).
+//
+// What the agent sends is bounded: a response header by maxHeaderBytes, a
+// body by maxBody (its reader fails with ErrResponseTooLarge past it, so a
+// JSON decoder reading it stops there), and the body of an answer that is
+// not a success is read before RoundTrip returns and only its first
+// errorBodyKeep bytes kept: an error page is quoted in an error message,
+// never decoded.
 type pollTransport struct {
 	tls    *tls.Config // for https URLs
 	dialer net.Dialer
 	// timeout bounds a request whose context has no deadline, header and
 	// body; 0: no bound. Set before first use.
 	timeout time.Duration
+	// maxBody bounds the bytes of a response body; 0: no bound. Set before
+	// first use.
+	maxBody int64
+	// errorBodyKeep, when not 0, is how much of the body of an answer that
+	// is not a success (2xx) RoundTrip keeps; the rest is read and dropped.
+	// Set before first use.
+	errorBodyKeep int
 
 	mu   sync.Mutex
 	idle map[string][]*pollConn // by scheme://host, most recently used last
@@ -52,6 +67,19 @@ const maxIdlePerHost = 4096
 // idleTimeout closes a connection left idle longer than this: Consul closes
 // idle keep-alive connections too, and a loop that wants one dials anew.
 const idleTimeout = 90 * time.Second
+
+// maxHeaderBytes bounds a response's header (with what the reader buffered
+// of the body), and, past maxBody, the chunk framing and trailers of its
+// body: Consul's headers take a few hundred bytes.
+const maxHeaderBytes = 64 << 10
+
+// ErrResponseTooLarge means that a Consul answer's body was longer than the
+// limit, Options.MaxResponse (REGIONDNS_CONSUL_MAX_RESPONSE in regiondns).
+var ErrResponseTooLarge = errors.New("response larger than REGIONDNS_CONSUL_MAX_RESPONSE")
+
+// errHeaderTooLarge means that a response's header was longer than
+// maxHeaderBytes.
+var errHeaderTooLarge = fmt.Errorf("response header larger than %d bytes", maxHeaderBytes)
 
 // pollConn is one keep-alive connection to an agent.
 type pollConn struct {
@@ -99,7 +127,7 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, answered, err := t.exchange(req, pc)
 		if err == nil {
-			return resp, nil
+			return t.keepErrorBody(resp)
 		}
 		if answered || !pc.reused || req.Context().Err() != nil || errors.Is(err, context.DeadlineExceeded) ||
 			(req.Method != http.MethodGet && req.Method != http.MethodHead) {
@@ -158,16 +186,70 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 		return fail(err)
 	}
 	answered = true
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(io.MultiReader(bytes.NewReader(first[:]), pc))
-	resp, err = http.ReadResponse(br, req)
+	body := &pollBody{t: t, pc: pc, stop: stop, keep: !req.Close, left: -1}
+	body.wire = wireBudget{r: io.MultiReader(bytes.NewReader(first[:]), pc), n: maxHeaderBytes, err: errHeaderTooLarge}
+	body.br = readers.Get().(*bufio.Reader)
+	body.br.Reset(&body.wire)
+	resp, err = http.ReadResponse(body.br, req)
+	if err == nil && t.maxBody > 0 && resp.ContentLength > t.maxBody {
+		err = ErrResponseTooLarge
+	}
 	if err != nil {
-		br.Reset(nil)
-		readers.Put(br)
+		body.br.Reset(nil)
+		readers.Put(body.br)
 		return fail(err)
 	}
-	resp.Body = &pollBody{ReadCloser: resp.Body, t: t, pc: pc, br: br, stop: stop, keep: !resp.Close && !req.Close}
+	body.wire.n, body.wire.err = math.MaxInt64, ErrResponseTooLarge
+	if t.maxBody > 0 {
+		body.wire.n = t.maxBody + maxHeaderBytes
+		body.left = t.maxBody
+	}
+	body.ReadCloser, body.keep = resp.Body, body.keep && !resp.Close
+	resp.Body = body
 	return resp, true, nil
+}
+
+// keepErrorBody reads the body of resp, when it is not a success and
+// errorBodyKeep is set, and keeps only its first errorBodyKeep bytes: the
+// connection goes back to the idle list before RoundTrip returns, and the
+// caller's copy of an error page is small.
+func (t *pollTransport) keepErrorBody(resp *http.Response) (*http.Response, error) {
+	if t.errorBodyKeep == 0 || (resp.StatusCode >= 200 && resp.StatusCode <= 299) {
+		return resp, nil
+	}
+	buf := make([]byte, t.errorBodyKeep)
+	n, err := io.ReadFull(resp.Body, buf)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	} else if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil // shorter than errorBodyKeep
+	}
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(buf[:n]))
+	resp.ContentLength = int64(n)
+	return resp, nil
+}
+
+// wireBudget reads from r until n bytes were read, then fails with err.
+type wireBudget struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (b *wireBudget) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, b.err
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	return n, err
 }
 
 // conn returns an idle connection to req's agent, or dials one (always,
@@ -265,17 +347,36 @@ type pollBody struct {
 	t    *pollTransport
 	pc   *pollConn
 	br   *bufio.Reader
+	wire wireBudget // what br reads from: the connection, bounded
 	stop func() bool
 	keep bool // the connection may carry another request
 	eof  bool
 	done bool
+	// left is how many more bytes of the body may be read (maxBody); -1:
+	// no bound. tooLarge is set once the body went past it.
+	left     int64
+	tooLarge bool
 }
 
 func (b *pollBody) Read(p []byte) (int, error) {
-	if b.done {
+	switch {
+	case b.done:
 		return 0, errors.New("read on closed response body")
+	case b.tooLarge:
+		return 0, ErrResponseTooLarge
+	case b.left >= 0 && int64(len(p)) > b.left+1:
+		// One byte more than allowed tells a body of exactly the limit
+		// from a longer one.
+		p = p[:b.left+1]
 	}
 	n, err := b.ReadCloser.Read(p)
+	if b.left >= 0 {
+		if int64(n) > b.left {
+			n, b.left, b.tooLarge = int(b.left), 0, true
+			return n, ErrResponseTooLarge
+		}
+		b.left -= int64(n)
+	}
 	if err == io.EOF {
 		b.eof = true
 	}
