@@ -90,11 +90,22 @@ func newClient(addr, tokenFile string, tr *pollTransport) (*api.Client, error) {
 // quoted in an error message cut to MaxErrorText.
 const errorBodyKeep = 4 << 10
 
+// An agent with requests out is checked every agentProbeInterval and is down
+// when it does not answer within agentProbeTimeout (see liveness.go): a
+// stopped or blackholed agent is noticed within their sum, 5 s, and the
+// next agent asked. An agent's HTTP API answers /v1/status/leader in
+// milliseconds; 3 s leaves room for a busy one.
+const (
+	agentProbeInterval = 2 * time.Second
+	agentProbeTimeout  = 3 * time.Second
+)
+
 // newTransport returns the transport of every Consul client, with the TLS
 // settings of the Consul environment (CONSUL_CACERT, CONSUL_CLIENT_CERT,
-// ...) and bodies bounded by maxBody. A blocking query returns within wait
-// plus Consul's jitter of wait/16; past that margin the agent is hung, and
-// the next path should be tried.
+// ...), bodies bounded by maxBody, and liveness checks of the agents. A
+// blocking query returns within wait plus Consul's jitter of wait/16; past
+// that margin the agent is hung, and the next path should be tried (the
+// liveness checks notice most hung agents much sooner).
 func newTransport(wait time.Duration, maxBody int64) (*pollTransport, error) {
 	cfg := api.DefaultConfig()
 	tlsConfig, err := api.SetupTLSConfig(&cfg.TLSConfig)
@@ -104,6 +115,7 @@ func newTransport(wait time.Duration, maxBody int64) (*pollTransport, error) {
 	tr := newPollTransport(tlsConfig)
 	tr.timeout = wait + wait/16 + 5*time.Second
 	tr.maxBody, tr.errorBodyKeep = maxBody, errorBodyKeep
+	tr.probeInterval, tr.probeTimeout = agentProbeInterval, agentProbeTimeout
 	return tr, nil
 }
 

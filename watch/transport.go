@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,9 +55,17 @@ type pollTransport struct {
 	// is not a success (2xx) RoundTrip keeps; the rest is read and dropped.
 	// Set before first use.
 	errorBodyKeep int
+	// probeInterval, when not 0, turns on liveness checks (see
+	// liveness.go): while requests to an agent are out, it is asked
+	// GET probePath every probeInterval and must answer within
+	// probeTimeout. Set before first use.
+	probeInterval, probeTimeout time.Duration
 
 	mu   sync.Mutex
 	idle map[string][]*pollConn // by scheme://host, most recently used last
+	// agents are the agents with requests out or found down, by
+	// scheme://host; guarded by mu.
+	agents map[string]*agentState
 }
 
 // maxIdlePerHost bounds the idle connections kept per agent. Each watch
@@ -87,6 +96,14 @@ type pollConn struct {
 	key      string
 	reused   bool
 	idleFrom time.Time
+	// agent is the agent whose in-flight list holds the connection while
+	// it carries a request (see track); set and read by the request's
+	// goroutine.
+	agent *agentState
+	// killed is set when the agent failed a liveness check while the
+	// connection carried a request, after killErr, the reason.
+	killed  atomic.Bool
+	killErr error
 }
 
 func newPollTransport(tlsConfig *tls.Config) *pollTransport {
@@ -94,6 +111,7 @@ func newPollTransport(tlsConfig *tls.Config) *pollTransport {
 		tls:    tlsConfig,
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		idle:   map[string][]*pollConn{},
+		agents: map[string]*agentState{},
 	}
 }
 
@@ -120,6 +138,11 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := req.Context().Err(); err != nil {
 		return nil, err
 	}
+	// An agent that failed its liveness check is not asked: the request
+	// would wait for nothing.
+	if err := t.agentDown(req); err != nil {
+		return nil, err
+	}
 	for fresh := false; ; fresh = true {
 		pc, err := t.conn(req, fresh)
 		if err != nil {
@@ -130,7 +153,7 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return t.keepErrorBody(resp)
 		}
 		if answered || !pc.reused || req.Context().Err() != nil || errors.Is(err, context.DeadlineExceeded) ||
-			(req.Method != http.MethodGet && req.Method != http.MethodHead) {
+			errors.Is(err, errAgentUnresponsive) || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
 			return nil, err
 		}
 		// Once, on a new connection: a fresh one is not reused, so a
@@ -153,10 +176,13 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 	stop := context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
+		t.untrack(pc)
 		pc.Close()
 		switch timedOut := errors.Is(err, os.ErrDeadlineExceeded); {
 		case ctx.Err() != nil:
 			err = ctx.Err()
+		case pc.killed.Load():
+			err = pc.killErr
 		case timedOut && fromCtx:
 			// The connection's deadline is the context's: it can expire
 			// before the context's own timer has marked it done.
@@ -165,6 +191,9 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 			err = fmt.Errorf("no answer within %s: %w", t.timeout, err)
 		}
 		return nil, answered, err
+	}
+	if err := t.track(req, pc); err != nil {
+		return fail(err)
 	}
 
 	bw := writers.Get().(*bufio.Writer)
@@ -283,6 +312,13 @@ func (t *pollTransport) conn(req *http.Request, fresh bool) (*pollConn, error) {
 			cfg.ServerName = req.URL.Hostname()
 		}
 		tc := tls.Client(c, cfg)
+		// An agent that accepts connections but does not answer (a stopped
+		// process: the kernel still accepts) must not hold the handshake
+		// of a request without a deadline forever; exchange sets the
+		// request's own deadline after.
+		if _, ok := ctx.Deadline(); !ok && t.dialer.Timeout > 0 {
+			_ = c.SetDeadline(time.Now().Add(t.dialer.Timeout))
+		}
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, err
@@ -370,6 +406,9 @@ func (b *pollBody) Read(p []byte) (int, error) {
 		p = p[:b.left+1]
 	}
 	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.pc.killed.Load() {
+		err = b.pc.killErr
+	}
 	if b.left >= 0 {
 		if int64(n) > b.left {
 			n, b.left, b.tooLarge = int(b.left), 0, true
@@ -398,7 +437,8 @@ func (b *pollBody) Close() error {
 	if b.eof {
 		err = b.ReadCloser.Close()
 	}
-	reuse := b.keep && b.eof && b.br.Buffered() == 0
+	b.t.untrack(b.pc)
+	reuse := b.keep && b.eof && b.br.Buffered() == 0 && !b.pc.killed.Load()
 	b.br.Reset(nil)
 	readers.Put(b.br)
 	// stop reports false when the cancellation already ran and moved the
