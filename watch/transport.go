@@ -246,7 +246,11 @@ func (t *pollTransport) keepErrorBody(resp *http.Response) (*http.Response, erro
 	if t.errorBodyKeep == 0 || (resp.StatusCode >= 200 && resp.StatusCode <= 299) {
 		return resp, nil
 	}
-	buf := make([]byte, t.errorBodyKeep)
+	size := t.errorBodyKeep
+	if resp.ContentLength >= 0 && resp.ContentLength < int64(size) {
+		size = int(resp.ContentLength)
+	}
+	buf := make([]byte, size)
 	n, err := io.ReadFull(resp.Body, buf)
 	if err == nil {
 		_, err = io.Copy(io.Discard, resp.Body)
