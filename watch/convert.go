@@ -2,6 +2,8 @@ package watch
 
 import (
 	"encoding/json"
+	"fmt"
+	"math"
 	"net/netip"
 	"strings"
 
@@ -10,10 +12,13 @@ import (
 	"github.com/regiondns/regiondns/policy"
 )
 
-// convertEntries turns Consul health entries into policy instances. Entries
-// whose address is not an IP literal are skipped: DNS answers need addresses.
-func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) []policy.Instance {
-	out := make([]policy.Instance, 0, len(entries))
+// convertEntries turns Consul health entries into policy instances. An
+// entry whose address is not an IP literal, or whose port is outside
+// 1-65535, is left out, and ignored says which and why: DNS answers need an
+// address, and an SRV record a port that is one (cutting 70000 to 16 bits
+// would send clients to another service).
+func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) (out []policy.Instance, ignored []string) {
+	out = make([]policy.Instance, 0, len(entries))
 	for _, e := range entries {
 		if e == nil || e.Service == nil {
 			continue
@@ -24,6 +29,11 @@ func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) []policy.
 		}
 		ip, err := netip.ParseAddr(addr)
 		if err != nil {
+			ignored = append(ignored, fmt.Sprintf("%s: address %q is not an IP address", e.Service.ID, addr))
+			continue
+		}
+		if e.Service.Port < 1 || e.Service.Port > math.MaxUint16 {
+			ignored = append(ignored, fmt.Sprintf("%s: port %d is outside 1-65535", e.Service.ID, e.Service.Port))
 			continue
 		}
 		in := policy.Instance{
@@ -45,7 +55,7 @@ func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) []policy.
 		}
 		out = append(out, in)
 	}
-	return out
+	return out, ignored
 }
 
 func health(checks api.HealthChecks) policy.Health {

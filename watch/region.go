@@ -29,6 +29,7 @@ type path struct {
 // the other region's agents (with ?dc=) when its own cannot be reached.
 type regionConn struct {
 	name  string
+	dc    string // the region's datacenter
 	paths []path // own agents first, then the other region's
 	own   int    // number of own paths at the front of paths
 
@@ -49,7 +50,7 @@ const ownRetryInterval = 10 * time.Second
 // (CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...) applies as consul/api reads it; a
 // region's token file overrides the environment's token.
 func newRegionConn(r, other *zones.Region, tr *pollTransport, c *counters) (*regionConn, error) {
-	rc := &regionConn{name: r.Name, counters: c}
+	rc := &regionConn{name: r.Name, dc: r.Datacenter, counters: c}
 	for _, addr := range r.ConsulHTTP {
 		c, err := newClient(addr, r.TokenFile, tr)
 		if err != nil {
@@ -85,12 +86,27 @@ func newClient(addr, tokenFile string, tr *pollTransport) (*api.Client, error) {
 	return api.NewClient(cfg)
 }
 
+// errorBodyKeep is how much of a Consul error answer is kept: its text is
+// quoted in an error message cut to MaxErrorText.
+const errorBodyKeep = 4 << 10
+
+// An agent with requests out is checked every agentProbeInterval and is down
+// when it does not answer within agentProbeTimeout (see liveness.go): a
+// stopped or blackholed agent is noticed within their sum, 5 s, and the
+// next agent asked. An agent's HTTP API answers /v1/status/leader in
+// milliseconds; 3 s leaves room for a busy one.
+const (
+	agentProbeInterval = 2 * time.Second
+	agentProbeTimeout  = 3 * time.Second
+)
+
 // newTransport returns the transport of every Consul client, with the TLS
 // settings of the Consul environment (CONSUL_CACERT, CONSUL_CLIENT_CERT,
-// ...). A blocking query returns within wait plus Consul's jitter of
-// wait/16; past that margin the agent is hung, and the next path should be
-// tried.
-func newTransport(wait time.Duration) (*pollTransport, error) {
+// ...), bodies bounded by maxBody, and liveness checks of the agents. A
+// blocking query returns within wait plus Consul's jitter of wait/16; past
+// that margin the agent is hung, and the next path should be tried (the
+// liveness checks notice most hung agents much sooner).
+func newTransport(wait time.Duration, maxBody int64) (*pollTransport, error) {
 	cfg := api.DefaultConfig()
 	tlsConfig, err := api.SetupTLSConfig(&cfg.TLSConfig)
 	if err != nil {
@@ -98,6 +114,8 @@ func newTransport(wait time.Duration) (*pollTransport, error) {
 	}
 	tr := newPollTransport(tlsConfig)
 	tr.timeout = wait + wait/16 + 5*time.Second
+	tr.maxBody, tr.errorBodyKeep = maxBody, errorBodyKeep
+	tr.probeInterval, tr.probeTimeout = agentProbeInterval, agentProbeTimeout
 	return tr, nil
 }
 
@@ -126,8 +144,9 @@ func (rc *regionConn) succeeded(i int) {
 }
 
 // query runs fn on each path in turn until one answers. It returns the path
-// that answered. An ACL denial is returned at once: another agent of the same
-// datacenter would deny it too, and the operator must see it.
+// that answered. An ACL denial, or an answer over the size limit, is
+// returned at once: another agent of the same datacenter would answer the
+// same, and the operator must see it.
 func (rc *regionConn) query(fn func(p path) error) (path, error) {
 	var errs []error
 	for _, i := range rc.order(time.Now()) {
@@ -141,7 +160,7 @@ func (rc *regionConn) query(fn func(p path) error) (path, error) {
 			rc.succeeded(i)
 			return p, nil
 		}
-		if isDenied(err) {
+		if isDenied(err) || errors.Is(err, ErrResponseTooLarge) {
 			return p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err)
 		}
 		errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))

@@ -2,8 +2,11 @@ package watch
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,10 +34,26 @@ type resourceKey struct {
 	tag    string
 }
 
+// path names the resource as Consul's HTTP API does, for error messages:
+// health/service/<name>[?tag=<tag>] or kv/<prefix>.
+func (k resourceKey) path() string {
+	switch {
+	case k.kind == kindKV:
+		return "kv/" + k.name
+	case k.tag != "":
+		return "health/service/" + k.name + "?tag=" + k.tag
+	default:
+		return "health/service/" + k.name
+	}
+}
+
 // result is the latest converted answer of a resource.
 type result struct {
 	instances []policy.Instance // kindHealth
-	kv        kvState           // kindKV
+	// ignored says which instances were left out and why (see
+	// convertEntries).
+	ignored []string
+	kv      kvState // kindKV
 }
 
 // kvState is what regiondns reads from Patroni's KV prefix of one scope.
@@ -83,10 +102,10 @@ type resource struct {
 	// The fields below are guarded by mu.
 	res         result
 	index       uint64
-	known       bool // a result was read at least once
-	attempted   bool // the first read finished, successfully or not
-	failing     bool // the last read failed on every path
-	lastErr     error
+	known       bool   // a result was read at least once
+	attempted   bool   // the first read finished, successfully or not
+	failing     bool   // the last read failed on every path
+	lastErr     string // redacted and cut (Redactor.Error)
 	lastContact time.Time
 	via         string
 	// running: a goroutine runs the loop's step or is about to; poked: a
@@ -148,7 +167,8 @@ func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Dura
 		if err != nil {
 			return result{}, 0, err
 		}
-		return result{instances: convertEntries(entries, r.tags)}, meta.LastIndex, nil
+		instances, ignored := convertEntries(entries, r.tags)
+		return result{instances: instances, ignored: ignored}, meta.LastIndex, nil
 	}
 }
 
@@ -196,6 +216,13 @@ func (r *resource) step(w *Watcher) bool {
 		}
 		var ferr error
 		res, next, ferr = r.fetch(ctx, p, at, wait)
+		if errors.Is(ferr, ErrResponseTooLarge) {
+			dc := p.dc
+			if dc == "" {
+				dc = r.conn.Load().dc
+			}
+			ferr = fmt.Errorf("consul %s in %s: %w (%d bytes)", r.key.path(), dc, ErrResponseTooLarge, o.MaxResponse)
+		}
 		return ferr
 	})
 	if ctx.Err() != nil {
@@ -204,7 +231,7 @@ func (r *resource) step(w *Watcher) bool {
 	}
 	lp.broken = err != nil
 	if err != nil {
-		r.setFailed(err)
+		r.setFailed(o.Redactor.Error(err))
 		w.logError(r.key, err)
 		if first {
 			w.settle(r)
@@ -235,6 +262,10 @@ func (r *resource) step(w *Watcher) bool {
 	}
 	if fresh {
 		w.changed(r)
+		if len(res.ignored) > 0 {
+			w.logger.Warn("consul instances ignored", "region", r.key.region, "resource", r.key.path(),
+				"count", len(res.ignored), "why", Truncate(strings.Join(res.ignored, "; "), MaxErrorText))
+		}
 	}
 	r.finishRead()
 	if d := o.MinInterval - time.Since(started); d > 0 {
@@ -312,14 +343,15 @@ func (r *resource) setResult(res result, next, prev uint64, via string) bool {
 	// position: the index moves, but nothing a decision reads does.
 	fresh := !r.known || r.failing || (next != prev && !reflect.DeepEqual(res, r.res))
 	r.res, r.index, r.known, r.attempted, r.failing = res, next, true, true, false
-	r.lastErr, r.lastContact, r.via = nil, time.Now(), via
+	r.lastErr, r.lastContact, r.via = "", time.Now(), via
 	return fresh
 }
 
-func (r *resource) setFailed(err error) {
+// setFailed stores a failed read; errText is the error's redacted text.
+func (r *resource) setFailed(errText string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.attempted, r.failing, r.lastErr = true, true, err
+	r.attempted, r.failing, r.lastErr = true, true, errText
 }
 
 // jitter returns a duration drawn uniformly from [d/2, d).

@@ -18,8 +18,12 @@ type RegionStatus struct {
 	Index uint64 `json:"index"`
 	// LastContact is the last time any resource was read successfully.
 	LastContact time.Time `json:"last_contact"`
-	// LastError is the newest read error while the region is stale.
+	// LastError is the newest read error while the region is stale,
+	// redacted and cut to MaxErrorText bytes.
 	LastError string `json:"last_error,omitempty"`
+	// TokenFileWarning says why the region's token file is unsafe: it is
+	// readable or writable by group or others, as ssh warns of a key file.
+	TokenFileWarning string `json:"token_file_warning,omitempty"`
 	// Via lists the agents the region's followed resources were last read
 	// through ("addr?dc=x" when through the other region's agents); a KV
 	// prefix read now and then (see Following) is not counted.
@@ -44,7 +48,7 @@ func (w *Watcher) Status() []RegionStatus {
 	byName := map[string]*RegionStatus{}
 	out := make([]RegionStatus, len(w.cfg.Regions))
 	for i, r := range w.cfg.Regions {
-		out[i] = RegionStatus{Name: r.Name, Ready: true}
+		out[i] = RegionStatus{Name: r.Name, Ready: true, TokenFileWarning: w.tokenWarnings[r.Name]}
 		byName[r.Name] = &out[i]
 	}
 	vias := map[string]map[string]bool{}
@@ -63,8 +67,8 @@ func (w *Watcher) Status() []RegionStatus {
 		if r.failing {
 			st.Stale = true
 			st.Failing++
-			if r.lastErr != nil {
-				st.LastError = r.lastErr.Error()
+			if r.lastErr != "" {
+				st.LastError = r.lastErr
 			}
 		} else if r.via != "" && r.running {
 			if vias[key.region] == nil {

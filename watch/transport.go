@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,15 +34,37 @@ import (
 // http.Client.Timeout would cost a goroutine per request with a transport
 // other than net/http's, and a context with a deadline per request costs a
 // timer and a child in its parent for as long as the query is parked.
+//
+// What the agent sends is bounded: a response header by maxHeaderBytes, a
+// body by maxBody (its reader fails with ErrResponseTooLarge past it, so a
+// JSON decoder reading it stops there), and the body of an answer that is
+// not a success is read before RoundTrip returns and only its first
+// errorBodyKeep bytes kept: an error page is quoted in an error message,
+// never decoded.
 type pollTransport struct {
 	tls    *tls.Config // for https URLs
 	dialer net.Dialer
 	// timeout bounds a request whose context has no deadline, header and
 	// body; 0: no bound. Set before first use.
 	timeout time.Duration
+	// maxBody bounds the bytes of a response body; 0: no bound. Set before
+	// first use.
+	maxBody int64
+	// errorBodyKeep, when not 0, is how much of the body of an answer that
+	// is not a success (2xx) RoundTrip keeps; the rest is read and dropped.
+	// Set before first use.
+	errorBodyKeep int
+	// probeInterval, when not 0, turns on liveness checks (see
+	// liveness.go): while requests to an agent are out, it is asked
+	// GET probePath every probeInterval and must answer within
+	// probeTimeout. Set before first use.
+	probeInterval, probeTimeout time.Duration
 
 	mu   sync.Mutex
 	idle map[string][]*pollConn // by scheme://host, most recently used last
+	// agents are the agents with requests out or found down, by
+	// scheme://host; guarded by mu.
+	agents map[string]*agentState
 }
 
 // maxIdlePerHost bounds the idle connections kept per agent. Each watch
@@ -52,12 +76,33 @@ const maxIdlePerHost = 4096
 // idle keep-alive connections too, and a loop that wants one dials anew.
 const idleTimeout = 90 * time.Second
 
+// maxHeaderBytes bounds a response's header (with what the reader buffered
+// of the body), and, past maxBody, the chunk framing and trailers of its
+// body: Consul's headers take a few hundred bytes.
+const maxHeaderBytes = 64 << 10
+
+// ErrResponseTooLarge means that a Consul answer's body was longer than the
+// limit, Options.MaxResponse (REGIONDNS_CONSUL_MAX_RESPONSE in regiondns).
+var ErrResponseTooLarge = errors.New("response larger than REGIONDNS_CONSUL_MAX_RESPONSE")
+
+// errHeaderTooLarge means that a response's header was longer than
+// maxHeaderBytes.
+var errHeaderTooLarge = fmt.Errorf("response header larger than %d bytes", maxHeaderBytes)
+
 // pollConn is one keep-alive connection to an agent.
 type pollConn struct {
 	net.Conn
 	key      string
 	reused   bool
 	idleFrom time.Time
+	// agent is the agent whose in-flight list holds the connection while
+	// it carries a request (see track); set and read by the request's
+	// goroutine.
+	agent *agentState
+	// killed is set when the agent failed a liveness check while the
+	// connection carried a request, after killErr, the reason.
+	killed  atomic.Bool
+	killErr error
 }
 
 func newPollTransport(tlsConfig *tls.Config) *pollTransport {
@@ -65,6 +110,7 @@ func newPollTransport(tlsConfig *tls.Config) *pollTransport {
 		tls:    tlsConfig,
 		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second},
 		idle:   map[string][]*pollConn{},
+		agents: map[string]*agentState{},
 	}
 }
 
@@ -91,6 +137,11 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err := req.Context().Err(); err != nil {
 		return nil, err
 	}
+	// An agent that failed its liveness check is not asked: the request
+	// would wait for nothing.
+	if err := t.agentDown(req); err != nil {
+		return nil, err
+	}
 	for fresh := false; ; fresh = true {
 		pc, err := t.conn(req, fresh)
 		if err != nil {
@@ -98,10 +149,10 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		resp, answered, err := t.exchange(req, pc)
 		if err == nil {
-			return resp, nil
+			return t.keepErrorBody(resp)
 		}
 		if answered || !pc.reused || req.Context().Err() != nil || errors.Is(err, context.DeadlineExceeded) ||
-			(req.Method != http.MethodGet && req.Method != http.MethodHead) {
+			errors.Is(err, errAgentUnresponsive) || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
 			return nil, err
 		}
 		// Once, on a new connection: a fresh one is not reused, so a
@@ -124,10 +175,13 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 	stop := context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (*http.Response, bool, error) {
 		stop()
+		t.untrack(pc)
 		pc.Close()
 		switch timedOut := errors.Is(err, os.ErrDeadlineExceeded); {
 		case ctx.Err() != nil:
 			err = ctx.Err()
+		case pc.killed.Load():
+			err = pc.killErr
 		case timedOut && fromCtx:
 			// The connection's deadline is the context's: it can expire
 			// before the context's own timer has marked it done.
@@ -136,6 +190,9 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 			err = fmt.Errorf("no answer within %s: %w", t.timeout, err)
 		}
 		return nil, answered, err
+	}
+	if err := t.track(req, pc); err != nil {
+		return fail(err)
 	}
 
 	bw := writers.Get().(*bufio.Writer)
@@ -157,16 +214,74 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 		return fail(err)
 	}
 	answered = true
-	br := readers.Get().(*bufio.Reader)
-	br.Reset(io.MultiReader(bytes.NewReader(first[:]), pc))
-	resp, err = http.ReadResponse(br, req)
+	body := &pollBody{t: t, pc: pc, stop: stop, keep: !req.Close, left: -1}
+	body.wire = wireBudget{r: io.MultiReader(bytes.NewReader(first[:]), pc), n: maxHeaderBytes, err: errHeaderTooLarge}
+	body.br = readers.Get().(*bufio.Reader)
+	body.br.Reset(&body.wire)
+	resp, err = http.ReadResponse(body.br, req)
+	if err == nil && t.maxBody > 0 && resp.ContentLength > t.maxBody {
+		err = ErrResponseTooLarge
+	}
 	if err != nil {
-		br.Reset(nil)
-		readers.Put(br)
+		body.br.Reset(nil)
+		readers.Put(body.br)
 		return fail(err)
 	}
-	resp.Body = &pollBody{ReadCloser: resp.Body, t: t, pc: pc, br: br, stop: stop, keep: !resp.Close && !req.Close}
+	body.wire.n, body.wire.err = math.MaxInt64, ErrResponseTooLarge
+	if t.maxBody > 0 {
+		body.wire.n = t.maxBody + maxHeaderBytes
+		body.left = t.maxBody
+	}
+	body.ReadCloser, body.keep = resp.Body, body.keep && !resp.Close
+	resp.Body = body
 	return resp, true, nil
+}
+
+// keepErrorBody reads the body of resp, when it is not a success and
+// errorBodyKeep is set, and keeps only its first errorBodyKeep bytes: the
+// connection goes back to the idle list before RoundTrip returns, and the
+// caller's copy of an error page is small.
+func (t *pollTransport) keepErrorBody(resp *http.Response) (*http.Response, error) {
+	if t.errorBodyKeep == 0 || (resp.StatusCode >= 200 && resp.StatusCode <= 299) {
+		return resp, nil
+	}
+	size := t.errorBodyKeep
+	if resp.ContentLength >= 0 && resp.ContentLength < int64(size) {
+		size = int(resp.ContentLength)
+	}
+	buf := make([]byte, size)
+	n, err := io.ReadFull(resp.Body, buf)
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	} else if err == io.EOF || err == io.ErrUnexpectedEOF {
+		err = nil // shorter than errorBodyKeep
+	}
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(buf[:n]))
+	resp.ContentLength = int64(n)
+	return resp, nil
+}
+
+// wireBudget reads from r until n bytes were read, then fails with err.
+type wireBudget struct {
+	r   io.Reader
+	n   int64
+	err error
+}
+
+func (b *wireBudget) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, b.err
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	return n, err
 }
 
 // conn returns an idle connection to req's agent, or dials one (always,
@@ -200,6 +315,13 @@ func (t *pollTransport) conn(req *http.Request, fresh bool) (*pollConn, error) {
 			cfg.ServerName = req.URL.Hostname()
 		}
 		tc := tls.Client(c, cfg)
+		// An agent that accepts connections but does not answer (a stopped
+		// process: the kernel still accepts) must not hold the handshake
+		// of a request without a deadline forever; exchange sets the
+		// request's own deadline after.
+		if _, ok := ctx.Deadline(); !ok && t.dialer.Timeout > 0 {
+			_ = c.SetDeadline(time.Now().Add(t.dialer.Timeout))
+		}
 		if err := tc.HandshakeContext(ctx); err != nil {
 			c.Close()
 			return nil, err
@@ -264,17 +386,39 @@ type pollBody struct {
 	t    *pollTransport
 	pc   *pollConn
 	br   *bufio.Reader
+	wire wireBudget // what br reads from: the connection, bounded
 	stop func() bool
 	keep bool // the connection may carry another request
 	eof  bool
 	done bool
+	// left is how many more bytes of the body may be read (maxBody); -1:
+	// no bound. tooLarge is set once the body went past it.
+	left     int64
+	tooLarge bool
 }
 
 func (b *pollBody) Read(p []byte) (int, error) {
-	if b.done {
+	switch {
+	case b.done:
 		return 0, errors.New("read on closed response body")
+	case b.tooLarge:
+		return 0, ErrResponseTooLarge
+	case b.left >= 0 && int64(len(p)) > b.left+1:
+		// One byte more than allowed tells a body of exactly the limit
+		// from a longer one.
+		p = p[:b.left+1]
 	}
 	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF && b.pc.killed.Load() {
+		err = b.pc.killErr
+	}
+	if b.left >= 0 {
+		if int64(n) > b.left {
+			n, b.left, b.tooLarge = int(b.left), 0, true
+			return n, ErrResponseTooLarge
+		}
+		b.left -= int64(n)
+	}
 	if err == io.EOF {
 		b.eof = true
 	}
@@ -296,7 +440,8 @@ func (b *pollBody) Close() error {
 	if b.eof {
 		err = b.ReadCloser.Close()
 	}
-	reuse := b.keep && b.eof && b.br.Buffered() == 0
+	b.t.untrack(b.pc)
+	reuse := b.keep && b.eof && b.br.Buffered() == 0 && !b.pc.killed.Load()
 	b.br.Reset(nil)
 	readers.Put(b.br)
 	// stop reports false when the cancellation already ran and moved the

@@ -46,6 +46,14 @@ type Options struct {
 	// agent that does not answer delays the others by that much at most.
 	FirstReads    int
 	FirstReadWait time.Duration
+	// MaxResponse bounds the bytes of one Consul answer's body. A longer
+	// one fails the read, as an unreachable agent would: the region is
+	// stale, and the next read backs off.
+	MaxResponse int64
+	// Redactor, when set, learns the Consul tokens of every configuration
+	// (so that a logger sharing it redacts them too); otherwise the
+	// Watcher has its own. Error text kept or logged is redacted by it.
+	Redactor *Redactor
 }
 
 // DefaultOptions are the options used where a field is zero.
@@ -62,6 +70,9 @@ var DefaultOptions = Options{
 	// agent as busy and start-up as fast.
 	FirstReads:    256,
 	FirstReadWait: time.Second,
+	// Consul's largest answers are a service's health of a few hundred
+	// instances: a few hundred KiB.
+	MaxResponse: 8 << 20,
 }
 
 func (o Options) withDefaults() Options {
@@ -89,6 +100,12 @@ func (o Options) withDefaults() Options {
 	if o.FirstReadWait <= 0 {
 		o.FirstReadWait = DefaultOptions.FirstReadWait
 	}
+	if o.MaxResponse <= 0 {
+		o.MaxResponse = DefaultOptions.MaxResponse
+	}
+	if o.Redactor == nil {
+		o.Redactor = NewRedactor()
+	}
 	return o
 }
 
@@ -109,6 +126,9 @@ type Watcher struct {
 	// The fields below are guarded by mu.
 	cfg       *zones.Config
 	resources map[resourceKey]*resource
+	// tokenWarnings says, by region name, why the region's token file is
+	// unsafe (see tokenFileWarning).
+	tokenWarnings map[string]string
 	// counters are the Consul request counters by region name, guarded by
 	// countersMu (plan runs without mu); never removed.
 	countersMu sync.Mutex
@@ -133,7 +153,7 @@ type Watcher struct {
 // be built (a bad address, an unreadable token file).
 func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error) {
 	opts = opts.withDefaults()
-	tr, err := newTransport(opts.WaitTime)
+	tr, err := newTransport(opts.WaitTime, opts.MaxResponse)
 	if err != nil {
 		return nil, err
 	}
@@ -147,24 +167,29 @@ func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error)
 		counters:   map[string]*counters{},
 		allDirty:   true,
 	}
-	resources, err := w.plan(cfg)
+	resources, warnings, err := w.plan(cfg)
 	if err != nil {
 		return nil, err
 	}
 	link(cfg, resources)
-	w.cfg, w.resources = cfg, resources
+	w.cfg, w.resources, w.tokenWarnings = cfg, resources, warnings
 	return w, nil
 }
 
 // plan builds the region clients and the (not yet running) resources cfg
-// needs.
-func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, error) {
+// needs, and returns what is unsafe about its token files (see
+// tokenFileWarning). The tokens the clients send are added to the Redactor,
+// read before and after the clients read them.
+func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string]string, error) {
+	w.learnTokens(cfg)
+	defer w.learnTokens(cfg)
+	warnings := w.checkTokenFiles(cfg)
 	conns := map[string]*regionConn{}
 	for i := range cfg.Regions {
 		r := &cfg.Regions[i]
 		rc, err := newRegionConn(r, cfg.Other(r), w.transport, w.regionCounters(r.Name))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		conns[r.Name] = rc
 	}
@@ -180,7 +205,7 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, error) {
 			resources[key] = res
 		}
 	}
-	return resources, nil
+	return resources, warnings, nil
 }
 
 // link pairs each Patroni service with the KV prefixes of its clusters in
@@ -243,7 +268,7 @@ func (w *Watcher) regionCounters(name string) *counters {
 // changed token file or address applies); resources it no longer needs stop;
 // new ones start. On error nothing changes.
 func (w *Watcher) Reconfigure(cfg *zones.Config) error {
-	next, err := w.plan(cfg)
+	next, warnings, err := w.plan(cfg)
 	if err != nil {
 		return err
 	}
@@ -260,7 +285,7 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 		}
 	}
 	link(cfg, next)
-	w.cfg, w.resources = cfg, next
+	w.cfg, w.resources, w.tokenWarnings = cfg, next, warnings
 	w.markAll()
 	if w.runCtx != nil {
 		for _, r := range next {
@@ -368,5 +393,9 @@ func (w *Watcher) logError(key resourceKey, err error) {
 		return
 	}
 	w.logger.Warn("consul read failed; serving last known data as stale",
-		"region", key.region, "resource", key.name, "err", err)
+		"region", key.region, "resource", key.name, "err", w.opts.Redactor.Error(err))
 }
+
+// Redactor returns the Redactor that knows the tokens of every
+// configuration the Watcher has had.
+func (w *Watcher) Redactor() *Redactor { return w.opts.Redactor }

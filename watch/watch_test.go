@@ -70,6 +70,13 @@ func startWatcherWith(t *testing.T, cfg *zones.Config, opts Options) *Watcher {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runWatcher(t, w)
+	return w
+}
+
+// runWatcher runs w until the test ends.
+func runWatcher(t *testing.T, w *Watcher) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { w.Run(ctx); close(done) }()
@@ -81,7 +88,6 @@ func startWatcherWith(t *testing.T, cfg *zones.Config, opts Options) *Watcher {
 			t.Error("watcher did not stop within 5s of cancel")
 		}
 	})
-	return w
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -321,7 +327,7 @@ func TestConvertEntries(t *testing.T) {
 	noAddr.Node.Address = "10.0.0.3"
 	host := entry("orders", "pg-4", "n4", "db4.example", 5432, api.HealthPassing, "replica")
 	warn := entry("orders", "pg-5", "n5", "::1", 5433, api.HealthWarning, "standby-leader")
-	got := convertEntries([]*api.ServiceEntry{noAddr, host, warn, nil}, policy.DefaultRoleTags())
+	got, _ := convertEntries([]*api.ServiceEntry{noAddr, host, warn, nil}, policy.DefaultRoleTags())
 	if len(got) != 2 {
 		t.Fatalf("got %d instances, want 2 (hostname address skipped): %+v", len(got), got)
 	}

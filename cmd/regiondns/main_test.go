@@ -48,6 +48,8 @@ func TestRunCommands(t *testing.T) {
 			wantCode: 2, wantStderr: "CONSUL_WAIT"},
 		{name: "wait over consul's limit", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_CONSUL_WAIT": "11m"},
 			wantCode: 2, wantStderr: "REGIONDNS_CONSUL_WAIT: 11m0s is not valid; want between 1s and 10m"},
+		{name: "consul response limit too small", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_CONSUL_MAX_RESPONSE": "1000"},
+			wantCode: 2, wantStderr: "REGIONDNS_CONSUL_MAX_RESPONSE: 1000 is not valid; want at least 65536 (bytes)"},
 		{name: "bad tcp conns", args: []string{"check-config"}, env: map[string]string{"REGIONDNS_TCP_MAX_CONNS": "0"},
 			wantCode: 2, wantStderr: "REGIONDNS_TCP_MAX_CONNS: 0 is not valid"},
 		{name: "bad log level", args: []string{"serve"}, env: map[string]string{"REGIONDNS_LOG_LEVEL": "loud"},

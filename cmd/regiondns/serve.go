@@ -26,7 +26,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.S
 	if err != nil {
 		return err
 	}
-	w, err := watch.New(cfg, watch.Options{WaitTime: s.ConsulWait}, logger)
+	w, err := watch.New(cfg, watch.Options{WaitTime: s.ConsulWait, MaxResponse: s.ConsulMaxResponse}, logger)
 	if err != nil {
 		return err
 	}

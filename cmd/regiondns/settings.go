@@ -35,6 +35,8 @@ type settings struct {
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s"`
 	CacheSize       int           `env:"CACHE_SIZE" envDefault:"10000"`
 	CacheMaxTTL     time.Duration `env:"CACHE_MAX_TTL" envDefault:"1h"`
+	// ConsulMaxResponse bounds the body of one Consul answer, in bytes.
+	ConsulMaxResponse int64 `env:"CONSUL_MAX_RESPONSE" envDefault:"8388608"`
 }
 
 func loadSettings() (settings, error) {
@@ -59,11 +61,17 @@ func loadSettings() (settings, error) {
 		return s, fmt.Errorf("REGIONDNS_CACHE_MAX_TTL: %s is not valid; want a positive duration", s.CacheMaxTTL)
 	case s.ShutdownTimeout <= 0:
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
+	case s.ConsulMaxResponse < minConsulResponse:
+		return s, fmt.Errorf("REGIONDNS_CONSUL_MAX_RESPONSE: %d is not valid; want at least %d (bytes)", s.ConsulMaxResponse, minConsulResponse)
 	}
 	return s, nil
 }
 
 const envPrefix = "REGIONDNS_"
+
+// minConsulResponse is the least REGIONDNS_CONSUL_MAX_RESPONSE: below it, the
+// health of an ordinary cluster would not fit.
+const minConsulResponse = 64 << 10
 
 // envError rewrites env's parse errors to name the variable, not the Go field.
 func envError(err error) error {
