@@ -18,6 +18,8 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+
+	"github.com/regiondns/regiondns/watch"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -48,7 +50,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if cmd == "check-config" {
 		return checkConfig(settings, stdout, stderr)
 	}
-	logger, err := newLogger(settings, stderr)
+	// One redactor for the whole process: the watcher teaches it every
+	// Consul token it reads, and every log line goes through it.
+	redactor := watch.NewRedactor()
+	logger, err := newLogger(settings, stderr, redactor)
 	if err != nil {
 		fmt.Fprintf(stderr, "regiondns: %v\n", err)
 		return 2
@@ -59,7 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := serve(ctx, settings, logger, hup); err != nil {
+	if err := serve(ctx, settings, logger, redactor, hup); err != nil {
 		logger.Error("regiondns stopped", "err", err)
 		return 1
 	}

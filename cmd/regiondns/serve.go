@@ -21,12 +21,12 @@ import (
 
 // serve runs regiondns until ctx is done: the watchers, the snapshot
 // builder, the DNS server and the HTTP endpoints.
-func serve(ctx context.Context, s settings, logger *slog.Logger, hup <-chan os.Signal) error {
+func serve(ctx context.Context, s settings, logger *slog.Logger, redactor *watch.Redactor, hup <-chan os.Signal) error {
 	cfg, err := zones.Load(s.Config)
 	if err != nil {
 		return err
 	}
-	w, err := watch.New(cfg, watch.Options{WaitTime: s.ConsulWait, MaxResponse: s.ConsulMaxResponse}, logger)
+	w, err := watch.New(cfg, watch.Options{WaitTime: s.ConsulWait, MaxResponse: s.ConsulMaxResponse, Redactor: redactor}, logger)
 	if err != nil {
 		return err
 	}

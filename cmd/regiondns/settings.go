@@ -13,6 +13,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
 )
 
@@ -93,12 +94,17 @@ func envError(err error) error {
 	return errors.Join(errs...)
 }
 
-func newLogger(s settings, w io.Writer) (*slog.Logger, error) {
+// newLogger returns the process logger; every attribute it writes is
+// redacted by r (nil: none is).
+func newLogger(s settings, w io.Writer, r *watch.Redactor) (*slog.Logger, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(s.LogLevel)); err != nil {
 		return nil, fmt.Errorf("REGIONDNS_LOG_LEVEL: %q is not valid; want debug, info, warn or error", s.LogLevel)
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	if r != nil {
+		opts.ReplaceAttr = r.ReplaceAttr
+	}
 	switch strings.ToLower(s.LogFormat) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
