@@ -6,7 +6,7 @@ CONSUL := $(CACHE)/bin/consul
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test unit e2e lint fuzz demo consul clean bench
+.PHONY: all build test unit e2e lint fuzz demo consul clean bench soak
 
 all: build
 
@@ -42,8 +42,11 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzFastPath$$' -fuzztime=$(FUZZTIME) ./resolver
 	$(GO) test -run='^$$' -fuzz='^FuzzRedactor$$' -fuzztime=$(FUZZTIME) ./watch
 
+# The end-to-end tests, then a short soak (SOAK_SHORT) of the one make soak
+# runs.
 e2e: $(CONSUL)
 	cd e2e && REGIONDNS_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 -timeout 20m .
+	$(MAKE) soak SOAK_DURATION=$(SOAK_SHORT)
 
 test: lint unit fuzz e2e e2e-patroni
 
@@ -82,6 +85,26 @@ bench-convergence: $(CONSUL)
 	set -o pipefail; cd e2e && REGIONDNS_BIN=$(CACHE)/bin/regiondns-bench REGIONDNS_CONSUL_BIN=$(CONSUL) \
 		$(GO) test -run='^$$' -bench='^BenchmarkConvergence$$' -benchtime=200x -timeout 20m . \
 		| tee $(CACHE)/bench/convergence.txt
+
+# The soak of e2e/soak_test.go: SOAK_DURATION of well-behaved and hostile
+# DNS clients against regiondns on real two-datacenter Consul while Consul
+# churns; a row of RSS, goroutines, open descriptors and answer rates every
+# 10 s, in the log and in .cache/soak/report-<duration>.txt. regiondns and
+# the load generator are built without -race, so that the figures are the
+# product's and the load is what it says. Not part of make test (make e2e
+# runs a SOAK_SHORT one). SOAK_HOSTILE=false runs the well-behaved clients
+# alone.
+SOAK_DURATION ?= 10m
+SOAK_SHORT ?= 60s
+SOAK_TIMEOUT ?= 30m
+SOAK_HOSTILE ?= true
+soak: $(CONSUL)
+	@mkdir -p $(CACHE)/soak $(CACHE)/bin
+	$(GO) build -o $(CACHE)/bin/regiondns-soak ./cmd/regiondns
+	cd e2e && REGIONDNS_BIN=$(CACHE)/bin/regiondns-soak REGIONDNS_CONSUL_BIN=$(CONSUL) \
+		REGIONDNS_SOAK_DURATION=$(SOAK_DURATION) REGIONDNS_SOAK_HOSTILE=$(SOAK_HOSTILE) \
+		REGIONDNS_SOAK_REPORT=$(CACHE)/soak/report-$(SOAK_DURATION).txt \
+		$(GO) test -count=1 -v -timeout $(SOAK_TIMEOUT) -run '^TestSoak$$' .
 
 clean:
 	rm -rf bin

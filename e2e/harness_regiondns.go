@@ -93,7 +93,12 @@ type Regiondns struct {
 // unless the process exits 0 within 10 s.
 func StartRegiondns(t testing.TB, zoneYAML string, env map[string]string) *Regiondns {
 	t.Helper()
-	bin := BuildRegiondns(t)
+	return StartRegiondnsBinary(t, BuildRegiondns(t), zoneYAML, env)
+}
+
+// StartRegiondnsBinary is StartRegiondns with the regiondns binary at bin.
+func StartRegiondnsBinary(t testing.TB, bin, zoneYAML string, env map[string]string) *Regiondns {
+	t.Helper()
 	zonePath := filepath.Join(t.TempDir(), "zone.yml")
 	if err := os.WriteFile(zonePath, []byte(zoneYAML), 0o644); err != nil {
 		t.Fatal(err)
@@ -291,6 +296,9 @@ type ZoneOptions struct {
 	// Agents picks the agents of a datacenter regiondns talks to (default:
 	// Datacenter.Agent, the client agent when there is one).
 	Agents func(*Datacenter) []*Agent
+	// ConsulDNS gives the consul_dns addresses of a datacenter (default:
+	// the DNS addresses of the agents Agents picks).
+	ConsulDNS func(*Datacenter) []string
 	// Extra is appended verbatim as more top-level YAML.
 	Extra string
 }
@@ -313,6 +321,12 @@ func (f *Federation) ZoneYAML(opts ZoneOptions) string {
 		for _, a := range agents(dc) {
 			httpAddrs = append(httpAddrs, fmt.Sprintf("%q", a.HTTPURL()))
 			dnsAddrs = append(dnsAddrs, fmt.Sprintf("%q", a.DNSAddr()))
+		}
+		if opts.ConsulDNS != nil {
+			dnsAddrs = dnsAddrs[:0]
+			for _, addr := range opts.ConsulDNS(dc) {
+				dnsAddrs = append(dnsAddrs, fmt.Sprintf("%q", addr))
+			}
 		}
 		fmt.Fprintf(&b, "  - {name: %s, role: %s, datacenter: %s, consul_http: [%s], consul_dns: [%s]}\n",
 			dc.Region, dc.Region, dc.Name, strings.Join(httpAddrs, ", "), strings.Join(dnsAddrs, ", "))
