@@ -58,7 +58,7 @@ func TestSoak(t *testing.T) {
 	d := soakDuration(t)
 	bin := soakBinary(t)
 	f := StartFederation(t, FederationOptions{ClientAgents: true})
-	fl := startRsFleet(t, f)
+	fl := startLayoutFleet(t, f)
 	proxies := map[*Datacenter]*soakProxy{}
 	for _, dc := range f.Datacenters() {
 		proxies[dc] = startSoakProxy(t, dc.Agent().DNSAddr())
@@ -68,15 +68,15 @@ func TestSoak(t *testing.T) {
 		for _, c := range fl.Clusters {
 			cs = append(cs, ZoneCluster{Label: c.Label, MainScope: c.Label, Layout: c.Layout})
 		}
-		return f.ZoneYAML(ZoneOptions{Zone: rsZone, TTL: ttl, Clusters: cs,
+		return f.ZoneYAML(ZoneOptions{Zone: fleetZone, TTL: ttl, Clusters: cs,
 			ConsulDNS: func(dc *Datacenter) []string { return []string{proxies[dc].Addr()} }})
 	}
 	r := StartRegiondnsBinary(t, bin, zone(1), nil)
 	for _, c := range fl.Clusters {
-		rsWaitAnswers(t, r, c, rsWant{A: map[string][]string{"rw": c.Write(c.Main, c.Main.Leader)}})
+		waitAnswers(t, r, c, answersWant{A: map[string][]string{"rw": c.Write(c.Main, c.Main.Leader)}})
 	}
 	delegated := soakDelegatedNames(f)
-	WaitFor(t, rsWaitTimeout, func() (bool, string) {
+	WaitFor(t, followTimeout, func() (bool, string) {
 		for _, name := range delegated {
 			resp, err := Exchange(r.DNSAddr(), NewQuery(name, dns.TypeA), false)
 			if err != nil || (resp.Rcode != dns.RcodeSuccess && resp.Rcode != dns.RcodeNameError) {
@@ -163,14 +163,14 @@ type soakChurn struct {
 	t    *testing.T
 	rep  *soakReport
 	f    *Federation
-	fl   *rsFleet
+	fl   *layoutFleet
 	r    *Regiondns
 	zone func(ttl int) string
 }
 
 func (ch *soakChurn) run(end time.Time, d time.Duration) {
-	leader := map[*rsCluster]*PatroniMember{}
-	replica := map[*rsCluster]*PatroniMember{}
+	leader := map[*fleetCluster]*PatroniMember{}
+	replica := map[*fleetCluster]*PatroniMember{}
 	for _, c := range ch.fl.Clusters {
 		leader[c], replica[c] = c.Main.Leader, c.Main.Replica
 	}

@@ -17,14 +17,14 @@ import (
 
 // soakZoneNames are the zone names the well-behaved clients ask: the four
 // names of every cluster of the fleet, and the apex.
-func soakZoneNames(fl *rsFleet) []string {
+func soakZoneNames(fl *layoutFleet) []string {
 	var names []string
 	for _, c := range fl.Clusters {
-		for _, n := range rsNames {
+		for _, n := range nameLabels {
 			names = append(names, c.FQDN(n))
 		}
 	}
-	return append(names, rsZone)
+	return append(names, fleetZone)
 }
 
 // soakZoneTypes are the types asked of the cluster names (the apex gets
@@ -69,7 +69,7 @@ func soakZoneCheck(q dns.Question) func(*dns.Msg) bool {
 func soakZoneQuery(names []string, i int, spell func(string) string) (*dns.Msg, dns.Question) {
 	name := names[i%len(names)]
 	qtype := soakZoneTypes[(i/len(names))%len(soakZoneTypes)]
-	if name == rsZone {
+	if name == fleetZone {
 		qtype = dns.TypeSOA
 	}
 	m := NewQuery(spell(name), qtype)
