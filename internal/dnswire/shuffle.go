@@ -44,22 +44,23 @@ func Shuffleable(answer []dns.RR) bool {
 }
 
 // Permutation fills p with a permutation of 0 .. len(p)-1 picked by seed:
-// a Fisher-Yates shuffle driven by SplitMix64 from the seed, so that
+// a Fisher-Yates shuffle driven by a 64-bit linear congruential generator
+// whose state is the seed scrambled by SplitMix64's finalizer, so that
 // consecutive seeds (a counter) give unrelated orders. Position k of the
 // new order holds the record p[k] of the old one. It does not allocate.
 func Permutation(seed uint32, p []uint16) {
 	for i := range p {
 		p[i] = uint16(i)
 	}
-	x := uint64(seed)
+	x := uint64(seed) + 0x9E3779B97F4A7C15
+	x = (x ^ x>>30) * 0xBF58476D1CE4E5B9
+	x = (x ^ x>>27) * 0x94D049BB133111EB
+	x ^= x >> 31
 	for i := len(p) - 1; i > 0; i-- {
-		x += 0x9E3779B97F4A7C15
-		z := x
-		z = (z ^ z>>30) * 0xBF58476D1CE4E5B9
-		z = (z ^ z>>27) * 0x94D049BB133111EB
-		z ^= z >> 31
-		// Lemire's multiply-shift: an index below i+1 without a division.
-		j := (z >> 32) * uint64(i+1) >> 32
+		x = x*6364136223846793005 + 1442695040888963407
+		// Lemire's multiply-shift on the high (best) bits: an index
+		// below i+1 without a division.
+		j := (x >> 32) * uint64(i+1) >> 32
 		p[i], p[j] = p[j], p[i]
 	}
 }
@@ -182,12 +183,28 @@ func recordPointers(msg []byte, off int, fn func(at, target int) bool) bool {
 // have a Reorder. The records' other TTLs are the caller's to count down.
 // It does not allocate.
 func (r *Response) PermuteAnswer(out []byte, n int, seed, elapsed uint32) {
-	ro := r.Reorder
-	an := len(ro.Bounds) - 1
+	// Most answers are short: their arrays are cleared faster.
+	if an := len(r.Reorder.Bounds) - 1; an <= shortAnswer {
+		var perm, start [shortAnswer]uint16
+		r.permute(out, n, seed, elapsed, perm[:an], start[:an])
+		return
+	}
 	var perm, start [MaxShuffle]uint16
-	Permutation(seed, perm[:an])
+	an := len(r.Reorder.Bounds) - 1
+	r.permute(out, n, seed, elapsed, perm[:an], start[:an])
+}
+
+// shortAnswer is the most records of an answer PermuteAnswer handles with
+// small arrays.
+const shortAnswer = 16
+
+// permute is PermuteAnswer with the arrays it needs: perm and start, one
+// element per answer record.
+func (r *Response) permute(out []byte, n int, seed, elapsed uint32, perm, start []uint16) {
+	ro := r.Reorder
+	Permutation(seed, perm)
 	off := int(ro.Bounds[0])
-	for _, i := range perm[:an] {
+	for _, i := range perm {
 		b, e := int(ro.Bounds[i]), int(ro.Bounds[i+1])
 		copy(out[off:], r.Msg[b:e])
 		start[i] = uint16(off)

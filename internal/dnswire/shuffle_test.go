@@ -213,3 +213,38 @@ func TestNewReorderRefuses(t *testing.T) {
 		t.Errorf("one answer record: Reorder %+v, want none", ro)
 	}
 }
+
+func BenchmarkPermuteAnswer(b *testing.B) {
+	for _, n := range []int{3, 12} {
+		m := new(dns.Msg)
+		m.SetQuestion("web.service.consul.", dns.TypeSRV)
+		for i := range n {
+			rr, _ := dns.NewRR(fmt.Sprintf("web.service.consul. 30 IN SRV 1 1 %d node-%d.node.dc1.consul.", 8000+i, i))
+			m.Answer = append(m.Answer, rr)
+			rr, _ = dns.NewRR(fmt.Sprintf("node-%d.node.dc1.consul. 30 IN A 10.0.1.%d", i, i+1))
+			m.Extra = append(m.Extra, rr)
+		}
+		m.Compress = true
+		msg, _ := m.Pack()
+		off := SkipName(msg, HeaderLen) + 4
+		var records []int
+		var ttls []uint16
+		for range 2 * n {
+			records = append(records, off)
+			off = SkipName(msg, off)
+			ttls = append(ttls, uint16(off+4))
+			off += 10 + int(binary.BigEndian.Uint16(msg[off+8:]))
+		}
+		r := &Response{Msg: msg, TTLs: ttls, Reorder: NewReorder(msg, append(records, off), n)}
+		out := make([]byte, len(msg))
+		copy(out, msg)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			b.ReportAllocs()
+			seed := uint32(0)
+			for b.Loop() {
+				seed++
+				r.PermuteAnswer(out, len(out), seed, 1)
+			}
+		})
+	}
+}
