@@ -3,6 +3,7 @@ package forward
 import (
 	"net"
 	"net/netip"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -19,6 +20,10 @@ import (
 // wants its own node found sends its full address), or else the client's
 // source address cut to SourcePrefixV4 or SourcePrefixV6 bits, as RFC 7871
 // §11.1 advises for privacy.
+//
+// Only names under Consul's domains (Options.Domains) carry it: Consul
+// passes a query it does not answer itself on to its recursors as it
+// came, and a client's subnet has no business on the internet.
 //
 // The answer says, with its SCOPE PREFIX-LENGTH, for whom it holds:
 // Consul gives 0 (every client) to everything but prepared queries, and
@@ -112,4 +117,15 @@ func scopeOf(resp *dns.Msg, sent netip.Prefix) (uint8, bool) {
 		return 0, false
 	}
 	return got.SourceScope, true
+}
+
+// inDomains reports whether name (lower case, fully qualified) is one of
+// domains or below one.
+func inDomains(name string, domains []string) bool {
+	for _, d := range domains {
+		if name == d || strings.HasSuffix(name, "."+d) {
+			return true
+		}
+	}
+	return false
 }

@@ -55,9 +55,10 @@ func withSubnet(name string, family uint16, bits uint8, addr string) *dns.Msg {
 	return m
 }
 
-// TestClientSubnetSentUpstream: the client's subnet option goes upstream
-// as the client sent it; without one, the client's address cut to /24 or
-// /56; without either, none.
+// TestClientSubnetSentUpstream: for a name under Consul's domain, the
+// client's subnet option goes upstream as the client sent it; without
+// one, the client's address cut to /24 or /56; without either, none. A
+// name outside Consul's domain goes without.
 func TestClientSubnetSentUpstream(t *testing.T) {
 	up := startUpstream(t, fakeNear(nil))
 	f := forwarder(nil, []string{up.addr})
@@ -77,6 +78,10 @@ func TestClientSubnetSentUpstream(t *testing.T) {
 		{"client's own IPv6 /64", withSubnet("a.service.consul.", 2, 64, "2001:db8:9:9::"), "192.0.2.77", 2, 64, "2001:db8:9:9::"},
 		{"client's /0: nothing revealed", withSubnet("a.service.consul.", 1, 0, "0.0.0.0"), "192.0.2.77", 1, 0, "0.0.0.0"},
 		{"no client address", query("a.service.consul.", dns.TypeA, 1232), "", 0, 0, ""},
+		// Consul hands names outside its domain to its recursors as they
+		// came: a client's subnet does not go there.
+		{"name outside Consul's domain", query("www.example.com.", dns.TypeA, 1232), "192.0.2.77", 0, 0, ""},
+		{"client's own, outside Consul's domain", withSubnet("www.example.com.", 1, 32, "198.51.100.7"), "192.0.2.77", 0, 0, ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

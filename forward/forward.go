@@ -73,7 +73,8 @@ type Options struct {
 	Datacenter string
 	// Domains are the Consul DNS domains (Consul's domain and alt_domain),
 	// fully qualified, in which names without a datacenter are looked
-	// for. Empty means DefaultDomain.
+	// for, and the names whose upstream queries carry the client's subnet
+	// (ecs.go). Empty means DefaultDomain.
 	Domains []string
 }
 
@@ -150,7 +151,7 @@ func (f *Forwarder) SetDatacenter(dc string) {
 // req's ID, question (its case included), RD and CD; the upstream's rcode,
 // RA and AD; never AA, since this server is not an authority for the
 // name. When a client subnet was asked for (req's own option, or src's
-// subnet: ecs.go), its Extra ends with an OPT record holding that client
+// subnet, for a name under Options.Domains: ecs.go), its Extra ends with an OPT record holding that client
 // subnet option, its SCOPE PREFIX-LENGTH the one the answer holds for
 // (0: every client). Its records may be shared with concurrent callers
 // and must not be modified. The transport of the client does not matter:
@@ -168,7 +169,9 @@ func (f *Forwarder) Delegate(req *dns.Msg, _ bool, src netip.Addr) (*dns.Msg, er
 		client = subnetOption(opt)
 	}
 	key := NewKey(req.Question[0], do)
-	key.Subnet = clientSubnet(client, src)
+	if inDomains(key.Name, f.opts.Domains) {
+		key.Subnet = clientSubnet(client, src)
+	}
 	if f.cache != nil {
 		if m, scoped, ok := f.cache.Lookup(key); ok {
 			return reply(req, m, key.Subnet, scoped), nil
