@@ -30,6 +30,7 @@ func TestConformance(t *testing.T) {
 	t.Run("Clients", func(t *testing.T) { confClients(t, w) })
 	t.Run("TCP", func(t *testing.T) { confTCPTests(t, w) })
 	t.Run("Delegation", func(t *testing.T) { confDelegation(t, w) })
+	t.Run("DelegationFaithful", func(t *testing.T) { confDelegationFaithful(t, w) })
 	t.Logf("conformance tests took %s", time.Since(start).Round(time.Millisecond))
 }
 

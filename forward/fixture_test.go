@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -227,7 +228,7 @@ func query(name string, qtype uint16, size uint16) *dns.Msg {
 // ask sends a query for name and qtype through f.Delegate.
 func ask(t *testing.T, f *Forwarder, name string, qtype uint16) (*dns.Msg, error) {
 	t.Helper()
-	return f.Delegate(query(name, qtype, 1232), false)
+	return f.Delegate(query(name, qtype, 1232), false, netip.Addr{})
 }
 
 // mustAsk is ask for a query that must get a response.

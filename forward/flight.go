@@ -14,24 +14,32 @@ type flights struct {
 	m  map[Key]*flight
 }
 
-// flight is one upstream query in progress; msg and err are written before
+// result is what one upstream query gives every caller of its flight:
+// the response, and whether it holds for the client subnet asked only
+// (a scope other than 0, ecs.go).
+type result struct {
+	msg    *dns.Msg
+	scoped bool
+}
+
+// flight is one upstream query in progress; res and err are written before
 // done is closed and only read after.
 type flight struct {
 	done    chan struct{}
-	msg     *dns.Msg
+	res     result
 	err     error
 	waiters int // callers waiting besides the one asking; guarded by flights.mu
 }
 
 // do returns fn's result for key, calling fn only when no call for key is
 // in progress; otherwise it waits for that call and shares its result.
-func (g *flights) do(key Key, fn func() (*dns.Msg, error)) (*dns.Msg, error) {
+func (g *flights) do(key Key, fn func() (result, error)) (result, error) {
 	g.mu.Lock()
 	if fl, ok := g.m[key]; ok {
 		fl.waiters++
 		g.mu.Unlock()
 		<-fl.done
-		return fl.msg, fl.err
+		return fl.res, fl.err
 	}
 	if g.m == nil {
 		g.m = make(map[Key]*flight)
@@ -41,7 +49,7 @@ func (g *flights) do(key Key, fn func() (*dns.Msg, error)) (*dns.Msg, error) {
 	g.mu.Unlock()
 
 	defer func() {
-		if fl.msg == nil && fl.err == nil {
+		if fl.res.msg == nil && fl.err == nil {
 			// fn panicked: the waiters still get an answer.
 			fl.err = ErrNoUpstream
 		}
@@ -50,8 +58,8 @@ func (g *flights) do(key Key, fn func() (*dns.Msg, error)) (*dns.Msg, error) {
 		g.mu.Unlock()
 		close(fl.done)
 	}()
-	fl.msg, fl.err = fn()
-	return fl.msg, fl.err
+	fl.res, fl.err = fn()
+	return fl.res, fl.err
 }
 
 // waiting returns how many callers wait for the flight of key (for tests).

@@ -1,12 +1,15 @@
 // Package forward answers the names outside regiondns's zone from Consul
-// DNS. A Forwarder asks the local region's agents first and the other
-// region's when none of them answers, keeps each agent's health and
-// counters, makes identical concurrent misses share one upstream query, and
-// caches the answers in an LRU that also holds each one packed, so that
-// the resolver's fast path answers a cache hit without allocating. It is
-// built once and lives as long as the process: a reload replaces its
-// upstreams in place (SetUpstreams), and an agent whose address stays
-// keeps its health and its metrics (NewCollector).
+// DNS, as Consul DNS itself would answer the client. A Forwarder asks the
+// local region's agents first and the other region's when none of them
+// answers, asking both for the local datacenter when a name names none;
+// passes the client's subnet on, so that prepared queries sort for the
+// client; keeps each agent's health and counters; makes identical
+// concurrent misses share one upstream query; and caches the answers, per
+// client subnet where the answer says so, in an LRU that also holds each
+// one packed, so that the resolver's fast path answers a cache hit without
+// allocating. It is built once and lives as long as the process: a reload
+// replaces its upstreams in place (SetUpstreams), and an agent whose
+// address stays keeps its health and its metrics (NewCollector).
 package forward
 
 import (
@@ -14,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +66,16 @@ type Options struct {
 	// fit without setting TC unless its dns_config.enable_truncate is on;
 	// TCP always gets the whole answer.
 	ForceTCP bool
+	// Datacenter is the local region's Consul datacenter (see
+	// Datacenter): a Consul DNS name that names no datacenter is asked for
+	// this one, of every upstream (datacenter.go). Empty: names are asked
+	// as the client asked them. SetDatacenter replaces it.
+	Datacenter string
+	// Domains are the Consul DNS domains (Consul's domain and alt_domain),
+	// fully qualified, in which names without a datacenter are looked
+	// for, and the names whose upstream queries carry the client's subnet
+	// (ecs.go). Empty means DefaultDomain.
+	Domains []string
 }
 
 // Forwarder answers names outside the zone from Consul DNS, through an
@@ -80,6 +94,9 @@ type Forwarder struct {
 	// groups is the current upstream set, read by every miss without a
 	// lock; SetUpstreams swaps in a new one.
 	groups atomic.Pointer[[][]*upstream]
+	// datacenter is the local datacenter (Options.Datacenter), read by
+	// every miss without a lock; SetDatacenter swaps in a new one.
+	datacenter atomic.Pointer[string]
 	// setMu serializes SetUpstreams.
 	setMu   sync.Mutex
 	flights flights
@@ -97,6 +114,14 @@ func New(opts Options, lru *LRU, logger *slog.Logger) *Forwarder {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	domains := []string{DefaultDomain}
+	if len(opts.Domains) > 0 {
+		domains = make([]string, len(opts.Domains))
+		for i, d := range opts.Domains {
+			domains[i] = dnswire.LowerName(dns.Fqdn(d))
+		}
+	}
+	opts.Domains = domains
 	f := &Forwarder{
 		opts:   opts,
 		cache:  lru,
@@ -108,30 +133,48 @@ func New(opts Options, lru *LRU, logger *slog.Logger) *Forwarder {
 		now: time.Now,
 	}
 	f.SetUpstreams(opts.Groups)
-	f.opts.Groups = nil // the current set is f.groups
+	f.SetDatacenter(opts.Datacenter)
+	// The current values are f.groups and f.datacenter.
+	f.opts.Groups, f.opts.Datacenter = nil, ""
 	return f
 }
 
-// Delegate answers req from the cache or the upstreams. The response
-// carries req's ID, question (its case included), RD and CD; the
-// upstream's rcode, RA and AD; never AA, since this server is not an
-// authority for the name. Its records may be shared with concurrent
-// callers and must not be modified. The transport of the client does not
-// matter: the whole answer is always fetched, and the resolver fits it to
-// the client. Without any upstream, a name not in the cache is answered
+// SetDatacenter replaces the local datacenter (Options.Datacenter), for a
+// reload. Answers already cached are kept until they expire.
+func (f *Forwarder) SetDatacenter(dc string) {
+	dc = dnswire.LowerName(dc)
+	f.datacenter.Store(&dc)
+}
+
+// Delegate answers req, received from the client address src (the zero
+// Addr: unknown), from the cache or the upstreams. The response carries
+// req's ID, question (its case included), RD and CD; the upstream's rcode,
+// RA and AD; never AA, since this server is not an authority for the
+// name. When a client subnet was asked for (req's own option, or src's
+// subnet, for a name under Options.Domains: ecs.go), its Extra ends with an OPT record holding that client
+// subnet option, its SCOPE PREFIX-LENGTH the one the answer holds for
+// (0: every client). Its records may be shared with concurrent callers
+// and must not be modified. The transport of the client does not matter:
+// the whole answer is always fetched, and the resolver fits it to the
+// client. Without any upstream, a name not in the cache is answered
 // REFUSED, as with delegation off. req is not modified.
-func (f *Forwarder) Delegate(req *dns.Msg, _ bool) (*dns.Msg, error) {
+func (f *Forwarder) Delegate(req *dns.Msg, _ bool, src netip.Addr) (*dns.Msg, error) {
 	if len(req.Question) != 1 {
 		return nil, fmt.Errorf("%w: %d questions", ErrNoUpstream, len(req.Question))
 	}
 	var do bool
+	var client *dns.EDNS0_SUBNET
 	if opt := req.IsEdns0(); opt != nil {
 		do = opt.Do()
+		client = subnetOption(opt)
 	}
 	key := NewKey(req.Question[0], do)
+	if inDomains(key.Name, f.opts.Domains) {
+		key.Subnet = clientSubnet(client, src)
+	}
 	if f.cache != nil {
-		if m, ok := f.cache.Get(key); ok {
-			return reply(req, m), nil
+		if m, scoped, ok := f.cache.Lookup(key); ok {
+			return reply(req, m, key.Subnet, scoped), nil
 		}
 	}
 	if len(*f.groups.Load()) == 0 {
@@ -139,11 +182,13 @@ func (f *Forwarder) Delegate(req *dns.Msg, _ bool) (*dns.Msg, error) {
 		m.SetRcode(req, dns.RcodeRefused)
 		return m, nil
 	}
-	m, err := f.flights.do(key, func() (*dns.Msg, error) { return f.resolve(key) })
+	// Identical misses from one subnet share a query: until the answer
+	// says otherwise, it may hold for that subnet only.
+	res, err := f.flights.do(key, func() (result, error) { return f.resolve(key) })
 	if err != nil {
 		return nil, err
 	}
-	return reply(req, m), nil
+	return reply(req, res.msg, key.Subnet, res.scoped), nil
 }
 
 // CachedWire returns the cached answer to question, a query's question
@@ -169,10 +214,21 @@ func (f *Forwarder) CacheStats() LRUStats {
 	return f.cache.Stats()
 }
 
-// reply returns m as the answer to req. It copies m's header only: m may
-// be shared by every caller of one flight.
-func reply(req, m *dns.Msg) *dns.Msg {
+// reply returns m as the answer to req, a client of subnet (the zero
+// Prefix: none asked for), with an OPT holding subnet and the answer's
+// scope: subnet's length when scoped, else 0. It copies m's header only:
+// m may be shared by every caller of one flight.
+func reply(req, m *dns.Msg, subnet netip.Prefix, scoped bool) *dns.Msg {
 	r := *m
+	if subnet.IsValid() {
+		var scope uint8
+		if scoped {
+			scope = uint8(subnet.Bits())
+		}
+		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.Option = []dns.EDNS0{newSubnetOption(subnet, scope)}
+		r.Extra = append(m.Extra[:len(m.Extra):len(m.Extra)], opt)
+	}
 	r.Id = req.Id
 	r.Response = true
 	r.Opcode = req.Opcode
@@ -193,10 +249,19 @@ func reply(req, m *dns.Msg) *dns.Msg {
 // name outside its domain when it has no recursors: the client gets what
 // Consul DNS would have told it, not a SERVFAIL of ours). Only when no
 // upstream gave any of these is the result ErrNoUpstream.
-func (f *Forwarder) resolve(key Key) (*dns.Msg, error) {
+//
+// key.Subnet, when valid, is the client subnet asked for (ecs.go); the
+// answer is cached for every client when its scope is 0, else for that
+// subnet. A name without a datacenter is asked for the local one
+// (datacenter.go) and its answer's names written back to key.Name.
+func (f *Forwarder) resolve(key Key) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), f.opts.MaxTime)
 	defer cancel()
 
+	asked := key.Name
+	if dcName := withDatacenter(key.Name, key.Qtype, *f.datacenter.Load(), f.opts.Domains); dcName != "" {
+		asked = dcName
+	}
 	var servfail, declined *dns.Msg
 	var lastErr error
 	tried := 0
@@ -207,7 +272,7 @@ func (f *Forwarder) resolve(key Key) (*dns.Msg, error) {
 		}
 		tried++
 		started := time.Now()
-		resp, err := f.exchange(ctx, u, key)
+		resp, err := f.exchange(ctx, u, key, asked)
 		u.stats.observe(time.Since(started), err)
 		if err != nil {
 			f.failed(u, err)
@@ -215,6 +280,9 @@ func (f *Forwarder) resolve(key Key) (*dns.Msg, error) {
 			continue
 		}
 		f.succeeded(u)
+		if asked != key.Name {
+			rewriteOwners(resp, asked, key.Name)
+		}
 		switch resp.Rcode {
 		case dns.RcodeSuccess, dns.RcodeNameError:
 			return f.store(key, resp), nil
@@ -239,20 +307,27 @@ func (f *Forwarder) resolve(key Key) (*dns.Msg, error) {
 	if lastErr == nil {
 		lastErr = errors.New("no upstream configured")
 	}
-	return nil, fmt.Errorf("%w for %s %s (%d tried, last: %w)",
+	return result{}, fmt.Errorf("%w for %s %s (%d tried, last: %w)",
 		ErrNoUpstream, key.Name, dns.TypeToString[key.Qtype], tried, lastErr)
 }
 
-// store caches resp under key and returns the answer to hand out: the
-// cached view when it was cached, else resp cleaned of what is not passed
-// on (OPT, AA, TC).
-func (f *Forwarder) store(key Key, resp *dns.Msg) *dns.Msg {
+// store caches resp, the answer to a query for key, under key, or under
+// key for every client when its scope is 0 (exchange checked it), and
+// returns the answer to hand out: the cached view when it was cached,
+// else resp cleaned of what is not passed on (OPT, AA, TC).
+func (f *Forwarder) store(key Key, resp *dns.Msg) result {
+	scope, _ := scopeOf(resp, key.Subnet)
+	if scope == 0 {
+		key.Subnet = netip.Prefix{}
+	}
+	res := result{scoped: scope != 0}
 	if f.cache != nil {
 		if m, ok := f.cache.Add(key, resp); ok {
-			return m
+			res.msg = m
+			return res
 		}
 	}
-	return &dns.Msg{
+	res.msg = &dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Response:           true,
 			Rcode:              resp.Rcode,
@@ -263,21 +338,22 @@ func (f *Forwarder) store(key Key, resp *dns.Msg) *dns.Msg {
 		Ns:     resp.Ns,
 		Extra:  dnswire.WithoutOPT(resp.Extra),
 	}
+	return res
 }
 
-// exchange asks u for key: over UDP, then over TCP when the UDP answer is
-// truncated (or over TCP only with ForceTCP). Each leg has its own
-// Timeout, within ctx.
-func (f *Forwarder) exchange(ctx context.Context, u *upstream, key Key) (*dns.Msg, error) {
+// exchange asks u for key, with the name asked in its place: over UDP,
+// then over TCP when the UDP answer is truncated (or over TCP only with
+// ForceTCP). Each leg has its own Timeout, within ctx.
+func (f *Forwarder) exchange(ctx context.Context, u *upstream, key Key, asked string) (*dns.Msg, error) {
 	client := f.udp
 	if f.opts.ForceTCP {
 		client = f.tcp
 	}
-	resp, err := f.try(ctx, client, u.addr, key)
+	resp, err := f.try(ctx, client, u.addr, key, asked)
 	if client == f.udp && resp != nil && resp.Truncated {
 		// A truncated answer may also fail to unpack: the TCP retry
 		// settles both.
-		resp, err = f.try(ctx, f.tcp, u.addr, key)
+		resp, err = f.try(ctx, f.tcp, u.addr, key, asked)
 	}
 	if err != nil {
 		return nil, err
@@ -288,13 +364,14 @@ func (f *Forwarder) exchange(ctx context.Context, u *upstream, key Key) (*dns.Ms
 	return resp, nil
 }
 
-// try sends one query for key to addr with client and checks that the
-// response answers it. The response is returned with err when it has the
-// TC bit, so that the caller can retry over TCP.
-func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, key Key) (*dns.Msg, error) {
+// try sends one query for key, asking for the name asked, to addr with
+// client and checks that the response answers it, and echoes the client
+// subnet asked for. The response is returned with err when it has the TC
+// bit, so that the caller can retry over TCP.
+func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, key Key, asked string) (*dns.Msg, error) {
 	ctx, cancel := context.WithTimeout(ctx, f.opts.Timeout)
 	defer cancel()
-	q := upstreamQuery(key)
+	q := upstreamQuery(key, asked)
 	resp, _, err := client.ExchangeContext(ctx, q, addr)
 	if resp != nil && resp.Truncated {
 		return resp, err
@@ -302,22 +379,27 @@ func (f *Forwarder) try(ctx context.Context, client *dns.Client, addr string, ke
 	if err != nil {
 		return nil, err
 	}
-	if !resp.Response || !answers(resp, q) {
+	if _, ok := scopeOf(resp, key.Subnet); !resp.Response || !answers(resp, q) || !ok {
 		return nil, errMismatch
 	}
 	return resp, nil
 }
 
-// upstreamQuery returns a clean query for key: a fresh ID, the name
+// upstreamQuery returns a clean query for key asking for the name asked
+// (key.Name, or the name with the local datacenter): a fresh ID, the name
 // lower-cased (what the cache holds does not depend on the case a client
-// used), RD set, EDNS(0) with dnswire.DefaultUDPSize and the client's DO
-// bit, no options and no CD.
-func upstreamQuery(key Key) *dns.Msg {
+// used), RD set, EDNS(0) with dnswire.DefaultUDPSize, the client's DO bit
+// and the client subnet of key when it has one (no other option), no CD.
+func upstreamQuery(key Key, asked string) *dns.Msg {
 	q := &dns.Msg{
 		MsgHdr:   dns.MsgHdr{Id: dns.Id(), Opcode: dns.OpcodeQuery, RecursionDesired: true},
-		Question: []dns.Question{{Name: key.Name, Qtype: key.Qtype, Qclass: key.Qclass}},
+		Question: []dns.Question{{Name: asked, Qtype: key.Qtype, Qclass: key.Qclass}},
 	}
 	q.SetEdns0(dnswire.DefaultUDPSize, key.DO)
+	if key.Subnet.IsValid() {
+		opt := q.IsEdns0()
+		opt.Option = append(opt.Option, newSubnetOption(key.Subnet, 0))
+	}
 	return q
 }
 

@@ -3,6 +3,8 @@ package forward
 import (
 	"errors"
 	"fmt"
+	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -61,8 +63,14 @@ func TestForwardPassThrough(t *testing.T) {
 	if q := sent.Question[0]; q.Name != "db.service.consul." || !sent.RecursionDesired || sent.CheckingDisabled {
 		t.Errorf("upstream query: %v; want the name lower-cased, RD set, CD clear", sent)
 	}
-	if opt := sent.IsEdns0(); opt == nil || opt.UDPSize() != dnswire.DefaultUDPSize || opt.Do() || len(opt.Option) != 0 {
-		t.Errorf("upstream OPT: %v; want size %d, no DO, no options", opt, dnswire.DefaultUDPSize)
+	// The client (127.0.0.1) sent no client subnet: its /24 goes upstream,
+	// and nothing else.
+	opt := sent.IsEdns0()
+	if opt == nil || opt.UDPSize() != dnswire.DefaultUDPSize || opt.Do() || len(opt.Option) != 1 {
+		t.Fatalf("upstream OPT: %v; want size %d, no DO, the client subnet only", opt, dnswire.DefaultUDPSize)
+	}
+	if ecs, ok := opt.Option[0].(*dns.EDNS0_SUBNET); !ok || ecs.Family != 1 || ecs.SourceNetmask != 24 || !ecs.Address.Equal(net.IPv4(127, 0, 0, 0)) {
+		t.Errorf("upstream option %v, want the client subnet 127.0.0.0/24", opt.Option[0])
 	}
 }
 
@@ -361,7 +369,7 @@ func TestForwardDOBitIsPartOfTheKey(t *testing.T) {
 			if do {
 				req = withDO()
 			}
-			if _, err := f.Delegate(req, false); err != nil {
+			if _, err := f.Delegate(req, false, netip.Addr{}); err != nil {
 				t.Fatal(err)
 			}
 			if do && !up.last(t).IsEdns0().Do() {
@@ -387,7 +395,7 @@ func TestForwardSingleflight(t *testing.T) {
 	errs := make(chan error, callers)
 	for range callers {
 		wg.Go(func() {
-			m, err := f.Delegate(query("web.service.consul.", dns.TypeA, 1232), false)
+			m, err := f.Delegate(query("web.service.consul.", dns.TypeA, 1232), false, netip.Addr{})
 			if err == nil && len(m.Answer) != 1 {
 				err = fmt.Errorf("answer %v", m)
 			}
@@ -436,7 +444,7 @@ func TestForwardHitsDoNotWaitForMisses(t *testing.T) {
 	go func() {
 		var wg sync.WaitGroup
 		for range 50 {
-			wg.Go(func() { f.Delegate(query("hot.consul.", dns.TypeA, 1232), false) })
+			wg.Go(func() { f.Delegate(query("hot.consul.", dns.TypeA, 1232), false, netip.Addr{}) })
 		}
 		wg.Wait()
 		close(hitsDone)

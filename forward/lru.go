@@ -1,6 +1,7 @@
 package forward
 
 import (
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,17 +48,20 @@ type LRUOptions struct {
 }
 
 // Key identifies a delegated answer: the question (name lower-cased, RFC
-// 4343) and the client's DO bit, since a DNSSEC-aware answer differs from
-// a plain one. It is comparable and cheap to build.
+// 4343), the client's DO bit, since a DNSSEC-aware answer differs from a
+// plain one, and the client subnet the answer holds for (ecs.go): the zero
+// Prefix for an answer that holds for every client. It is comparable and
+// cheap to build.
 type Key struct {
 	Name   string
 	Qtype  uint16
 	Qclass uint16
 	DO     bool
+	Subnet netip.Prefix
 }
 
-// NewKey returns the key of question q asked with the DO bit do. It
-// allocates only when the name has an upper-case letter.
+// NewKey returns the key of question q asked with the DO bit do, for
+// every client. It allocates only when the name has an upper-case letter.
 func NewKey(q dns.Question, do bool) Key {
 	return Key{Name: dnswire.LowerName(q.Name), Qtype: q.Qtype, Qclass: q.Qclass, DO: do}
 }
@@ -136,16 +140,45 @@ func NewLRU(opts LRUOptions) *LRU {
 // since they were stored; it has no question, ID or OPT record.
 func (c *LRU) Get(k Key) (*dns.Msg, bool) {
 	now := c.opts.Now()
-	e, ok := c.entries.Get(k)
-	if !ok || !now.Before(e.expires) {
-		// An expired entry stays until the Add that follows this miss
-		// replaces it or the size bound pushes it out: removing it here
-		// could race with that Add and drop the fresh entry.
+	e := c.live(k, now)
+	if e == nil {
 		c.misses.Add(1)
 		return nil, false
 	}
 	c.hits.Add(1)
 	return e.msg(now), true
+}
+
+// Lookup returns the cached response to k's question for a client of k's
+// subnet, as Get does: the entry that holds for every client (k with its
+// Subnet cleared) or, failing that, the one for k.Subnet; scoped says it
+// is the latter. It counts one hit or one miss.
+func (c *LRU) Lookup(k Key) (m *dns.Msg, scoped, ok bool) {
+	now := c.opts.Now()
+	global := k
+	global.Subnet = netip.Prefix{}
+	e := c.live(global, now)
+	if e == nil && k.Subnet.IsValid() {
+		e, scoped = c.live(k, now), true
+	}
+	if e == nil {
+		c.misses.Add(1)
+		return nil, false, false
+	}
+	c.hits.Add(1)
+	return e.msg(now), scoped, true
+}
+
+// live returns the entry of k unless there is none or it has expired at
+// now. An expired entry stays until the Add that follows the miss
+// replaces it or the size bound pushes it out: removing it here could
+// race with that Add and drop the fresh entry.
+func (c *LRU) live(k Key, now time.Time) *lruEntry {
+	e, ok := c.entries.Get(k)
+	if !ok || !now.Before(e.expires) {
+		return nil
+	}
+	return e
 }
 
 // Add caches m, an upstream response to the question of k, for as long as
@@ -179,8 +212,12 @@ func (c *LRU) Add(k Key, m *dns.Msg) (*dns.Msg, bool) {
 		key:     k,
 	}
 	e.touched.Store(now.UnixNano())
-	e.question = k.wireQuestion()
-	e.wire = packWire(k, e.msg(now))
+	if !k.Subnet.IsValid() {
+		// Only an answer for every client is answered on the fast path,
+		// which does not know the client's subnet.
+		e.question = k.wireQuestion()
+		e.wire = packWire(k, e.msg(now))
+	}
 	c.addMu.Lock()
 	defer c.addMu.Unlock()
 	// golang-lru calls evicted after releasing its lock, before Add

@@ -161,7 +161,11 @@ func (c *LRU) evicted(_ Key, e *lruEntry) {
 
 // packWire returns the wire form of the response m (as msg returns it, with
 // no elapsed time) to the question of k, or nil when it does not pack or
-// its layout is not what the fast path patches.
+// its layout is not what the fast path patches. An answer that may be
+// served in a new order per query (dnswire.Shuffleable) has a Reorder, or
+// no wire form when its names do not allow one: the slow path, which
+// orders it anew before packing, answers it then, so that a query gets the
+// same answer on either path.
 func packWire(k Key, m *dns.Msg) *dnswire.Response {
 	r := *m
 	r.Question = []dns.Question{{Name: k.Name, Qtype: k.Qtype, Qclass: k.Qclass}}
@@ -184,10 +188,12 @@ func packWire(k Key, m *dns.Msg) *dnswire.Response {
 		return nil
 	}
 	w.Extra = -1
+	records := make([]int, 0, an+ns+ar+1)
 	for i := range an + ns + ar {
 		if i == an+ns {
 			w.Extra = off
 		}
+		records = append(records, off)
 		if off = dnswire.SkipName(msg, off); off < 0 || off+10 > len(msg) {
 			return nil
 		}
@@ -205,6 +211,11 @@ func packWire(k Key, m *dns.Msg) *dnswire.Response {
 	}
 	if off != len(msg) {
 		return nil
+	}
+	if dnswire.Shuffleable(m.Answer) {
+		if w.Reorder = dnswire.NewReorder(msg, append(records, off), an); w.Reorder == nil {
+			return nil
+		}
 	}
 	return w
 }

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/miekg/dns"
 
@@ -13,11 +14,15 @@ import (
 // cache hit answered on the fast path is the answer Delegate gives.
 type Delegator interface {
 	// Delegate returns the answer to req, a query for a name outside the
-	// zone received over TCP when tcp is true: the handler takes its
-	// rcode, RA and AD bits and records, and sets the header, question and
-	// EDNS itself. An error is answered SERVFAIL. It must not modify req,
-	// nor the records it returned before.
-	Delegate(req *dns.Msg, tcp bool) (*dns.Msg, error)
+	// zone received over TCP when tcp is true from the client address src
+	// (the zero Addr when unknown): the handler takes its rcode, RA and AD
+	// bits and records, and sets the header, question and EDNS itself. An
+	// OPT record in the answer may hold a client subnet option (RFC
+	// 7871): its SCOPE PREFIX-LENGTH says whom the answer holds for, and
+	// the handler echoes it to a client that sent a client subnet. An
+	// error is answered SERVFAIL. It must not modify req, nor the records
+	// it returned before.
+	Delegate(req *dns.Msg, tcp bool, src netip.Addr) (*dns.Msg, error)
 	// CachedWire returns, packed, the answer Delegate gives at this
 	// instant to question (a query's question section in wire form: its
 	// name in lower case and uncompressed, QTYPE, QCLASS) asked with the
@@ -30,26 +35,38 @@ type Delegator interface {
 
 // DelegateFunc adapts a function to a Delegator that caches nothing: every
 // name outside the zone goes to the function, on the slow path.
-type DelegateFunc func(req *dns.Msg, tcp bool) (*dns.Msg, error)
+type DelegateFunc func(req *dns.Msg, tcp bool, src netip.Addr) (*dns.Msg, error)
 
 // Delegate calls fn.
-func (fn DelegateFunc) Delegate(req *dns.Msg, tcp bool) (*dns.Msg, error) { return fn(req, tcp) }
+func (fn DelegateFunc) Delegate(req *dns.Msg, tcp bool, src netip.Addr) (*dns.Msg, error) {
+	return fn(req, tcp, src)
+}
 
 // CachedWire reports false: a DelegateFunc has no cached answers.
 func (DelegateFunc) CachedWire([]byte, bool) (*dnswire.Response, uint32, bool) { return nil, 0, false }
 
 // delegate answers a name outside the zone through Options.Delegator, or
-// refuses it.
-func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
+// refuses it, and returns the scope of the answer's client subnet (0 when
+// it holds for every client). An answer for every client whose records
+// may be reordered (dnswire.Shuffleable) is served in the order that seed
+// picks, as the fast path serves it (answerDelegated): a cached answer
+// changes order with every query, as Consul DNS's do.
+func (h *Handler) delegate(req, resp *dns.Msg, tcp bool, src netip.Addr, seed uint32) (Source, uint8) {
 	if h.opts.Delegator == nil {
 		resp.Rcode = dns.RcodeRefused
-		return SourceError
+		return SourceError, 0
 	}
-	up, err := h.opts.Delegator.Delegate(req, tcp)
+	up, err := h.opts.Delegator.Delegate(req, tcp, src)
 	if err != nil || up == nil {
 		h.logger.Debug("delegate", "error", err)
 		resp.Rcode = dns.RcodeServerFailure
-		return SourceDelegated
+		return SourceDelegated, 0
+	}
+	var scope uint8
+	for _, o := range optOptions(up.IsEdns0()) {
+		if s, ok := o.(*dns.EDNS0_SUBNET); ok {
+			scope = s.SourceScope
+		}
 	}
 	// Extended rcodes travel in the upstream OPT, which is not forwarded;
 	// only the 4-bit rcode is meaningful here.
@@ -57,7 +74,25 @@ func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
 	resp.RecursionAvailable = up.RecursionAvailable
 	resp.AuthenticatedData = up.AuthenticatedData
 	resp.Answer, resp.Ns, resp.Extra = up.Answer, up.Ns, dnswire.WithoutOPT(up.Extra)
-	return SourceDelegated
+	if scope == 0 && dnswire.Shuffleable(resp.Answer) {
+		// up's records may be shared: the new order goes into a copy.
+		perm := make([]uint16, len(resp.Answer))
+		dnswire.Permutation(seed, perm)
+		answer := make([]dns.RR, len(perm))
+		for k, i := range perm {
+			answer[k] = up.Answer[i]
+		}
+		resp.Answer = answer
+	}
+	return SourceDelegated, scope
+}
+
+// optOptions returns the options of opt (nil: none).
+func optOptions(opt *dns.OPT) []dns.EDNS0 {
+	if opt == nil {
+		return nil
+	}
+	return opt.Option
 }
 
 // answerDelegated answers a query for a name outside the zone from the
@@ -65,11 +100,13 @@ func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
 // answers it through the Delegator's Delegate: the ID, RD and CD
 // of the query; the cached rcode, RA, AD and records, TTLs counted down;
 // no AA; our OPT when the query had one; fitted to the client's limit as
-// fit does. A name with an upper-case letter goes to the slow path: the
-// cached response is packed after the lower-case question, and miekg/dns
-// compresses names case-sensitively, so its compression differs from the
-// slow path's for such a question.
-func (h *Handler) answerDelegated(q []byte, fq *fastQuery, tcp bool, out []byte) fastResult {
+// fit does; its answer records in the order seed picks when they may be
+// reordered (dnswire.Response.Reorder), as delegate orders them. A name
+// with an upper-case letter goes to the slow path: the cached response is
+// packed after the lower-case question, and miekg/dns compresses names
+// case-sensitively, so its compression differs from the slow path's for
+// such a question.
+func (h *Handler) answerDelegated(q []byte, fq *fastQuery, tcp bool, out []byte, seed uint32) fastResult {
 	d := h.opts.Delegator
 	if d == nil || fq.cased {
 		return fastResult{}
@@ -87,8 +124,14 @@ func (h *Handler) answerDelegated(q []byte, fq *fastQuery, tcp bool, out []byte)
 		return fastResult{need: need}
 	}
 	f.ok, f.tc = true, tc
+	ttls := w.TTLs
+	if r := w.Reorder; r != nil && !tc && n >= int(r.Bounds[len(r.Bounds)-1]) {
+		// Writes the answer records anew, their TTLs counted down.
+		w.PermuteAnswer(out, n, seed, elapsed)
+		ttls = ttls[len(r.Bounds)-1:]
+	}
 	if elapsed > 0 {
-		for _, t := range w.TTLs {
+		for _, t := range ttls {
 			if int(t)+4 > n {
 				break
 			}

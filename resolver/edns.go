@@ -18,6 +18,10 @@ type edns struct {
 	version uint8
 	do      bool
 	size    uint16
+	// subnet is the request's client subnet option (RFC 7871) as read;
+	// for finish, the option to echo (respond keeps it for a delegated
+	// answer only, with the answer's scope).
+	subnet *dns.EDNS0_SUBNET
 }
 
 // readEDNS returns the request's EDNS(0) parameters, or an error when its
@@ -36,6 +40,11 @@ func readEDNS(req *dns.Msg) (edns, error) {
 			return edns{}, errOPTPlace
 		}
 		e = edns{present: true, version: opt.Version(), do: opt.Do(), size: opt.UDPSize()}
+		for _, o := range opt.Option {
+			if s, ok := o.(*dns.EDNS0_SUBNET); ok {
+				e.subnet = s
+			}
+		}
 	}
 	for _, section := range [][]dns.RR{req.Answer, req.Ns} {
 		for _, rr := range section {
@@ -51,8 +60,9 @@ func readEDNS(req *dns.Msg) (edns, error) {
 // fit what the transport and the client accept.
 //
 // The OPT carries version 0, our payload size and the client's DO bit, and
-// no options: unknown options are ignored, never echoed. The extended part
-// of the rcode (BADVERS) is written into it by Pack.
+// no options but the client subnet e holds (a delegated answer's): unknown
+// options are ignored, never echoed. The extended part of the rcode
+// (BADVERS) is written into it by Pack.
 func (h *Handler) finish(resp *dns.Msg, e edns, tcp bool) *dns.Msg {
 	limit := dns.MinMsgSize
 	if e.present {
@@ -60,6 +70,9 @@ func (h *Handler) finish(resp *dns.Msg, e edns, tcp bool) *dns.Msg {
 		opt.SetUDPSize(h.opts.UDPSize)
 		if e.do {
 			opt.SetDo()
+		}
+		if e.subnet != nil {
+			opt.Option = []dns.EDNS0{e.subnet}
 		}
 		// resp.Extra may be a snapshot slice: it is clipped, so this
 		// append copies it.

@@ -224,7 +224,7 @@ func (h *Handler) answerWire(q []byte, tcp bool, out []byte, rot uint32) fastRes
 	}
 	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
-		return h.answerDelegated(q, &fq, tcp, out)
+		return h.answerDelegated(q, &fq, tcp, out, rot)
 	}
 	limit := h.limit(&fq, tcp)
 	switch res {

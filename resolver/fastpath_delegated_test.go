@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -140,7 +142,7 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 				}
 				fastCount++
 				got := out[:f.n]
-				want, o := h.answerSlow(bytes.Clone(query), c.tcp)
+				want, o := h.answerSlow(bytes.Clone(query), c.tcp, netip.Addr{}, 0)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%s: fast answer differs\n got %s\nwant %s\n got % x\nwant % x", desc,
 						normalized(t, got), normalized(t, want), got, want)
@@ -188,6 +190,76 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 	if f := h.answerWire(q, false, out, 0); f.ok {
 		t.Errorf("expired entry answered by the fast path")
 	}
+}
+
+// TestDelegatedAnswersReordered: a cached answer of several records of one
+// type comes back in an order that changes with the query's seed, the
+// same octets on the fast path and the slow path for one seed, every one
+// a valid message with the same records; a CNAME chain keeps its order.
+func TestDelegatedAnswersReordered(t *testing.T) {
+	clock := newTestClock()
+	h, lru := delegatedHandler(t, clock)
+	out := make([]byte, dns.MaxMsgSize)
+	for _, c := range []fastCase{
+		{name: "a.example.com.", qtype: dns.TypeA, size: 1232},
+		{name: "web.service.consul.", qtype: dns.TypeSRV, size: 1232, do: true},
+		{name: "web.service.consul.", qtype: dns.TypeSRV, size: 700}, // without its additional section
+		{name: "big.service.consul.", qtype: dns.TypeA, tcp: true},
+		{name: "big.service.consul.", qtype: dns.TypeA}, // truncated: nothing to reorder
+		{name: "cname.example.com.", qtype: dns.TypeA, size: 1232},
+	} {
+		c.qclass = dns.ClassINET
+		fill(t, lru, c)
+		clock.Advance(2 * time.Second)
+		query, err := c.msg(c.name).Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var first *dns.Msg
+		orders := map[string]bool{}
+		for seed := range uint32(30) {
+			f := h.answerWire(query, c.tcp, out, seed)
+			want, _ := h.answerSlow(bytes.Clone(query), c.tcp, netip.Addr{}, seed)
+			if !f.ok || !bytes.Equal(out[:f.n], want) {
+				t.Fatalf("%s seed %d: fast path %v\n got %s\nwant %s", c, seed, f.ok, normalized(t, out[:f.n]), normalized(t, want))
+			}
+			var m dns.Msg
+			if err := m.Unpack(want); err != nil {
+				t.Fatalf("%s seed %d: %v", c, seed, err)
+			}
+			var order []string
+			for _, rr := range m.Answer {
+				order = append(order, rr.String())
+			}
+			orders[strings.Join(order, "\n")] = true
+			if first == nil {
+				first = &m
+				continue
+			}
+			if fmt.Sprint(sortedRRs(m.Answer)) != fmt.Sprint(sortedRRs(first.Answer)) ||
+				fmt.Sprint(m.Ns) != fmt.Sprint(first.Ns) || fmt.Sprint(m.Extra) != fmt.Sprint(first.Extra) {
+				t.Fatalf("%s seed %d: records differ from seed 0's\n%v\n%v", c, seed, &m, first)
+			}
+		}
+		switch reordered := len(orders) > 1; {
+		case c.name == "cname.example.com." || !c.tcp && c.size == 0:
+			if reordered {
+				t.Errorf("%s: %d orders, want the cached one", c, len(orders))
+			}
+		case !reordered:
+			t.Errorf("%s: 30 seeds gave one order", c)
+		}
+	}
+}
+
+// sortedRRs returns the records of rrs as sorted strings.
+func sortedRRs(rrs []dns.RR) []string {
+	var out []string
+	for _, rr := range rrs {
+		out = append(out, rr.String())
+	}
+	slices.Sort(out)
+	return out
 }
 
 // TestFastPathDelegatedNeedsCache: without a delegator, or with one that
@@ -318,7 +390,7 @@ func benchDelegated(b *testing.B, fastPath bool) {
 					continue
 				}
 				copy(msg, wire)
-				if resp, _ := h.answerSlow(msg, dq.c.tcp); resp == nil {
+				if resp, _ := h.answerSlow(msg, dq.c.tcp, netip.Addr{}, 0); resp == nil {
 					b.Fatal("no answer")
 				}
 			}

@@ -3,6 +3,7 @@ package resolver
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -121,7 +122,7 @@ func checkFast(t *testing.T, desc string, h *Handler, query []byte, tcp bool) bo
 		return false
 	}
 	got := out[:f.n]
-	want, o := h.answerSlow(bytes.Clone(query), tcp)
+	want, o := h.answerSlow(bytes.Clone(query), tcp, netip.Addr{}, 0)
 	if want == nil {
 		t.Fatalf("%s: fast path answered what the slow path drops: % x", desc, query)
 	}
@@ -289,7 +290,7 @@ func BenchmarkSlowPath(b *testing.B) {
 			msg := make([]byte, len(wire))
 			for b.Loop() {
 				copy(msg, wire)
-				if resp, _ := h.answerSlow(msg, q.tcp); resp == nil {
+				if resp, _ := h.answerSlow(msg, q.tcp, netip.Addr{}, 0); resp == nil {
 					b.Fatal("no answer")
 				}
 			}

@@ -11,6 +11,7 @@ package resolver
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
@@ -42,8 +43,9 @@ type Handler struct {
 	store  *cache.Store
 	opts   Options
 	logger *slog.Logger
-	// rotation picks the A/AAAA order for AnswerWire; the server's loops
-	// keep counters of their own.
+	// rotation picks the A/AAAA order for AnswerWire, and the order of
+	// reordered delegated answers for HandleRequest and ServeDNS; the
+	// server's loops keep counters of their own.
 	rotation atomic.Uint32
 	// panicLogged is when a panic was last logged (Unix nanoseconds).
 	panicLogged atomic.Int64
@@ -67,7 +69,7 @@ func New(store *cache.Store, opts Options, logger *slog.Logger) *Handler {
 // response sent to us) are dropped.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	resp := h.HandleRequest(req, tcp)
+	resp, _ := h.respond(req, tcp, addrOf(w.RemoteAddr()), h.rotation.Add(1))
 	if resp == nil {
 		return
 	}
@@ -106,19 +108,23 @@ const (
 
 // HandleRequest returns the response to req, received over TCP when tcp is
 // true (which sets the size limit), or nil when req must not be answered.
-// It never modifies req.
+// It never modifies req. The client's address is not known to it: a name
+// outside the zone is delegated with the client subnet req carries, if
+// any.
 //
 // Class handling: IN is answered from the zone; ANY (RFC 1035 QCLASS *) is
 // answered from the same IN data but without AA, since the response does not
 // claim to cover every class (RFC 6895 §3.1); any other class is REFUSED,
 // as this server is authoritative for no zone in it.
 func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
-	resp, _ := h.respond(req, tcp)
+	resp, _ := h.respond(req, tcp, netip.Addr{}, h.rotation.Add(1))
 	return resp
 }
 
-// respond is HandleRequest, and says what answered.
-func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
+// respond is HandleRequest for a query from the client address src (the
+// zero Addr: unknown), reordering a delegated answer as seed picks; it
+// says what answered.
+func (h *Handler) respond(req *dns.Msg, tcp bool, src netip.Addr, seed uint32) (*dns.Msg, Source) {
 	if req.Response {
 		// Answering a response invites loops and reflection.
 		return nil, SourceError
@@ -141,7 +147,10 @@ func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
 		resp.Rcode = dns.RcodeFormatError
 		return resp, SourceError
 	}
-	src := SourceError
+	// The client subnet goes back with a delegated answer only.
+	client := e.subnet
+	e.subnet = nil
+	source := SourceError
 	switch {
 	case e.present && e.version != 0:
 		resp.Rcode = dns.RcodeBadVers
@@ -150,45 +159,69 @@ func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
 	case len(req.Question) != 1:
 		resp.Rcode = dns.RcodeFormatError
 	default:
-		src = h.answer(req, resp, tcp)
+		var scope uint8
+		source, scope = h.answer(req, resp, tcp, src, seed)
+		if source == SourceDelegated && client != nil {
+			// RFC 7871 §7.2.1: the client's option comes back, with the
+			// scope the answer holds for.
+			echo := *client
+			echo.SourceScope = scope
+			e.subnet = &echo
+		}
 	}
-	return h.finish(resp, e, tcp), src
+	return h.finish(resp, e, tcp), source
 }
 
-// answer fills resp with the answer to req's single question.
-func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
+// answer fills resp with the answer to req's single question, and returns
+// what answered and, for a delegated answer, the scope of its client
+// subnet (delegate).
+func (h *Handler) answer(req, resp *dns.Msg, tcp bool, src netip.Addr, seed uint32) (Source, uint8) {
 	q := req.Question[0]
 	switch q.Qclass {
 	case dns.ClassINET, dns.ClassANY:
 	default:
 		resp.Rcode = dns.RcodeRefused
-		return SourceError
+		return SourceError, 0
 	}
 	switch q.Qtype {
 	case dns.TypeOPT:
 		// OPT is a pseudo-record; it cannot be asked for (RFC 6891 §6.1.1).
 		resp.Rcode = dns.RcodeFormatError
-		return SourceError
+		return SourceError, 0
 	case dns.TypeAXFR, dns.TypeIXFR:
 		// Zone transfers are not offered: the zone is synthesized from
 		// Consul, and every server builds its own.
 		resp.Rcode = dns.RcodeRefused
-		return SourceError
+		return SourceError, 0
 	}
 
 	snap := h.store.Load()
 	if snap == nil {
 		resp.Rcode = dns.RcodeServerFailure
-		return SourceError
+		return SourceError, 0
 	}
 	ans := snap.Lookup(dnswire.LowerName(dns.Fqdn(q.Name)), q.Qtype)
 	if !ans.InZone() {
-		return h.delegate(req, resp, tcp)
+		return h.delegate(req, resp, tcp, src, seed)
 	}
 	resp.Authoritative = q.Qclass == dns.ClassINET
 	resp.Rcode = ans.Rcode()
 	resp.Answer, resp.Ns, resp.Extra = ans.Answer, ans.Ns, ans.Extra
-	return SourceSnapshot
+	return SourceSnapshot, 0
+}
+
+// addrOf returns the IP address of a, a *net.UDPAddr or *net.TCPAddr (the
+// zero Addr for anything else), IPv4-mapped addresses as IPv4.
+func addrOf(a net.Addr) netip.Addr {
+	var ip net.IP
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip = a.IP
+	case *net.TCPAddr:
+		ip = a.IP
+	}
+	addr, _ := netip.AddrFromSlice(ip)
+	return addr.Unmap()
 }
 
 // failure returns a copy of resp's header, question and OPT record with

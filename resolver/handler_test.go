@@ -2,6 +2,8 @@ package resolver
 
 import (
 	"errors"
+	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -229,7 +231,7 @@ func TestSnapshotIsNotModified(t *testing.T) {
 }
 
 func TestDelegate(t *testing.T) {
-	upstream := func(req *dns.Msg, tcp bool) (*dns.Msg, error) {
+	upstream := func(req *dns.Msg, tcp bool, _ netip.Addr) (*dns.Msg, error) {
 		if req.Question[0].Name == "fail.consul." {
 			return nil, errors.New("no upstream answered")
 		}
@@ -257,6 +259,82 @@ func TestDelegate(t *testing.T) {
 		t.Errorf("zone name was delegated: %v", resp)
 	}
 }
+
+// TestClientSubnetEcho: a delegated answer echoes the client's subnet
+// option with the scope the Delegator's answer gives it (RFC 7871
+// §7.2.1), and the Delegator gets the client's address; an answer from
+// the zone, an error before delegation, and a client without the option
+// get no option back.
+func TestClientSubnetEcho(t *testing.T) {
+	var gotSrc netip.Addr
+	upstream := func(req *dns.Msg, _ bool, src netip.Addr) (*dns.Msg, error) {
+		gotSrc = src
+		m := new(dns.Msg)
+		m.SetReply(req)
+		rr, _ := dns.NewRR(req.Question[0].Name + " 30 IN A 192.0.2.7")
+		m.Answer = []dns.RR{rr}
+		m.SetEdns0(4096, false)
+		m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, SourceScope: 16, Address: net.IPv4(198, 51, 100, 0)}}
+		return m, nil
+	}
+	h := New(testStore(t), Options{Delegator: DelegateFunc(upstream)}, nil)
+	withECS := func(name string) *dns.Msg {
+		m := query(name, dns.TypeA, 1232)
+		m.IsEdns0().Option = []dns.EDNS0{&dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.IPv4(203, 0, 113, 0)}}
+		return m
+	}
+	ecsOf := func(m *dns.Msg) *dns.EDNS0_SUBNET {
+		if opt := m.IsEdns0(); opt != nil {
+			for _, o := range opt.Option {
+				if s, ok := o.(*dns.EDNS0_SUBNET); ok {
+					return s
+				}
+			}
+		}
+		return nil
+	}
+
+	w := &recorder{remote: &net.UDPAddr{IP: net.ParseIP("::ffff:203.0.113.9"), Port: 5353}}
+	h.ServeDNS(w, withECS("web.service.consul."))
+	got := ecsOf(w.msg)
+	if got == nil || got.Family != 1 || got.SourceNetmask != 24 || got.SourceScope != 16 || !got.Address.Equal(net.IPv4(203, 0, 113, 0)) {
+		t.Errorf("delegated answer: option %v, want the client's 203.0.113.0/24 with scope 16", got)
+	}
+	if gotSrc != netip.MustParseAddr("203.0.113.9") {
+		t.Errorf("Delegator got client address %v, want 203.0.113.9", gotSrc)
+	}
+	for name, req := range map[string]*dns.Msg{
+		"zone name":          withECS("rw.orders." + zone),
+		"no client subnet":   query("web.service.consul.", dns.TypeA, 1232),
+		"EDNS version error": withEDNSVersion(withECS("web.service.consul."), 1),
+	} {
+		if got := ecsOf(roundTrip(t, h, req, false)); got != nil {
+			t.Errorf("%s: option %v, want none", name, got)
+		}
+	}
+}
+
+// recorder is a dns.ResponseWriter that keeps what ServeDNS writes, from a
+// client at remote.
+type recorder struct {
+	remote net.Addr
+	msg    *dns.Msg
+}
+
+func (r *recorder) LocalAddr() net.Addr  { return &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 53} }
+func (r *recorder) RemoteAddr() net.Addr { return r.remote }
+func (r *recorder) WriteMsg(m *dns.Msg) error {
+	r.msg = m
+	return nil
+}
+func (r *recorder) Write(b []byte) (int, error) {
+	r.msg = new(dns.Msg)
+	return len(b), r.msg.Unpack(b)
+}
+func (r *recorder) Close() error        { return nil }
+func (r *recorder) TsigStatus() error   { return nil }
+func (r *recorder) TsigTimersOnly(bool) {}
+func (r *recorder) Hijack()             {}
 
 func BenchmarkHandleRequest(b *testing.B) {
 	h := New(testStore(b), Options{}, nil)

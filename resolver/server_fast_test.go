@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -102,7 +103,7 @@ type holdGate struct {
 
 func newHoldGate() *holdGate { return &holdGate{release: make(chan struct{})} }
 
-func (g *holdGate) delegate(req *dns.Msg, _ bool) (*dns.Msg, error) {
+func (g *holdGate) delegate(req *dns.Msg, _ bool, _ netip.Addr) (*dns.Msg, error) {
 	if dns.IsSubDomain("slow.", req.Question[0].Name) {
 		g.waiting.Add(1)
 		<-g.release

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime/debug"
 	"time"
 
@@ -19,11 +20,12 @@ const panicLogEvery = time.Minute
 // header or a response is dropped (nil); one whose sections do not hold
 // what its header counts is cut to its header (sanitize.go); one that does
 // not unpack is answered FORMERR as miekg/dns answers it; any other goes
-// through HandleRequest and is packed. It allocates. A panic is recovered,
-// logged (once a minute) and answered SERVFAIL.
+// through HandleRequest and is packed, as the query of client src, with a
+// delegated answer reordered as seed picks (respond). It allocates. A
+// panic is recovered, logged (once a minute) and answered SERVFAIL.
 //
 // msg may be modified.
-func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
+func (h *Handler) answerSlow(msg []byte, tcp bool, src netip.Addr, seed uint32) (wire []byte, o outcome) {
 	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		// Answering a response invites loops and reflection.
 		return nil, outcome{dropped: true}
@@ -43,7 +45,7 @@ func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
 	if err := req.Unpack(msg); err != nil {
 		resp = formErr(req)
 		o.source = SourceError
-	} else if resp, o.source = h.respond(req, tcp); resp == nil {
+	} else if resp, o.source = h.respond(req, tcp, src, seed); resp == nil {
 		return nil, outcome{dropped: true}
 	}
 	wire, err := resp.Pack()

@@ -52,7 +52,9 @@ func (s *Server) acceptTCP() {
 			continue
 		}
 		backoff = 0
-		c := &tcpConn{s: s, conn: conn}
+		// Connections start their rotations apart: a client that opens
+		// one per query still sees the orders change.
+		c := &tcpConn{s: s, conn: conn, rot: s.h.rotation.Add(1)}
 		if !s.track(c) {
 			conn.Close()
 			<-s.tcpSlots
@@ -273,7 +275,7 @@ func (c *tcpConn) slowPath(query []byte, smp sample) {
 		<-c.slowSlots
 		c.slow.Done()
 	}()
-	resp, o := c.s.h.answerSlow(query, true)
+	resp, o := c.s.h.answerSlow(query, true, addrOf(c.conn.RemoteAddr()), c.s.h.rotation.Add(1))
 	if resp != nil && len(resp) <= dns.MaxMsgSize {
 		c.write(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp)
 	}

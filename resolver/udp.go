@@ -113,7 +113,7 @@ func (l *udpLoop) slowPath(query []byte, peer udpPeer, smp sample) {
 		<-l.s.slowSlots
 		l.s.slow.Done()
 	}()
-	resp, o := l.s.h.answerSlow(query, false)
+	resp, o := l.s.h.answerSlow(query, false, peer.source(), l.s.h.rotation.Add(1))
 	if resp != nil {
 		if err := l.io.send(resp, &peer); err != nil && !l.s.closing.Load() {
 			l.s.logger.Debug("dns udp write", "error", err)

@@ -5,6 +5,7 @@ package resolver
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"unsafe"
@@ -46,6 +47,17 @@ type udpPeer struct {
 	namelen uint32
 	ctrl    [sendCtrlSize]byte
 	ctrllen int
+}
+
+// source returns the query's source address (IPv4-mapped as IPv4).
+func (p *udpPeer) source() netip.Addr {
+	switch (*unix.RawSockaddr)(unsafe.Pointer(&p.name[0])).Family {
+	case unix.AF_INET:
+		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&p.name[0])).Addr)
+	case unix.AF_INET6:
+		return netip.AddrFrom16((*unix.RawSockaddrInet6)(unsafe.Pointer(&p.name[0])).Addr).Unmap()
+	}
+	return netip.Addr{}
 }
 
 // batchIO reads and writes the datagrams of one socket in batches. read,

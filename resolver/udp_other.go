@@ -16,6 +16,9 @@ type udpPeer struct {
 	addr netip.AddrPort
 }
 
+// source returns the query's source address (IPv4-mapped as IPv4).
+func (p *udpPeer) source() netip.Addr { return p.addr.Addr().Unmap() }
+
 type batchIO struct {
 	conn    *net.UDPConn
 	in, buf []byte

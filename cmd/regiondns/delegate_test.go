@@ -2,6 +2,7 @@ package main
 
 import (
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -78,7 +79,7 @@ func TestReloadKeepsUpstreamMetrics(t *testing.T) {
 	for _, name := range []string{"a.service.consul.", "b.service.consul."} {
 		req := new(dns.Msg)
 		req.SetQuestion(name, dns.TypeA)
-		if m, err := fwd.Delegate(req, false); err != nil || m.Rcode != dns.RcodeSuccess {
+		if m, err := fwd.Delegate(req, false, netip.Addr{}); err != nil || m.Rcode != dns.RcodeSuccess {
 			t.Fatalf("Delegate(%s): %v, %v", name, m, err)
 		}
 	}
@@ -122,5 +123,58 @@ func TestReloadForwarderChecksLocalRegion(t *testing.T) {
 	}
 	if _, err := newForwarder(settings{LocalRegion: "us"}, bad, nil); err == nil || err.Error() != want {
 		t.Errorf("start with delegation off: %v, want %q", err, want)
+	}
+}
+
+// TestForwarderAsksForLocalDatacenter: names without a datacenter are
+// asked for the datacenter of REGIONDNS_LOCAL_REGION's region, and for
+// the new one after a reload that changes it.
+func TestForwarderAsksForLocalDatacenter(t *testing.T) {
+	asked := make(chan string, 4)
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan struct{})
+	srv := &dns.Server{PacketConn: pc, NotifyStartedFunc: func() { close(started) },
+		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+			asked <- req.Question[0].Name
+			m := new(dns.Msg)
+			m.SetRcode(req, dns.RcodeNameError)
+			w.WriteMsg(m)
+		})}
+	go srv.ActivateAndServe()
+	<-started
+	t.Cleanup(func() { srv.Shutdown() })
+
+	cfg := func(usDC string) *zones.Config {
+		c := delegationConfig(nil, []string{pc.LocalAddr().String()})
+		c.Regions[0].Datacenter, c.Regions[1].Datacenter = "eu-1", usDC
+		return c
+	}
+	s := settings{Delegation: true, LocalRegion: "us"}
+	fwd, err := newForwarder(s, cfg("us-1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ask := func(name string) string {
+		t.Helper()
+		req := new(dns.Msg)
+		req.SetQuestion(name, dns.TypeA)
+		if _, err := fwd.Delegate(req, false, netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+		return <-asked
+	}
+	if got := ask("web.service.consul."); got != "web.service.us-1.consul." {
+		t.Errorf("asked %s, want web.service.us-1.consul.", got)
+	}
+	commit, err := reloadForwarder(s, fwd)(cfg("us-2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit()
+	if got := ask("db.service.consul."); got != "db.service.us-2.consul." {
+		t.Errorf("after the reload asked %s, want db.service.us-2.consul.", got)
 	}
 }

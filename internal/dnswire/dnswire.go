@@ -2,9 +2,10 @@
 // snapshot, the resolver and the forwarder to Consul DNS each need: the
 // header length, the EDNS(0) payload size advertised by default, how to
 // walk a name on the wire, how names are lower-cased for lookups, how an
-// upstream's OPT record is left out of an answer, and the packed form in
+// upstream's OPT record is left out of an answer, the packed form in
 // which a cached answer crosses from the forwarder to the resolver's fast
-// path. Each is defined once here so that the packages cannot drift apart.
+// path, and how its answer records are put in a new order per query.
+// Each is defined once here so that the packages cannot drift apart.
 package dnswire
 
 import "github.com/miekg/dns"
@@ -103,4 +104,7 @@ type Response struct {
 	Extra int
 	// TTLs are the offsets of the TTL fields of every record, ascending.
 	TTLs []uint16
+	// Reorder, when not nil, lets the answer records be served in a new
+	// order per query (PermuteAnswer); nil: they keep their order.
+	Reorder *Reorder
 }
