@@ -35,6 +35,13 @@ type settings struct {
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s"`
 	CacheSize       int           `env:"CACHE_SIZE" envDefault:"10000"`
 	CacheMaxTTL     time.Duration `env:"CACHE_MAX_TTL" envDefault:"1h"`
+
+	HTTPMaxConns          int           `env:"HTTP_MAX_CONNS" envDefault:"64"`
+	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	HTTPReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`
+	HTTPWriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	HTTPIdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`
+	Pprof                 bool          `env:"PPROF" envDefault:"false"`
 }
 
 func loadSettings() (settings, error) {
@@ -60,7 +67,27 @@ func loadSettings() (settings, error) {
 	case s.ShutdownTimeout <= 0:
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
 	}
-	return s, nil
+	return s, validateHTTP(s)
+}
+
+// validateHTTP checks the settings of the HTTP port. Zero is refused: to
+// net/http it means no limit.
+func validateHTTP(s settings) error {
+	if s.HTTPMaxConns < 1 {
+		return fmt.Errorf("REGIONDNS_HTTP_MAX_CONNS: %d is not valid; want a positive number", s.HTTPMaxConns)
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"HTTP_READ_HEADER_TIMEOUT", s.HTTPReadHeaderTimeout}, {"HTTP_READ_TIMEOUT", s.HTTPReadTimeout},
+		{"HTTP_WRITE_TIMEOUT", s.HTTPWriteTimeout}, {"HTTP_IDLE_TIMEOUT", s.HTTPIdleTimeout},
+	} {
+		if t.d <= 0 {
+			return fmt.Errorf("%s%s: %s is not valid; want a positive duration", envPrefix, t.name, t.d)
+		}
+	}
+	return nil
 }
 
 const envPrefix = "REGIONDNS_"
