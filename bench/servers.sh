@@ -65,7 +65,7 @@ start_regiondns() {
 	REGIONDNS_CONFIG=$WORK/zone.yml "$REGIONDNS_BIN" check-config >/dev/null
 	start regiondns "$WORK/regiondns.log" env GOMAXPROCS=1 REGIONDNS_CONFIG="$WORK/zone.yml" \
 		REGIONDNS_DNS_ADDR="127.0.0.1:$REGIONDNS_PORT" REGIONDNS_HTTP_ADDR="$REGIONDNS_HTTP" \
-		REGIONDNS_LOG_LEVEL=warn "$REGIONDNS_BIN"
+		REGIONDNS_LOG_LEVEL=warn REGIONDNS_PPROF=true "$REGIONDNS_BIN"
 	ready() { curl -sf "http://$REGIONDNS_HTTP/readyz"; }
 	wait_until 60 "regiondns /readyz (see $WORK/regiondns.log)" ready
 	# Ready means every region was read once; wait until the last cluster's

@@ -49,7 +49,8 @@ func benchConvergence(b *testing.B, n int) {
 	b.Logf("%d clusters registered in both regions in %s", n, time.Since(start).Round(time.Millisecond))
 
 	start = time.Now()
-	r := StartRegiondns(b, f.ZoneYAML(ZoneOptions{Clusters: clusters}), nil)
+	// The profiles of REGIONDNS_BENCH_PROFILES come from /debug/pprof/.
+	r := StartRegiondns(b, f.ZoneYAML(ZoneOptions{Clusters: clusters}), map[string]string{"REGIONDNS_PPROF": "true"})
 	last := fmt.Sprintf("rw.c%d.pg.example.internal.", n-1)
 	WaitFor(b, 2*time.Minute, func() (bool, string) {
 		m, err := Exchange(r.DNSAddr(), NewQuery(last, dns.TypeA), false)

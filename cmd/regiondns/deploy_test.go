@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"debug/elf"
 	"net"
 	"net/http"
@@ -61,8 +63,14 @@ type k8sProbe struct {
 }
 
 type deployment struct {
+	Metadata struct {
+		Namespace string `yaml:"namespace"`
+	} `yaml:"metadata"`
 	Spec struct {
 		Template struct {
+			Metadata struct {
+				Labels map[string]string `yaml:"labels"`
+			} `yaml:"metadata"`
 			Spec struct {
 				Containers []struct {
 					Args []string `yaml:"args"`
@@ -213,6 +221,139 @@ func TestKubernetesManifests(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+type labelSelector struct {
+	MatchLabels map[string]string `yaml:"matchLabels"`
+}
+
+// npPort is a port of a NetworkPolicy rule: a number or a container
+// port's name.
+type npPort struct {
+	Port     string `yaml:"port"`
+	Protocol string `yaml:"protocol"`
+	EndPort  int    `yaml:"endPort"`
+}
+
+// networkPolicy is the part of a networking.k8s.io/v1 NetworkPolicy that
+// regiondns's manifest may use; it is decoded with unknown fields refused,
+// so that a misspelt key cannot pass for an open rule.
+type networkPolicy struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+	Metadata   struct {
+		Name      string `yaml:"name"`
+		Namespace string `yaml:"namespace"`
+	} `yaml:"metadata"`
+	Spec struct {
+		PodSelector labelSelector `yaml:"podSelector"`
+		PolicyTypes []string      `yaml:"policyTypes"`
+		Ingress     []struct {
+			From []struct {
+				NamespaceSelector *labelSelector `yaml:"namespaceSelector"`
+				PodSelector       *labelSelector `yaml:"podSelector"`
+				IPBlock           *struct {
+					CIDR   string   `yaml:"cidr"`
+					Except []string `yaml:"except"`
+				} `yaml:"ipBlock"`
+			} `yaml:"from"`
+			Ports []npPort `yaml:"ports"`
+		} `yaml:"ingress"`
+	} `yaml:"spec"`
+}
+
+// The NetworkPolicy selects the Deployment's pods, lets DNS in from
+// anywhere, and lets only selected pods reach the HTTP port (/debug/state
+// maps the fleet): every rule that opens the HTTP port names its peers by
+// label, none by address block, and an empty selector does not count.
+func TestKubernetesNetworkPolicy(t *testing.T) {
+	var dep deployment
+	readYAML(t, "deployment.yaml", &dep)
+	data, err := os.ReadFile("../../deploy/kubernetes/networkpolicy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var np networkPolicy
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&np); err != nil {
+		t.Fatalf("networkpolicy.yaml: %v", err)
+	}
+	if np.APIVersion != "networking.k8s.io/v1" || np.Kind != "NetworkPolicy" {
+		t.Errorf("networkpolicy.yaml is %s %s, want networking.k8s.io/v1 NetworkPolicy", np.APIVersion, np.Kind)
+	}
+	if np.Metadata.Namespace != dep.Metadata.Namespace {
+		t.Errorf("NetworkPolicy namespace %q, want the Deployment's, %q", np.Metadata.Namespace, dep.Metadata.Namespace)
+	}
+	sel := np.Spec.PodSelector.MatchLabels
+	if len(sel) == 0 {
+		t.Error("NetworkPolicy selects every pod of the namespace, want the Deployment's")
+	}
+	for k, v := range sel {
+		if dep.Spec.Template.Metadata.Labels[k] != v {
+			t.Errorf("NetworkPolicy selects %s=%s, which the Deployment's pods do not carry", k, v)
+		}
+	}
+	if !slices.Contains(np.Spec.PolicyTypes, "Ingress") {
+		t.Errorf("policyTypes = %v, want Ingress", np.Spec.PolicyTypes)
+	}
+
+	// Container ports by name.
+	c := dep.Spec.Template.Spec.Containers[0]
+	byName := map[string]k8sPort{}
+	for _, p := range c.Ports {
+		byName[p.Name] = p
+	}
+	// opens reports whether a rule's ports admit the container port p.
+	opens := func(ports []npPort, p k8sPort) bool {
+		if len(ports) == 0 {
+			return true
+		}
+		for _, rp := range ports {
+			proto := cmp.Or(rp.Protocol, "TCP")
+			if proto != p.Protocol {
+				continue
+			}
+			if rp.Port == "" || rp.Port == p.Name {
+				return true
+			}
+			if n, err := strconv.Atoi(rp.Port); err == nil && n <= p.ContainerPort && p.ContainerPort <= max(n, rp.EndPort) {
+				return true
+			}
+		}
+		return false
+	}
+	var httpOpen bool
+	dnsOpen := map[string]bool{}
+	for i, rule := range np.Spec.Ingress {
+		for _, name := range []string{"dns-udp", "dns-tcp"} {
+			if opens(rule.Ports, byName[name]) && len(rule.From) == 0 {
+				dnsOpen[name] = true
+			}
+		}
+		if !opens(rule.Ports, byName["http"]) {
+			continue
+		}
+		httpOpen = true
+		if len(rule.From) == 0 {
+			t.Errorf("ingress rule %d opens the HTTP port to everyone", i)
+		}
+		for j, peer := range rule.From {
+			named := (peer.PodSelector != nil && len(peer.PodSelector.MatchLabels) > 0) ||
+				(peer.NamespaceSelector != nil && len(peer.NamespaceSelector.MatchLabels) > 0)
+			if peer.IPBlock != nil || !named {
+				t.Errorf("ingress rule %d, peer %d opens the HTTP port to an address block or an empty selector", i, j)
+			}
+		}
+	}
+	if !httpOpen {
+		t.Error("no ingress rule lets Prometheus reach the HTTP port")
+	}
+	for _, name := range []string{"dns-udp", "dns-tcp"} {
+		if !dnsOpen[name] {
+			t.Errorf("no ingress rule lets everyone reach %s", name)
+		}
+	}
+}
 
 func TestDockerfile(t *testing.T) {
 	data, err := os.ReadFile("../../Dockerfile")

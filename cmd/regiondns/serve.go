@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/regiondns/regiondns/cache"
 	"github.com/regiondns/regiondns/engine"
@@ -64,7 +63,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, redactor *watch
 		dnsSrv.Shutdown(context.Background())
 		return fmt.Errorf("http: %w", err)
 	}
-	httpSrv := &http.Server{Handler: newHTTPHandler(e, m), ReadHeaderTimeout: 5 * time.Second}
+	httpSrv, ln := newHTTPServer(s, newHTTPHandler(e, m), ln)
 	logger.Info("regiondns serving", "version", version, "zone", cfg.Zone, "dns", dnsSrv.Addr(),
 		"http", ln.Addr().String(), "clusters", len(cfg.Clusters))
 

@@ -38,6 +38,13 @@ type settings struct {
 	CacheMaxTTL     time.Duration `env:"CACHE_MAX_TTL" envDefault:"1h"`
 	// ConsulMaxResponse bounds the body of one Consul answer, in bytes.
 	ConsulMaxResponse int64 `env:"CONSUL_MAX_RESPONSE" envDefault:"8388608"`
+
+	HTTPMaxConns          int           `env:"HTTP_MAX_CONNS" envDefault:"64"`
+	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
+	HTTPReadTimeout       time.Duration `env:"HTTP_READ_TIMEOUT" envDefault:"10s"`
+	HTTPWriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
+	HTTPIdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`
+	Pprof                 bool          `env:"PPROF" envDefault:"false"`
 }
 
 func loadSettings() (settings, error) {
@@ -65,7 +72,27 @@ func loadSettings() (settings, error) {
 	case s.ConsulMaxResponse < minConsulResponse:
 		return s, fmt.Errorf("REGIONDNS_CONSUL_MAX_RESPONSE: %d is not valid; want at least %d (bytes)", s.ConsulMaxResponse, minConsulResponse)
 	}
-	return s, nil
+	return s, validateHTTP(s)
+}
+
+// validateHTTP checks the settings of the HTTP port. Zero is refused: to
+// net/http it means no limit.
+func validateHTTP(s settings) error {
+	if s.HTTPMaxConns < 1 {
+		return fmt.Errorf("REGIONDNS_HTTP_MAX_CONNS: %d is not valid; want a positive number", s.HTTPMaxConns)
+	}
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"HTTP_READ_HEADER_TIMEOUT", s.HTTPReadHeaderTimeout}, {"HTTP_READ_TIMEOUT", s.HTTPReadTimeout},
+		{"HTTP_WRITE_TIMEOUT", s.HTTPWriteTimeout}, {"HTTP_IDLE_TIMEOUT", s.HTTPIdleTimeout},
+	} {
+		if t.d <= 0 {
+			return fmt.Errorf("%s%s: %s is not valid; want a positive duration", envPrefix, t.name, t.d)
+		}
+	}
+	return nil
 }
 
 const envPrefix = "REGIONDNS_"
