@@ -170,7 +170,8 @@ func TestWatcherResponseTooLarge(t *testing.T) {
 		return st.Stale && strings.Contains(st.LastError, want)
 	})
 	if st := w.Status()[0]; !strings.Contains(st.LastError, "consul health/service/orders in dc1") &&
-		!strings.Contains(st.LastError, "consul kv/service/orders/ in dc1") {
+		!strings.Contains(st.LastError, "consul kv/service/orders/ in dc1") &&
+		!strings.Contains(st.LastError, "consul kv/regiondns/ in dc1") {
 		t.Errorf("last error %q does not name the resource", st.LastError)
 	}
 	waitFor(t, "a log line naming the size limit for health/service/orders", func() bool {
