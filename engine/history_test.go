@@ -113,7 +113,9 @@ func TestEngineHistory(t *testing.T) {
 // History keeps the last Options.History changes of each cluster.
 func TestEngineHistoryBound(t *testing.T) {
 	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
-	main.Set(func(f *consultest.Fake) { f.Entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-1", "10.0.0.1")} })
+	main.Set(func(f *consultest.Fake) {
+		f.Entries["orders"] = []*api.ServiceEntry{primary("orders", "pg-1", "10.0.0.1")}
+	})
 	e := newEngine(t, main, standby, Options{History: 2}, "orders")
 	e.Rebuild()
 	ctx, cancel := context.WithCancel(context.Background())

@@ -23,7 +23,7 @@ func TestAnswersString(t *testing.T) {
 		t.Errorf("answers of an empty decision = %q, want %q", got, want)
 	}
 	d := policy.Decision{Active: "main", RW: []policy.Endpoint{{Member: "pg-1", Address: netip.MustParseAddr("10.0.0.1"), Port: 5432}},
-		RO: []policy.Endpoint{{Node: "pool-1", Address: netip.MustParseAddr("10.0.1.1"), Port: 6432}},
+		RO:  []policy.Endpoint{{Node: "pool-1", Address: netip.MustParseAddr("10.0.1.1"), Port: 6432}},
 		Pin: &policy.PinState{Region: "main", Applied: true}}
 	if got, want := answersOf(d).String(),
 		"active=main rw=[pg-1@10.0.0.1:5432] ro=[pool-1@10.0.1.1:6432] passive-rw=[] passive-ro=[] split_brain=false pinned=main"; got != want {
