@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"slices"
 	"time"
 
 	"github.com/regiondns/regiondns/policy"
@@ -97,7 +96,7 @@ func (e *Engine) State() State {
 		cl := &e.cfg.Clusters[i]
 		in := e.inputs[cl.Label]
 		cs := clusterState(cl, in, e.decisions[cl.Label])
-		cs.History = slices.Clone(e.history[cl.Label])
+		cs.History = append([]Change{}, e.history[cl.Label]...)
 		st.Clusters = append(st.Clusters, cs)
 	}
 	return st

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/pprof"
 
@@ -10,7 +9,8 @@ import (
 	"github.com/regiondns/regiondns/engine"
 )
 
-// newHTTPHandler serves /metrics, /healthz, /readyz and /debug/state.
+// newHTTPHandler serves /metrics, /healthz, /readyz, /debug/state and
+// /debug/history.
 func newHTTPHandler(e *engine.Engine, m *metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
@@ -32,11 +32,7 @@ func newHTTPHandler(e *engine.Engine, m *metrics) http.Handler {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	mux.HandleFunc("GET /debug/state", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(e.State())
-	})
+	mux.HandleFunc("GET /debug/state", stateHandler(e))
+	mux.HandleFunc("GET /debug/history", historyHandler(e))
 	return mux
 }
