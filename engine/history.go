@@ -45,8 +45,8 @@ type Answers struct {
 	Pinned     string   `json:"pinned,omitempty"`
 }
 
-// answersOf returns the Answers of d.
-func answersOf(d policy.Decision) Answers {
+// AnswersOf returns the Answers of d: what History and the log compare.
+func AnswersOf(d policy.Decision) Answers {
 	a := Answers{
 		Active: d.Active, RW: endpointList(d.RW), RO: endpointList(d.RO),
 		PassiveRW: endpointList(d.PassiveRW), PassiveRO: endpointList(d.PassiveRO), SplitBrain: d.SplitBrain,
@@ -71,8 +71,8 @@ func (a Answers) String() string {
 	return b.String()
 }
 
-// equal reports whether a and o are the same answers.
-func (a Answers) equal(o Answers) bool {
+// Equal reports whether a and o are the same answers.
+func (a Answers) Equal(o Answers) bool {
 	return a.Active == o.Active && a.SplitBrain == o.SplitBrain && a.Pinned == o.Pinned &&
 		slices.Equal(a.RW, o.RW) && slices.Equal(a.RO, o.RO) &&
 		slices.Equal(a.PassiveRW, o.PassiveRW) && slices.Equal(a.PassiveRO, o.PassiveRO)

@@ -31,10 +31,10 @@ func (e *Engine) reportLocked(c change, ready bool) {
 	case !ready:
 		return
 	case !e.logged || !c.had:
-		e.logger.Info("decision", "cluster", c.label, "answers", answersOf(after).String(), "why", after.Reason)
+		e.logger.Info("decision", "cluster", c.label, "answers", AnswersOf(after).String(), "why", after.Reason)
 		return
 	}
-	if b, a := answersOf(c.before), answersOf(after); !b.equal(a) {
+	if b, a := AnswersOf(c.before), AnswersOf(after); !b.Equal(a) {
 		e.observer.Changed(c.label)
 		e.recordLocked(c.label, b, a, after.Reason, time.Now())
 		e.logger.Info("decision changed", "cluster", c.label, "before", b.String(), "after", a.String(), "why", after.Reason)
