@@ -54,6 +54,7 @@ func appendDecisionText(b []byte, label string, d *policy.Decision, view *policy
 	if d.SplitBrain && !strings.Contains(d.Reason, "split brain") {
 		b = append(b, "; split brain"...)
 	}
+	b = appendDrainText(b, d)
 	b = append(b, "; "...)
 	return appendStaleness(b, d)
 }

@@ -5,7 +5,8 @@
 // decision of every cluster under one lock, which a rebuild and a reload of
 // the zone file take whole so that one configuration's inputs never meet
 // another's zone; queries never take it. It logs the decisions that matter
-// to an operator, and reports what it does to an Observer (the metrics).
+// to an operator, keeps the last changes of each cluster's answers
+// (History), and reports what it does to an Observer (the metrics).
 package engine
 
 import (
@@ -34,6 +35,9 @@ type Options struct {
 	// stays), and the commit function it returns applies what it prepared
 	// once the watcher took the new configuration.
 	BeforeReload func(cfg *zones.Config) (commit func(), err error)
+	// History is how many decision changes per cluster History and State
+	// keep; 0 means DefaultHistory.
+	History int
 }
 
 // Engine decides the clusters of a zone from what a watcher reads and
@@ -67,6 +71,11 @@ type Engine struct {
 	// reload.
 	loadedAt  time.Time
 	reloadErr error
+	// history holds each cluster's last historyLen changes, oldest first;
+	// lastChange is the ID of the newest change of any cluster.
+	history    map[string][]Change
+	historyLen int
+	lastChange uint64
 }
 
 // New returns an engine for cfg, the configuration w watches, that swaps
@@ -77,6 +86,10 @@ func New(cfg *zones.Config, w *watch.Watcher, store *cache.Store, opts Options) 
 	e := &Engine{
 		cfg: cfg, watcher: w, store: store, logger: opts.Logger, observer: opts.Observer,
 		path: opts.Path, beforeReload: opts.BeforeReload, loadedAt: time.Now(),
+		historyLen: opts.History,
+	}
+	if e.historyLen <= 0 {
+		e.historyLen = DefaultHistory
 	}
 	if e.logger == nil {
 		e.logger = slog.New(slog.DiscardHandler)
@@ -144,6 +157,7 @@ func (e *Engine) forgetRemovedLocked(cfg *zones.Config) {
 		if !keep[cl.Label] {
 			delete(e.inputs, cl.Label)
 			delete(e.decisions, cl.Label)
+			delete(e.history, cl.Label)
 			e.observer.Forgot(cl.Label)
 		}
 	}

@@ -154,8 +154,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func (te *testEngine) ready(t *testing.T, release func()) {
 	t.Helper()
 	waitParked(t, te.main, 10, "/v1/health/service/orders", "/v1/kv/service/orders/",
-		"/v1/health/service/billing", "/v1/kv/service/billing/")
-	waitParked(t, te.standby, 10, "/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/health/service/billing")
+		"/v1/health/service/billing", "/v1/kv/service/billing/", "/v1/kv/regiondns/")
+	waitParked(t, te.standby, 10, "/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/health/service/billing",
+		"/v1/kv/regiondns/")
 	te.Rebuild()
 	if te.watcher.Ready() {
 		t.Fatal("watcher ready with billing's standby KV prefix held")

@@ -1,8 +1,7 @@
 package engine
 
 import (
-	"fmt"
-	"strings"
+	"time"
 
 	"github.com/regiondns/regiondns/policy"
 )
@@ -19,39 +18,29 @@ type change struct {
 func (e *Engine) reportLocked(c change, ready bool) {
 	after := e.decisions[c.label]
 	e.observer.Decided(e.cfg, c.label, after)
+	if ready {
+		// Until the first decisions after every region was read are
+		// logged, every pin is news.
+		before := c.before
+		if !e.logged || !c.had {
+			before = policy.Decision{}
+		}
+		e.reportControlLocked(c.label, before, after)
+	}
 	switch {
 	case !ready:
 		return
 	case !e.logged || !c.had:
-		e.logger.Info("decision", "cluster", c.label, "answers", summary(after), "why", after.Reason)
+		e.logger.Info("decision", "cluster", c.label, "answers", AnswersOf(after).String(), "why", after.Reason)
 		return
 	}
-	if b, a := summary(c.before), summary(after); b != a {
+	if b, a := AnswersOf(c.before), AnswersOf(after); !b.Equal(a) {
 		e.observer.Changed(c.label)
-		e.logger.Info("decision changed", "cluster", c.label, "before", b, "after", a, "why", after.Reason)
+		e.recordLocked(c.label, b, a, after.Reason, time.Now())
+		e.logger.Info("decision changed", "cluster", c.label, "before", b.String(), "after", a.String(), "why", after.Reason)
 	}
 	if after.SplitBrain && !c.before.SplitBrain {
 		e.logger.Warn("split brain: both regions have a leader", "cluster", c.label,
 			"active", after.Active, "why", after.Reason)
 	}
-}
-
-// summary is the part of a decision whose change is worth a log line.
-func summary(d policy.Decision) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "active=%s rw=%s ro=%s passive-rw=%s passive-ro=%s split_brain=%t",
-		d.Active, endpoints(d.RW), endpoints(d.RO), endpoints(d.PassiveRW), endpoints(d.PassiveRO), d.SplitBrain)
-	return b.String()
-}
-
-func endpoints(eps []policy.Endpoint) string {
-	parts := make([]string, len(eps))
-	for i, ep := range eps {
-		name := ep.Member
-		if name == "" {
-			name = ep.Node
-		}
-		parts[i] = fmt.Sprintf("%s@%s:%d", name, ep.Address, ep.Port)
-	}
-	return "[" + strings.Join(parts, ",") + "]"
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -16,9 +17,21 @@ import (
 	"github.com/regiondns/regiondns/zones"
 )
 
-func TestSummaryNamesEndpoints(t *testing.T) {
-	if got := endpoints(nil); got != "[]" {
-		t.Errorf("endpoints(nil) = %q, want []", got)
+func TestAnswersString(t *testing.T) {
+	if got, want := AnswersOf(policy.Decision{Active: "main"}).String(),
+		"active=main rw=[] ro=[] passive-rw=[] passive-ro=[] split_brain=false"; got != want {
+		t.Errorf("answers of an empty decision = %q, want %q", got, want)
+	}
+	d := policy.Decision{Active: "main", RW: []policy.Endpoint{{Member: "pg-1", Address: netip.MustParseAddr("10.0.0.1"), Port: 5432}},
+		RO:  []policy.Endpoint{{Node: "pool-1", Address: netip.MustParseAddr("10.0.1.1"), Port: 6432}},
+		Pin: &policy.PinState{Region: "main", Applied: true}}
+	if got, want := AnswersOf(d).String(),
+		"active=main rw=[pg-1@10.0.0.1:5432] ro=[pool-1@10.0.1.1:6432] passive-rw=[] passive-ro=[] split_brain=false pinned=main"; got != want {
+		t.Errorf("answers = %q, want %q", got, want)
+	}
+	d.Pin.Applied = false
+	if got := AnswersOf(d).String(); strings.Contains(got, "pinned") {
+		t.Errorf("answers with an ignored pin = %q, want no pinned", got)
 	}
 }
 

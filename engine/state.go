@@ -5,6 +5,7 @@ import (
 
 	"github.com/regiondns/regiondns/policy"
 	"github.com/regiondns/regiondns/watch"
+	"github.com/regiondns/regiondns/zones"
 )
 
 // State is what the engine knows, taken at once under its lock: the zone
@@ -23,6 +24,11 @@ type State struct {
 	Regions    []watch.RegionStatus `json:"regions"`
 	// Clusters are the configured clusters, in configuration order.
 	Clusters []ClusterState `json:"clusters"`
+	// Control is how the operator's control keys are read.
+	Control watch.ControlStatus `json:"control"`
+	// LatestChangeID is the ID of the newest decision change of any
+	// cluster (0 before the first): /debug/history?since= takes it.
+	LatestChangeID uint64 `json:"latest_change_id"`
 }
 
 // ConfigState describes the zone file in use and the last reload.
@@ -42,6 +48,11 @@ type ClusterState struct {
 	Scopes   map[string]string        `json:"scopes"`
 	Decision policy.Decision          `json:"decision"`
 	Observed map[string]ObservedState `json:"observed"`
+	// Control is the operator's pin and drains of the cluster, as the
+	// decision read them.
+	Control policy.Control `json:"control"`
+	// History is the cluster's last decision changes, oldest first.
+	History []Change `json:"history"`
 }
 
 // ObservedState is what a cluster's last input held of one region.
@@ -53,6 +64,13 @@ type ObservedState struct {
 	Bouncers  []InstanceState `json:"bouncers,omitempty"`
 	PoolRW    []InstanceState `json:"pool_rw,omitempty"`
 	PoolRO    []InstanceState `json:"pool_ro,omitempty"`
+	// Config is what Patroni's config key says: "standby" (it holds
+	// standby_cluster), "primary", or "" (not read).
+	Config string `json:"config,omitempty"`
+	// MemberKeys are the members with a member key (a running Patroni),
+	// and Timelines the timeline in each member key.
+	MemberKeys []string         `json:"member_keys,omitempty"`
+	Timelines  map[string]int64 `json:"timelines,omitempty"`
 }
 
 // InstanceState is one registered instance, with its health in words
@@ -69,32 +87,44 @@ func (e *Engine) State() State {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	st := State{Zone: e.cfg.Zone, Generation: e.gen, BuiltAt: e.builtAt, Regions: e.watcher.Status(),
-		Config: ConfigState{Path: e.path, LoadedAt: e.loadedAt}}
+		Config: ConfigState{Path: e.path, LoadedAt: e.loadedAt}, Control: e.watcher.ControlStatus(),
+		LatestChangeID: e.lastChange}
 	if e.reloadErr != nil {
 		st.Config.LastReloadError = e.reloadErr.Error()
 	}
 	for i := range e.cfg.Clusters {
 		cl := &e.cfg.Clusters[i]
 		in := e.inputs[cl.Label]
-		cs := ClusterState{
-			Label: cl.Label, Layout: cl.Layout, Scopes: cl.Scopes, Decision: e.decisions[cl.Label],
-			Observed: map[string]ObservedState{},
-		}
-		for _, r := range []policy.Region{in.Main, in.Standby} {
-			if r.Name == "" {
-				continue
-			}
-			cs.Observed[r.Name] = ObservedState{
-				Known: r.Known, Stale: r.Stale, LeaderKey: r.LeaderKey,
-				Members:  instances(r.Members, r.Timelines, true),
-				Bouncers: instances(r.Bouncers, nil, false),
-				PoolRW:   instances(r.PoolRW, nil, false),
-				PoolRO:   instances(r.PoolRO, nil, false),
-			}
-		}
+		cs := clusterState(cl, in, e.decisions[cl.Label])
+		cs.History = append([]Change{}, e.history[cl.Label]...)
 		st.Clusters = append(st.Clusters, cs)
 	}
 	return st
+}
+
+// clusterState returns the state of cluster cl from its input and
+// decision; ClusterState.Input reads the input back.
+func clusterState(cl *zones.Cluster, in policy.Input, d policy.Decision) ClusterState {
+	cs := ClusterState{
+		Label: cl.Label, Layout: cl.Layout, Scopes: cl.Scopes, Decision: d,
+		Observed: map[string]ObservedState{}, Control: in.Control,
+	}
+	for _, r := range []policy.Region{in.Main, in.Standby} {
+		if r.Name == "" {
+			continue
+		}
+		cs.Observed[r.Name] = ObservedState{
+			Known: r.Known, Stale: r.Stale, LeaderKey: r.LeaderKey,
+			Members:    instances(r.Members, r.Timelines, true),
+			Bouncers:   instances(r.Bouncers, nil, false),
+			PoolRW:     instances(r.PoolRW, nil, false),
+			PoolRO:     instances(r.PoolRO, nil, false),
+			Config:     configNames[r.Config],
+			MemberKeys: r.MemberKeys,
+			Timelines:  r.Timelines,
+		}
+	}
+	return cs
 }
 
 // Regions returns each region's Consul status, in configuration order;

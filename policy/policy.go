@@ -42,8 +42,10 @@ func Decide(in Input) Decision {
 	main := read(&in.Main, in.WarningIsPassing)
 	standby := read(&in.Standby, in.WarningIsPassing)
 	standby.readPromotion(in.WarningIsPassing)
+	drained, notApplied := drainRegions(&in.Control, &main, &standby)
 
 	active, passive, reason, split := chooseActive(&main, &standby)
+	active, passive, reason, pin := applyPin(&in.Control, &main, &standby, active, passive, reason)
 	d := Decision{
 		Active:     active.view.Name,
 		Passive:    passive.view.Name,
@@ -62,6 +64,7 @@ func Decide(in Input) Decision {
 		d.PassiveRW = writeEndpoints(in.Options, passive)
 	}
 	d.PassiveRO = readEndpoints(in.Options, passive, FallbackLeader, passive.leader != nil)
+	d.Pin, d.Drained, d.DrainNotApplied = pin, drained, notApplied
 	return d
 }
 

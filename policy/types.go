@@ -1,5 +1,6 @@
-// Package policy decides, from what both regions report, which endpoints each
-// of a cluster's four names answers.
+// Package policy decides, from what both regions report and what the
+// operator set (a pin, drains), which endpoints each of a cluster's four
+// names answers.
 //
 // It is a pure function: no I/O, no clock, no logging. Two callers that pass
 // the same observations get the same decision, whenever they run.
@@ -202,6 +203,9 @@ type Options struct {
 type Input struct {
 	Options
 	Main, Standby Region
+	// Control is the operator's pin and drains of the cluster, with the
+	// time of the read that delivered them (see control.go).
+	Control Control
 }
 
 // State is a region's state for one cluster.
@@ -270,4 +274,13 @@ type Decision struct {
 	RO        []Endpoint `json:"ro"`
 	PassiveRW []Endpoint `json:"passive_rw"`
 	PassiveRO []Endpoint `json:"passive_ro"`
+	// Pin is what became of the cluster's pin (applied, or ignored and
+	// why); nil without a pin key.
+	Pin *PinState `json:"pin,omitempty"`
+	// Drained are the drained members left out of the read names: passing
+	// replicas of either region. DrainNotApplied are the drained members
+	// still answered because they lead a region: draining a leader is a
+	// switchover, Patroni's job.
+	Drained         []string `json:"drained,omitempty"`
+	DrainNotApplied []string `json:"drain_not_applied,omitempty"`
 }

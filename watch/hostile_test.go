@@ -170,7 +170,8 @@ func TestWatcherResponseTooLarge(t *testing.T) {
 		return st.Stale && strings.Contains(st.LastError, want)
 	})
 	if st := w.Status()[0]; !strings.Contains(st.LastError, "consul health/service/orders in dc1") &&
-		!strings.Contains(st.LastError, "consul kv/service/orders/ in dc1") {
+		!strings.Contains(st.LastError, "consul kv/service/orders/ in dc1") &&
+		!strings.Contains(st.LastError, "consul kv/regiondns/ in dc1") {
 		t.Errorf("last error %q does not name the resource", st.LastError)
 	}
 	waitFor(t, "a log line naming the size limit for health/service/orders", func() bool {
@@ -377,6 +378,8 @@ func TestWatcherIgnoresPortsOutOfRange(t *testing.T) {
 	if want := "pg-1:5432 pg-5:65535"; strings.Join(got, " ") != want {
 		t.Errorf("members %v, want %s", got, want)
 	}
+	// The warning is logged right after the read is stored.
+	waitFor(t, "the warning", func() bool { return strings.Contains(logs.String(), "consul instances ignored") })
 	for _, want := range []string{"consul instances ignored", "count=3", "orders/pg-2: port 70968 is outside 1-65535"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log does not say %q:\n%s", want, logs)

@@ -89,6 +89,7 @@ func (w *Watcher) inputLocked(cl *zones.Cluster) policy.Input {
 		Options: w.cfg.Options(cl),
 		Main:    w.region(cl, w.cfg.Main().Name),
 		Standby: w.region(cl, w.cfg.Standby().Name),
+		Control: w.controlLocked(cl.Label),
 	}
 }
 

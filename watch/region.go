@@ -74,16 +74,33 @@ func newRegionConn(r, other *zones.Region, tr *pollTransport, c *counters) (*reg
 }
 
 func newClient(addr, tokenFile string, tr *pollTransport) (*api.Client, error) {
-	cfg := api.DefaultConfig()
-	cfg.Address = addr
-	if tokenFile != "" {
-		cfg.TokenFile = tokenFile
-	}
+	cfg := clientConfig(addr, tokenFile)
 	// No Timeout: with a transport other than net/http's it costs a
 	// goroutine per request. Each query's context carries its deadline.
 	cfg.HttpClient = &http.Client{Transport: tr}
 	// consul/api's errors name the token file, never the token.
 	return api.NewClient(cfg)
+}
+
+// clientConfig is the consul/api configuration of the agent at addr: the
+// Consul environment (CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...) as consul/api
+// reads it, with tokenFile, when set, overriding the environment's token.
+func clientConfig(addr, tokenFile string) *api.Config {
+	cfg := api.DefaultConfig()
+	cfg.Address = addr
+	if tokenFile != "" {
+		cfg.TokenFile = tokenFile
+	}
+	return cfg
+}
+
+// NewClient returns a consul/api client of the agent at addr that sends
+// what the watcher's clients send: the Consul environment's TLS settings
+// and token, tokenFile (a region's token_file) overriding the token. It
+// uses net/http's transport: for a few requests (regiondns ctl), not for
+// blocking queries.
+func NewClient(addr, tokenFile string) (*api.Client, error) {
+	return api.NewClient(clientConfig(addr, tokenFile))
 }
 
 // errorBodyKeep is how much of a Consul error answer is kept: its text is

@@ -20,8 +20,9 @@ import (
 type kind uint8
 
 const (
-	kindHealth kind = iota // /v1/health/service/<name>?tag=<tag>
-	kindKV                 // /v1/kv/<prefix>?recurse
+	kindHealth  kind = iota // /v1/health/service/<name>?tag=<tag>
+	kindKV                  // /v1/kv/<prefix>?recurse
+	kindControl             // /v1/kv/<control prefix>/?recurse, see control.go
 )
 
 // resourceKey names one watched Consul resource of one region. Clusters that
@@ -38,7 +39,7 @@ type resourceKey struct {
 // health/service/<name>[?tag=<tag>] or kv/<prefix>.
 func (k resourceKey) path() string {
 	switch {
-	case k.kind == kindKV:
+	case k.kind == kindKV || k.kind == kindControl:
 		return "kv/" + k.name
 	case k.tag != "":
 		return "health/service/" + k.name + "?tag=" + k.tag
@@ -53,7 +54,8 @@ type result struct {
 	// ignored says which instances were left out and why (see
 	// convertEntries).
 	ignored []string
-	kv      kvState // kindKV
+	kv      kvState      // kindKV
+	control controlState // kindControl
 }
 
 // kvState is what regiondns reads from Patroni's KV prefix of one scope.
@@ -162,6 +164,12 @@ func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Dura
 			return result{}, 0, err
 		}
 		return result{kv: convertKV(r.key.name, pairs)}, meta.LastIndex, nil
+	case kindControl:
+		pairs, meta, err := p.client.KV().List(r.key.name, q)
+		if err != nil {
+			return result{}, 0, err
+		}
+		return result{control: convertControl(r.key.name, pairs, time.Now())}, meta.LastIndex, nil
 	default:
 		entries, meta, err := p.client.Health().Service(r.key.name, r.key.tag, false, q)
 		if err != nil {
@@ -213,6 +221,9 @@ func (r *resource) step(w *Watcher) bool {
 		wait := o.WaitTime
 		if at != 0 {
 			wait = lp.waitTime(wait)
+		}
+		if r.key.kind == kindControl {
+			wait = r.controlWait(wait, time.Now())
 		}
 		var ferr error
 		res, next, ferr = r.fetch(ctx, p, at, wait)
@@ -341,7 +352,13 @@ func (r *resource) setResult(res result, next, prev uint64, via string) bool {
 	defer r.mu.Unlock()
 	// Patroni rewrites its members/ keys every loop_wait with a new WAL
 	// position: the index moves, but nothing a decision reads does.
-	fresh := !r.known || r.failing || (next != prev && !reflect.DeepEqual(res, r.res))
+	changed := next != prev && !reflect.DeepEqual(res, r.res)
+	if r.key.kind == kindControl {
+		// Each read has a time of its own, and a pin's expiry between
+		// two reads is a change whatever the index says.
+		changed = !r.res.control.same(res.control)
+	}
+	fresh := !r.known || r.failing || changed
 	r.res, r.index, r.known, r.attempted, r.failing = res, next, true, true, false
 	r.lastErr, r.lastContact, r.via = "", time.Now(), via
 	return fresh
@@ -352,6 +369,11 @@ func (r *resource) setFailed(errText string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.attempted, r.failing, r.lastErr = true, true, errText
+	if r.key.kind == kindControl && r.known {
+		// The last known keys still expire: their pins are judged at the
+		// time of this attempt.
+		r.res.control.readAt = time.Now()
+	}
 }
 
 // jitter returns a duration drawn uniformly from [d/2, d).

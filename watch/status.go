@@ -31,8 +31,9 @@ type RegionStatus struct {
 	// Resources and Failing count the watched resources and those failing.
 	Resources int `json:"resources"`
 	Failing   int `json:"failing"`
-	// Following counts the resources whose loop runs: every service, each
-	// KV prefix while it is followed, and any resource that is failing.
+	// Following counts the resources whose loop runs: every service, the
+	// control prefix, each KV prefix while it is followed, and any
+	// resource that is failing.
 	// Each holds one blocking query (or backs off); the others are idle.
 	Following int `json:"following"`
 	// Requests and Errors count HTTP requests to Consul for this region, and

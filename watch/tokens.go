@@ -10,12 +10,16 @@ import (
 	"github.com/regiondns/regiondns/zones"
 )
 
-// learnTokens adds to the Redactor every token the Consul clients of cfg may
-// send, as consul/api finds them: CONSUL_HTTP_TOKEN, the contents of
-// CONSUL_HTTP_TOKEN_FILE, the password of CONSUL_HTTP_AUTH, and each region's
-// token_file. A file it cannot read is left for consul/api to report.
-func (w *Watcher) learnTokens(cfg *zones.Config) {
-	red := w.opts.Redactor
+// learnTokens adds to the Watcher's Redactor every token the Consul clients
+// of cfg may send (see LearnTokens).
+func (w *Watcher) learnTokens(cfg *zones.Config) { LearnTokens(w.opts.Redactor, cfg) }
+
+// LearnTokens adds to red every token the Consul clients of cfg may send,
+// as consul/api finds them: CONSUL_HTTP_TOKEN, the contents of
+// CONSUL_HTTP_TOKEN_FILE, the password of CONSUL_HTTP_AUTH, and each
+// region's token_file. A file it cannot read is left for consul/api to
+// report.
+func LearnTokens(red *Redactor, cfg *zones.Config) {
 	red.Add(os.Getenv(api.HTTPTokenEnvName))
 	if auth := os.Getenv(api.HTTPAuthEnvName); auth != "" {
 		_, password, _ := strings.Cut(auth, ":")

@@ -2,7 +2,8 @@
 // queries and turns what they report into the policy's input.
 //
 // Each watched resource (a Patroni service's health, a PgBouncer service's
-// health, a Patroni KV prefix) has its own loop; every change is announced on
+// health, a Patroni KV prefix, the operator's control prefix) has its own
+// loop; every change is announced on
 // one coalescing channel, and Changes assembles the per-cluster view of the
 // clusters whose resources changed.
 package watch
@@ -194,6 +195,12 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string
 		conns[r.Name] = rc
 	}
 	resources := map[resourceKey]*resource{}
+	for i := range cfg.Regions {
+		key := controlKey(cfg, cfg.Regions[i].Name)
+		res := &resource{key: key}
+		res.conn.Store(conns[key.region])
+		resources[key] = res
+	}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
 		for _, key := range keys(cfg, cl) {
@@ -216,6 +223,16 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string
 func link(cfg *zones.Config, resources map[resourceKey]*resource) {
 	for _, r := range resources {
 		r.kv, r.health, r.others, r.clusters = nil, nil, nil, nil
+	}
+	// Every cluster reads the control prefixes.
+	labels := make([]string, len(cfg.Clusters))
+	for i := range cfg.Clusters {
+		labels[i] = cfg.Clusters[i].Label
+	}
+	for i := range cfg.Regions {
+		if r := resources[controlKey(cfg, cfg.Regions[i].Name)]; r != nil {
+			r.clusters = labels
+		}
 	}
 	for i := range cfg.Clusters {
 		label := cfg.Clusters[i].Label

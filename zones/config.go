@@ -40,6 +40,9 @@ type Config struct {
 	Regions []Region
 	// Clusters are the configured clusters, in file order.
 	Clusters []Cluster
+	// ControlPrefix is the Consul KV prefix of the operator's pins and
+	// drains, without leading or trailing "/" (default "regiondns").
+	ControlPrefix string
 }
 
 // SOA holds the fields of the zone's SOA record. Times are in seconds.
@@ -142,4 +145,16 @@ func (c *Config) Other(r *Region) *Region {
 // Options returns the policy options of cluster cl.
 func (c *Config) Options(cl *Cluster) policy.Options {
 	return policy.Options{Layout: cl.Layout, ROFallback: cl.ROFallback, WarningIsPassing: c.WarningIsPassing}
+}
+
+// DefaultControlPrefix is the control_prefix of a zone file that sets none.
+const DefaultControlPrefix = "regiondns"
+
+// ControlKeyPrefix returns the KV prefix of the operator's pins and drains:
+// ControlPrefix, or DefaultControlPrefix for a Config built without one.
+func (c *Config) ControlKeyPrefix() string {
+	if c.ControlPrefix == "" {
+		return DefaultControlPrefix
+	}
+	return c.ControlPrefix
 }

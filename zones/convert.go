@@ -32,6 +32,7 @@ func (fc *fileConfig) config() *Config {
 			NS:       uint32(*fc.TTL.NS),
 		},
 		WarningIsPassing: fc.WarningIsPassing,
+		ControlPrefix:    strings.Trim(*fc.ControlPrefix, "/"),
 	}
 	for _, ns := range fc.NS {
 		n := NameServer{Name: canonicalName(ns.Name)}

@@ -56,6 +56,10 @@ func (fc *fileConfig) setDefaults() {
 	for i := range fc.Clusters {
 		fc.Clusters[i].setDefaults()
 	}
+	if fc.ControlPrefix == nil {
+		p := DefaultControlPrefix
+		fc.ControlPrefix = &p
+	}
 }
 
 func (c *fileCluster) setDefaults() {

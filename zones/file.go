@@ -13,6 +13,7 @@ type fileConfig struct {
 	WarningIsPassing bool          `yaml:"warning_is_passing"`
 	Regions          []fileRegion  `yaml:"regions"`
 	Clusters         []fileCluster `yaml:"clusters"`
+	ControlPrefix    *string       `yaml:"control_prefix"`
 }
 
 type fileSOA struct {

@@ -79,6 +79,7 @@ func toFile(cfg *Config) *fileConfig {
 			SOA: i(cfg.TTL.SOA), NS: i(cfg.TTL.NS),
 		},
 		WarningIsPassing: cfg.WarningIsPassing,
+		ControlPrefix:    &cfg.ControlPrefix,
 	}
 	for _, ns := range cfg.NS {
 		fc.NS = append(fc.NS, fileNS(ns))

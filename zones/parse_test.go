@@ -34,6 +34,7 @@ func minimalConfig() *Config {
 			Tags:       policy.DefaultRoleTags(),
 			ROFallback: policy.FallbackLeader,
 		}},
+		ControlPrefix: "regiondns",
 	}
 }
 
@@ -95,6 +96,7 @@ func fullConfig() *Config {
 				ROFallback: policy.FallbackLeader,
 			},
 		},
+		ControlPrefix: "ops/regiondns",
 	}
 }
 
@@ -146,7 +148,7 @@ func TestParseInvalid(t *testing.T) {
 		{file: "invalid-multiple-documents.yml", want: `line 14: a second YAML document is not valid; want one document per zone file`},
 		{file: "invalid-syntax.yml", want: `YAML syntax: line 1: did not find expected ',' or '}'`},
 		{file: "invalid-top-level-scalar.yml", want: `line 1: top level: "pg.example.internal" is not valid; want a mapping`},
-		{file: "invalid-unknown-top-level-key.yml", want: `line 2: unknown key "zones" at the top level; want one of zone, soa, ns, ttl, warning_is_passing, regions, clusters`},
+		{file: "invalid-unknown-top-level-key.yml", want: `line 2: unknown key "zones" at the top level; want one of zone, soa, ns, ttl, warning_is_passing, regions, clusters, control_prefix`},
 		{file: "invalid-unknown-nested-key.yml", want: `line 10: unknown key "consul_htp" in regions[1]; want one of name, role, datacenter, consul_http, consul_dns, token_file`},
 		{file: "invalid-unknown-deep-key.yml", want: `line 16: unknown key "rw_servce" in clusters[0].pgbouncer; want one of service, rw_service, ro_service, rw_tag, ro_tag
 line 18: unknown key "replicas" in clusters[0].tags; want one of leader, replica, standby_leader`},
@@ -187,6 +189,9 @@ regions[0].consul_http[3]: "http://10.0.0.1:8500/v1" is not valid; want host:por
 regions[1].consul_http: missing; want at least one Consul HTTP address, such as http://127.0.0.1:8500`},
 		{file: "invalid-consul-dns-token-file.yml", want: `regions[0].consul_dns[0]: "127.0.0.1" is not valid; want host:port, such as 127.0.0.1:8600
 regions[0].token_file: "" is not valid; want the path of a file holding the ACL token, or leave the key out`},
+		{file: "invalid-control-prefix.yml", want: `control_prefix: "ops/region dns" is not valid; want a Consul KV path of letters, digits, ., _ and -, such as regiondns`},
+		{file: "invalid-control-prefix-empty.yml", want: `control_prefix: "/" is not valid; want a Consul KV path of letters, digits, ., _ and -, such as regiondns`},
+		{file: "invalid-control-prefix-namespace.yml", want: `control_prefix: "/patroni/" is not valid; want a prefix apart from clusters[1]'s Patroni namespace "patroni/regiondns", such as regiondns`},
 		{file: "invalid-missing-clusters.yml", want: `clusters: missing; want at least one cluster`},
 		{file: "invalid-duplicate-cluster.yml", want: `clusters[1].label: "orders" is not valid; want a label not already used by clusters[0]`},
 		{file: "invalid-label-ns-collision.yml", want: `clusters[0].label: "orders" is not valid; want a label other than orders, which name server orders.pg.example.internal. takes`},

@@ -48,6 +48,7 @@ func (fc *fileConfig) validate() []error {
 	v.ttl(&fc.TTL)
 	regions := v.regions(fc.Regions)
 	v.clusters(fc.Clusters, regions, nsLabels)
+	v.controlPrefix(*fc.ControlPrefix, fc.Clusters)
 	return v.errs
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -14,7 +13,8 @@ import (
 	"github.com/regiondns/regiondns/engine"
 )
 
-// newHTTPHandler serves /metrics, /healthz, /readyz and /debug/state.
+// newHTTPHandler serves /metrics, /healthz, /readyz, /debug/state and
+// /debug/history.
 func newHTTPHandler(e *engine.Engine, m *metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry}))
@@ -30,12 +30,8 @@ func newHTTPHandler(e *engine.Engine, m *metrics) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
-	mux.HandleFunc("GET /debug/state", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		enc.Encode(e.State())
-	})
+	mux.HandleFunc("GET /debug/state", stateHandler(e))
+	mux.HandleFunc("GET /debug/history", historyHandler(e))
 	return mux
 }
 

@@ -107,7 +107,7 @@ func stateEntry(member, addr, role, health string) *api.ServiceEntry {
 
 // volatileValue matches the values of /debug/state that vary between runs
 // (times, request counts, followed resources), on one line each as served.
-var volatileValue = regexp.MustCompile(`("(?:built_at|loaded_at|last_contact|requests|following)": )[^,\n]*`)
+var volatileValue = regexp.MustCompile(`("(?:built_at|loaded_at|last_contact|requests|following|read_at)": )[^,\n]*`)
 
 // maskState returns a /debug/state document as served, with the values
 // that vary between runs replaced by "<masked>" and the zone file's path

@@ -5,6 +5,7 @@
 //
 //	regiondns [serve]       serve DNS, metrics and health (the default)
 //	regiondns check-config  validate the zone file and exit
+//	regiondns ctl ...       pin a cluster's active region, drain members, show the state
 //	regiondns version       print the version and exit
 //
 // Settings come from REGIONDNS_* environment variables; see docs/operations.md.
@@ -34,6 +35,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
+	case "ctl":
+		return runCtl(args[1:], stdout, stderr)
 	case "check-config", "serve":
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
@@ -87,5 +90,5 @@ func tuneGC(getenv func(string) string) {
 	}
 }
 
-const usage = `usage: regiondns [serve|check-config|version]
+const usage = `usage: regiondns [serve|check-config|ctl|version]
 settings: REGIONDNS_CONFIG, REGIONDNS_DNS_ADDR, REGIONDNS_HTTP_ADDR, ... (see README)`

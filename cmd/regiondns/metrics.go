@@ -25,6 +25,7 @@ type metrics struct {
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	reloads         *prometheus.CounterVec
+	control         *controlMetrics
 }
 
 func newMetrics(w *watch.Watcher) *metrics {
@@ -63,6 +64,7 @@ func newMetrics(w *watch.Watcher) *metrics {
 			Name: "regiondns_config_reloads_total",
 			Help: "Zone file reloads by result (success, failure).",
 		}, []string{"result"}),
+		control: newControlMetrics(),
 	}
 	m.reloadSuccess.Set(1)
 	m.reloadTimestamp.SetToCurrentTime()
@@ -72,6 +74,7 @@ func newMetrics(w *watch.Watcher) *metrics {
 	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRegionCollector(w))
+	m.registry.MustRegister(append(m.control.collectors(), newControlCollector(w))...)
 	return m
 }
 
@@ -108,6 +111,7 @@ func (m *metrics) Forgot(label string) {
 	m.activeRegion.DeletePartialMatch(l)
 	m.splitBrain.DeletePartialMatch(l)
 	m.decisionChanges.DeletePartialMatch(l)
+	m.control.forgot(label)
 }
 
 // Built implements engine.Observer.
@@ -130,6 +134,7 @@ func (m *metrics) Decided(cfg *zones.Config, cluster string, d policy.Decision) 
 		v = 1
 	}
 	m.splitBrain.WithLabelValues(cluster).Set(v)
+	m.control.decided(cluster, d)
 }
 
 // Changed implements engine.Observer.
@@ -158,7 +163,7 @@ func newRegionCollector(w *watch.Watcher) *regionCollector {
 		errors: prometheus.NewDesc("regiondns_region_consul_errors_total",
 			"Failed HTTP requests to Consul for a region.", []string{"region"}, nil),
 		resources: prometheus.NewDesc("regiondns_region_consul_resources",
-			"Consul resources watched in a region: services and Patroni KV prefixes.", []string{"region"}, nil),
+			"Consul resources watched in a region: services, Patroni KV prefixes and the control prefix.", []string{"region"}, nil),
 		following: prometheus.NewDesc("regiondns_region_consul_following",
 			"Resources of a region followed with a blocking query (one connection to the agent each): every service, and the KV prefixes of unsettled or recently changed clusters.",
 			[]string{"region"}, nil),

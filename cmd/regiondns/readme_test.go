@@ -99,6 +99,8 @@ func testMetrics(t *testing.T) *metrics {
 	m.activeRegion.WithLabelValues("c", "main")
 	m.splitBrain.WithLabelValues("c")
 	m.decisionChanges.WithLabelValues("c")
+	m.control.decided("c", policy.Decision{Pin: &policy.PinState{Applied: true}})
+	m.control.pinIgnored.WithLabelValues("c", string(policy.PinUnsafe))
 	return m
 }
 
@@ -139,8 +141,8 @@ func TestMetricsLint(t *testing.T) {
 }
 
 // The region collector counts each region's watched resources (one cluster:
-// its Patroni service and KV prefix) and those followed with a blocking
-// query (none before the watcher runs).
+// its Patroni service and KV prefix; and the control prefix) and those
+// followed with a blocking query (none before the watcher runs).
 func TestRegionResourceMetrics(t *testing.T) {
 	cfg := &zones.Config{
 		Zone: "pg.example.internal.",
@@ -159,10 +161,10 @@ func TestRegionResourceMetrics(t *testing.T) {
 	}
 	m := newMetrics(w)
 	want := `
-# HELP regiondns_region_consul_resources Consul resources watched in a region: services and Patroni KV prefixes.
+# HELP regiondns_region_consul_resources Consul resources watched in a region: services, Patroni KV prefixes and the control prefix.
 # TYPE regiondns_region_consul_resources gauge
-regiondns_region_consul_resources{region="main"} 2
-regiondns_region_consul_resources{region="standby"} 2
+regiondns_region_consul_resources{region="main"} 3
+regiondns_region_consul_resources{region="standby"} 3
 `
 	if err := testutil.GatherAndCompare(m.registry, strings.NewReader(want), "regiondns_region_consul_resources"); err != nil {
 		t.Error(err)

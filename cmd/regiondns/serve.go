@@ -44,7 +44,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, redactor *watch
 	// A reload swaps the forwarder's upstreams in place; one that names no
 	// local region fails as a whole.
 	e := engine.New(cfg, w, store, engine.Options{Logger: logger, Observer: m, Path: s.Config,
-		BeforeReload: reloadForwarder(s, fwd)})
+		BeforeReload: reloadForwarder(s, fwd), History: s.History})
 	// Until the first read, every configured name answers NODATA: the names
 	// exist, their data does not yet.
 	e.Rebuild()

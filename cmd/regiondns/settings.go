@@ -38,6 +38,8 @@ type settings struct {
 	CacheMaxTTL     time.Duration `env:"CACHE_MAX_TTL" envDefault:"1h"`
 	// ConsulMaxResponse bounds the body of one Consul answer, in bytes.
 	ConsulMaxResponse int64 `env:"CONSUL_MAX_RESPONSE" envDefault:"8388608"`
+	// History is how many decision changes per cluster are kept.
+	History int `env:"HISTORY" envDefault:"100"`
 
 	HTTPMaxConns          int           `env:"HTTP_MAX_CONNS" envDefault:"64"`
 	HTTPReadHeaderTimeout time.Duration `env:"HTTP_READ_HEADER_TIMEOUT" envDefault:"5s"`
@@ -71,6 +73,8 @@ func loadSettings() (settings, error) {
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
 	case s.ConsulMaxResponse < minConsulResponse:
 		return s, fmt.Errorf("REGIONDNS_CONSUL_MAX_RESPONSE: %d is not valid; want at least %d (bytes)", s.ConsulMaxResponse, minConsulResponse)
+	case s.History < 1 || s.History > maxHistory:
+		return s, fmt.Errorf("REGIONDNS_HISTORY: %d is not valid; want 1 to %d (changes per cluster)", s.History, maxHistory)
 	}
 	return s, validateHTTP(s)
 }
@@ -100,6 +104,10 @@ const envPrefix = "REGIONDNS_"
 // minConsulResponse is the least REGIONDNS_CONSUL_MAX_RESPONSE: below it, the
 // health of an ordinary cluster would not fit.
 const minConsulResponse = 64 << 10
+
+// maxHistory bounds REGIONDNS_HISTORY: each kept change holds a few hundred
+// bytes, for every cluster of the fleet.
+const maxHistory = 10000
 
 // envError rewrites env's parse errors to name the variable, not the Go field.
 func envError(err error) error {

@@ -1,13 +1,16 @@
 // Package consultest is a fake Consul HTTP API of one datacenter, for
 // tests of code that reads Consul through blocking queries: health/service
 // answers from Entries, KV prefixes from KV, and a query whose index is
-// the current one blocks until the next Set or its wait time.
+// the current one blocks until the next Set or its wait time. A KV PUT or
+// DELETE changes KV as a Set would, moving Index by one.
 package consultest
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -143,6 +146,12 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "No path to datacenter", http.StatusInternalServerError)
 		return
 	}
+	if key, ok := strings.CutPrefix(r.URL.Path, "/v1/kv/"); ok && (r.Method == http.MethodPut || r.Method == http.MethodDelete) {
+		f.writeKV(r, key)
+		f.mu.Unlock()
+		w.Write([]byte("true"))
+		return
+	}
 	// Block while the client's index is current, as Consul does.
 	if idx, _ := strconv.ParseUint(q.Get("index"), 10, 64); idx != 0 && idx == f.Index {
 		ch := f.changed
@@ -169,4 +178,17 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// writeKV applies a KV PUT or DELETE of key, moves Index and wakes the
+// blocked queries, as Set does; f.mu must be held.
+func (f *Fake) writeKV(r *http.Request, key string) {
+	f.KV = slices.DeleteFunc(f.KV, func(p *api.KVPair) bool { return p.Key == key })
+	if r.Method == http.MethodPut {
+		value, _ := io.ReadAll(r.Body)
+		f.KV = append(f.KV, &api.KVPair{Key: key, Value: value})
+	}
+	f.Index++
+	close(f.changed)
+	f.changed = make(chan struct{})
 }
