@@ -62,6 +62,11 @@ type Options struct {
 	// fit without setting TC unless its dns_config.enable_truncate is on;
 	// TCP always gets the whole answer.
 	ForceTCP bool
+	// ProbeName is the name whose SOA is asked of an upstream that stopped
+	// answering, to tell a dead upstream from names that take long (see
+	// upstream.go): the Consul DNS domain, which an agent answers itself.
+	// Empty means DefaultProbeName.
+	ProbeName string
 }
 
 // Forwarder answers names outside the zone from Consul DNS, through an
@@ -94,6 +99,10 @@ func New(opts Options, lru *LRU, logger *slog.Logger) *Forwarder {
 	if opts.MaxTime <= 0 {
 		opts.MaxTime = DefaultMaxTime
 	}
+	if opts.ProbeName == "" {
+		opts.ProbeName = DefaultProbeName
+	}
+	opts.ProbeName = dns.Fqdn(opts.ProbeName)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -210,7 +219,7 @@ func (f *Forwarder) resolve(key Key) (*dns.Msg, error) {
 		resp, err := f.exchange(ctx, u, key)
 		u.stats.observe(time.Since(started), err)
 		if err != nil {
-			f.failed(u, err)
+			f.failed(u, started, err)
 			lastErr = fmt.Errorf("%s: %w", u.addr, err)
 			continue
 		}
