@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/miekg/dns"
 
@@ -38,10 +39,11 @@ func (fn DelegateFunc) Delegate(req *dns.Msg, tcp bool) (*dns.Msg, error) { retu
 // CachedWire reports false: a DelegateFunc has no cached answers.
 func (DelegateFunc) CachedWire([]byte, bool) (*dnswire.Response, uint32, bool) { return nil, 0, false }
 
-// delegate answers a name outside the zone through Options.Delegator, or
-// refuses it.
-func (h *Handler) delegate(req, resp *dns.Msg, tcp bool) Source {
-	if h.opts.Delegator == nil {
+// delegate answers a name outside the zone, asked by src, through
+// Options.Delegator, or refuses it: no Delegator, a client outside
+// DelegationClients or a name outside DelegationDomains (scope.go).
+func (h *Handler) delegate(req, resp *dns.Msg, src netip.Addr, tcp bool) Source {
+	if h.opts.Delegator == nil || !h.scope.allowsClient(src) || !h.scope.coversQuestion(req.Question[0].Name) {
 		resp.Rcode = dns.RcodeRefused
 		return SourceError
 	}

@@ -11,6 +11,7 @@ package resolver
 import (
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync/atomic"
 
 	"github.com/miekg/dns"
@@ -25,6 +26,16 @@ type Options struct {
 	// fast path, the others through its Delegate. When nil, they get
 	// REFUSED.
 	Delegator Delegator
+	// DelegationDomains are the names handed to the Delegator, each with
+	// the names under it ("consul." covers "web.service.consul."; "."
+	// covers every name); other names outside the zone get REFUSED. Nil:
+	// every name.
+	DelegationDomains []string
+	// DelegationClients are the source addresses whose queries for names
+	// outside the zone are handed to the Delegator; other clients get
+	// REFUSED for them. Names in the zone are answered to every client.
+	// Nil: every address.
+	DelegationClients []netip.Prefix
 	// UDPSize is the EDNS(0) payload size advertised in responses, and caps
 	// the client's own: a UDP response never exceeds either.
 	// Default dnswire.DefaultUDPSize (1232); values below 512 mean 512.
@@ -41,6 +52,7 @@ type Options struct {
 type Handler struct {
 	store  *cache.Store
 	opts   Options
+	scope  delegationScope
 	logger *slog.Logger
 	// rotation picks the A/AAAA order for AnswerWire; the server's loops
 	// keep counters of their own.
@@ -60,14 +72,15 @@ func New(store *cache.Store, opts Options, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{store: store, opts: opts, logger: logger}
+	return &Handler{store: store, opts: opts, logger: logger,
+		scope: newDelegationScope(opts.DelegationDomains, opts.DelegationClients)}
 }
 
 // ServeDNS implements dns.Handler. Requests that get no response (a
 // response sent to us) are dropped.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	resp := h.HandleRequest(req, tcp)
+	resp := h.HandleRequest(req, clientAddr(w.RemoteAddr()), tcp)
 	if resp == nil {
 		return
 	}
@@ -104,21 +117,22 @@ const (
 	numSources
 )
 
-// HandleRequest returns the response to req, received over TCP when tcp is
-// true (which sets the size limit), or nil when req must not be answered.
-// It never modifies req.
+// HandleRequest returns the response to req, received from src over TCP
+// when tcp is true (which sets the size limit), or nil when req must not be
+// answered. src decides whether a name outside the zone may be delegated
+// (Options.DelegationClients). It never modifies req.
 //
 // Class handling: IN is answered from the zone; ANY (RFC 1035 QCLASS *) is
 // answered from the same IN data but without AA, since the response does not
 // claim to cover every class (RFC 6895 §3.1); any other class is REFUSED,
 // as this server is authoritative for no zone in it.
-func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
-	resp, _ := h.respond(req, tcp)
+func (h *Handler) HandleRequest(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
+	resp, _ := h.respond(req, src, tcp)
 	return resp
 }
 
 // respond is HandleRequest, and says what answered.
-func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
+func (h *Handler) respond(req *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, Source) {
 	if req.Response {
 		// Answering a response invites loops and reflection.
 		return nil, SourceError
@@ -141,7 +155,7 @@ func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
 		resp.Rcode = dns.RcodeFormatError
 		return resp, SourceError
 	}
-	src := SourceError
+	source := SourceError
 	switch {
 	case e.present && e.version != 0:
 		resp.Rcode = dns.RcodeBadVers
@@ -150,13 +164,13 @@ func (h *Handler) respond(req *dns.Msg, tcp bool) (*dns.Msg, Source) {
 	case len(req.Question) != 1:
 		resp.Rcode = dns.RcodeFormatError
 	default:
-		src = h.answer(req, resp, tcp)
+		source = h.answer(req, resp, src, tcp)
 	}
-	return h.finish(resp, e, tcp), src
+	return h.finish(resp, e, tcp), source
 }
 
-// answer fills resp with the answer to req's single question.
-func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
+// answer fills resp with the answer to req's single question, from src.
+func (h *Handler) answer(req, resp *dns.Msg, src netip.Addr, tcp bool) Source {
 	q := req.Question[0]
 	switch q.Qclass {
 	case dns.ClassINET, dns.ClassANY:
@@ -183,7 +197,7 @@ func (h *Handler) answer(req, resp *dns.Msg, tcp bool) Source {
 	}
 	ans := snap.Lookup(dnswire.LowerName(dns.Fqdn(q.Name)), q.Qtype)
 	if !ans.InZone() {
-		return h.delegate(req, resp, tcp)
+		return h.delegate(req, resp, src, tcp)
 	}
 	resp.Authoritative = q.Qclass == dns.ClassINET
 	resp.Rcode = ans.Rcode()

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"fmt"
+	"net/netip"
 	"runtime/debug"
 	"time"
 
@@ -14,7 +15,7 @@ import (
 // stack; the rest are only counted.
 const panicLogEvery = time.Minute
 
-// answerSlow answers a message the fast path did not, as miekg/dns's server
+// answerSlow answers a message from src the fast path did not, as miekg/dns's server
 // and ServeDNS answer it: a message shorter than a
 // header or a response is dropped (nil); one whose sections do not hold
 // what its header counts is cut to its header (sanitize.go); one that does
@@ -23,7 +24,7 @@ const panicLogEvery = time.Minute
 // logged (once a minute) and answered SERVFAIL.
 //
 // msg may be modified.
-func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
+func (h *Handler) answerSlow(msg []byte, src netip.Addr, tcp bool) (wire []byte, o outcome) {
 	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		// Answering a response invites loops and reflection.
 		return nil, outcome{dropped: true}
@@ -43,7 +44,7 @@ func (h *Handler) answerSlow(msg []byte, tcp bool) (wire []byte, o outcome) {
 	if err := req.Unpack(msg); err != nil {
 		resp = formErr(req)
 		o.source = SourceError
-	} else if resp, o.source = h.respond(req, tcp); resp == nil {
+	} else if resp, o.source = h.respond(req, src, tcp); resp == nil {
 		return nil, outcome{dropped: true}
 	}
 	wire, err := resp.Pack()
