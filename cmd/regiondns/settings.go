@@ -35,6 +35,11 @@ type settings struct {
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s"`
 	CacheSize       int           `env:"CACHE_SIZE" envDefault:"10000"`
 	CacheMaxTTL     time.Duration `env:"CACHE_MAX_TTL" envDefault:"1h"`
+	CacheMaxBytes   int64         `env:"CACHE_MAX_BYTES" envDefault:"67108864"`
+	// DelegationDomains and DelegationClients are parsed by
+	// delegationScope.
+	DelegationDomains []string `env:"DELEGATION_DOMAINS" envDefault:"consul." envSeparator:","`
+	DelegationClients []string `env:"DELEGATION_CLIENTS" envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7" envSeparator:","`
 }
 
 func loadSettings() (settings, error) {
@@ -57,8 +62,13 @@ func loadSettings() (settings, error) {
 		return s, fmt.Errorf("REGIONDNS_CACHE_SIZE: %d is not valid; want a positive number of entries", s.CacheSize)
 	case s.CacheMaxTTL <= 0:
 		return s, fmt.Errorf("REGIONDNS_CACHE_MAX_TTL: %s is not valid; want a positive duration", s.CacheMaxTTL)
+	case s.CacheMaxBytes < minCacheBytes:
+		return s, fmt.Errorf("REGIONDNS_CACHE_MAX_BYTES: %d is not valid; want at least %d (1 MiB)", s.CacheMaxBytes, minCacheBytes)
 	case s.ShutdownTimeout <= 0:
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
+	}
+	if _, _, err := s.delegationScope(); err != nil {
+		return s, err
 	}
 	return s, nil
 }
