@@ -3,10 +3,12 @@ SHELL := /bin/bash
 GO ?= go
 CACHE := $(CURDIR)/.cache
 CONSUL := $(CACHE)/bin/consul
+COREDNS_VERSION ?= v1.15.0
+COREDNS := $(CACHE)/bin/coredns-$(COREDNS_VERSION)
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build test unit e2e lint fuzz demo consul clean bench soak
+.PHONY: all build test unit e2e lint fuzz demo consul coredns clean bench soak
 
 all: build
 
@@ -20,6 +22,16 @@ $(CONSUL): e2e/go.mod e2e/go.sum
 	@mkdir -p $(dir $@)
 	cd e2e && $(GO) build -o $@ github.com/hashicorp/consul
 	@touch $@
+
+# CoreDNS, installed from the Go module proxy into a temporary GOBIN and
+# cached under .cache (git-ignored): the e2e test of the CoreDNS forward
+# health probe and the benchmarks run it. The first build takes minutes.
+coredns: $(COREDNS)
+$(COREDNS):
+	@mkdir -p $(dir $@)
+	gobin=$$(mktemp -d $(CACHE)/gobin.XXXXXX) && \
+		{ GOBIN=$$gobin $(GO) install github.com/coredns/coredns@$(COREDNS_VERSION) && mv $$gobin/coredns $@; \
+		rc=$$?; rm -rf $$gobin; exit $$rc; }
 
 lint:
 	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -44,8 +56,8 @@ fuzz:
 
 # The end-to-end tests, then a short soak (SOAK_SHORT) of the one make soak
 # runs.
-e2e: $(CONSUL)
-	cd e2e && REGIONDNS_CONSUL_BIN=$(CONSUL) $(GO) test -race -count=1 -timeout 20m .
+e2e: $(CONSUL) $(COREDNS)
+	cd e2e && REGIONDNS_CONSUL_BIN=$(CONSUL) REGIONDNS_COREDNS_BIN=$(COREDNS) $(GO) test -race -count=1 -timeout 20m .
 	$(MAKE) soak SOAK_DURATION=$(SOAK_SHORT)
 
 test: lint unit fuzz e2e e2e-patroni
@@ -72,7 +84,7 @@ demo: $(CONSUL)
 bench: $(CONSUL)
 	@mkdir -p $(CACHE)/bench
 	set -o pipefail; $(GO) test -run='^$$' -bench=. -benchmem ./cache ./resolver ./forward ./policy | tee $(CACHE)/bench/go-bench.txt
-	./bench/bench.sh
+	COREDNS_VERSION=$(COREDNS_VERSION) ./bench/bench.sh
 
 # Convergence and scale against real Consul: 1 and 1,000 clusters in two
 # regions; reports p50/p99 from a leader change to the new answer, snapshot

@@ -70,7 +70,7 @@ need_tools() {
 }
 
 # build_binaries: regiondns from this tree, Consul (cached, see make consul),
-# CoreDNS from the Go module proxy into a temporary GOBIN under .cache.
+# CoreDNS from the Go module proxy (make coredns, cached under .cache).
 build_binaries() {
 	mkdir -p "$BIN"
 	if [[ -n ${REGIONDNS_BIN:-} ]]; then
@@ -91,14 +91,8 @@ build_binaries() {
 	COREDNS=$BIN/coredns-$COREDNS_VERSION
 	if [[ ! -x $COREDNS ]]; then
 		log "building CoreDNS $COREDNS_VERSION with go install (a few minutes, once)"
-		local gobin
-		gobin=$(mktemp -d "$CACHE/gobin.XXXXXX")
-		if ! GOBIN=$gobin go install "github.com/coredns/coredns@$COREDNS_VERSION"; then
-			rm -rf "$gobin"
+		make -C "$ROOT" coredns COREDNS_VERSION="$COREDNS_VERSION" ||
 			die "go install github.com/coredns/coredns@$COREDNS_VERSION failed; set COREDNS_VERSION to one that builds"
-		fi
-		mv "$gobin/coredns" "$COREDNS"
-		rm -rf "$gobin"
 	fi
 }
 

@@ -18,8 +18,9 @@ func confClients(t *testing.T, w *confWorld) {
 		// plugin/forward/health.go (CoreDNS 1.10): ". IN NS" over UDP, RD
 		// set unless no_rec, 1 s read and write timeouts; the upstream is
 		// healthy when Exchange returns no error, or a reply that is a
-		// response or has opcode QUERY.
-		direct := confExchangeTCP(t, w.ConsulDNS, confQuery(".", dns.TypeNS, true))
+		// response or has opcode QUERY. regiondns answers it REFUSED: the
+		// root is not a delegated domain (coredns_test.go runs a real
+		// CoreDNS against it).
 		for _, rd := range []bool{true, false} {
 			c := &dns.Client{Net: "udp", ReadTimeout: time.Second, WriteTimeout: time.Second}
 			for range 3 {
@@ -34,11 +35,9 @@ func confClients(t *testing.T, w *confWorld) {
 				if err != nil {
 					t.Fatalf("RD=%v: probe fails as CoreDNS sees it (upstream marked unhealthy): %v", rd, err)
 				}
-				t.Logf("RD=%v: . NS answered %s in %s (Consul DNS answers it %s)", rd, dns.RcodeToString[m.Rcode],
-					time.Since(start).Round(time.Millisecond), dns.RcodeToString[direct.Rcode])
-				if m.Rcode == dns.RcodeServerFailure || m.Rcode != direct.Rcode {
-					t.Errorf("RD=%v: . NS answered %s, want Consul DNS's own answer %s, not SERVFAIL",
-						rd, dns.RcodeToString[m.Rcode], dns.RcodeToString[direct.Rcode])
+				t.Logf("RD=%v: . NS answered %s in %s", rd, dns.RcodeToString[m.Rcode], time.Since(start).Round(time.Millisecond))
+				if m.Rcode != dns.RcodeRefused {
+					t.Errorf("RD=%v: . NS answered %s, want REFUSED", rd, dns.RcodeToString[m.Rcode])
 				}
 				if m.RecursionDesired != rd || m.Authoritative {
 					t.Errorf("RD=%v: response RD %v AA %v", rd, m.RecursionDesired, m.Authoritative)

@@ -293,12 +293,15 @@ func exchange(t *testing.T, network, addr string, req *dns.Msg) *dns.Msg {
 	return resp
 }
 
+// testClient is the source address of roundTrip's queries.
+var testClient = netip.MustParseAddr("127.0.0.1")
+
 // roundTrip answers req through h.HandleRequest and returns what a client
 // would read: the response packed (within the transport's limit) and
 // unpacked again.
 func roundTrip(t *testing.T, h *resolver.Handler, req *dns.Msg, tcp bool) *dns.Msg {
 	t.Helper()
-	resp := h.HandleRequest(req, tcp)
+	resp := h.HandleRequest(req, testClient, tcp)
 	if resp == nil {
 		t.Fatal("no response")
 	}

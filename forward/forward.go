@@ -76,6 +76,11 @@ type Options struct {
 	// for, and the names whose upstream queries carry the client's subnet
 	// (ecs.go). Empty means DefaultDomain.
 	Domains []string
+	// ProbeName is the name whose SOA is asked of an upstream that stopped
+	// answering, to tell a dead upstream from names that take long (see
+	// upstream.go): the Consul DNS domain, which an agent answers itself.
+	// Empty means DefaultProbeName.
+	ProbeName string
 }
 
 // Forwarder answers names outside the zone from Consul DNS, through an
@@ -111,6 +116,10 @@ func New(opts Options, lru *LRU, logger *slog.Logger) *Forwarder {
 	if opts.MaxTime <= 0 {
 		opts.MaxTime = DefaultMaxTime
 	}
+	if opts.ProbeName == "" {
+		opts.ProbeName = DefaultProbeName
+	}
+	opts.ProbeName = dns.Fqdn(opts.ProbeName)
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -275,7 +284,7 @@ func (f *Forwarder) resolve(key Key) (result, error) {
 		resp, err := f.exchange(ctx, u, key, asked)
 		u.stats.observe(time.Since(started), err)
 		if err != nil {
-			f.failed(u, err)
+			f.failed(u, started, err)
 			lastErr = fmt.Errorf("%s: %w", u.addr, err)
 			continue
 		}

@@ -16,6 +16,10 @@ import (
 const (
 	// DefaultLRUSize bounds the number of delegated answers kept.
 	DefaultLRUSize = 10000
+	// DefaultLRUMaxBytes bounds the memory of the delegated answers kept,
+	// as entrySize counts it: big answers must not make the entry bound
+	// a bound of gigabytes.
+	DefaultLRUMaxBytes = 64 << 20
 	// DefaultLRUMaxTTL caps how long any delegated answer is kept.
 	DefaultLRUMaxTTL = time.Hour
 	// DefaultLRUServFailTTL is how long a SERVFAIL is kept: long enough to
@@ -33,6 +37,11 @@ type LRUOptions struct {
 	// Size is the most entries kept; the least recently used goes first.
 	// Zero or less means DefaultLRUSize.
 	Size int
+	// MaxBytes is the most bytes kept, as entrySize counts them; the least
+	// recently used entries go first until the cache is within it. An
+	// answer over MaxCachedAnswer is never kept. Zero or less means
+	// DefaultLRUMaxBytes.
+	MaxBytes int64
 	// MaxTTL caps the lifetime of every entry, and so the TTLs handed out.
 	// Zero or less means DefaultLRUMaxTTL.
 	MaxTTL time.Duration
@@ -70,8 +79,9 @@ func NewKey(q dns.Question, do bool) Key {
 type LRUStats struct {
 	Hits      uint64 // Get found a live entry
 	Misses    uint64 // Get found nothing, or an expired entry
-	Evictions uint64 // entries pushed out by the size bound (expired or not)
+	Evictions uint64 // entries pushed out by the size or byte bound (expired or not)
 	Entries   int    // entries held now, expired ones not yet replaced included
+	Bytes     int64  // their size, as the byte bound counts it
 }
 
 // LRU caches delegated answers, bounded in entries, each kept for the
@@ -88,6 +98,9 @@ type LRU struct {
 	// entries of golang-lru. Neither is held across I/O.
 	wire  wireMap
 	addMu sync.Mutex
+	// bytes is the size of the entries held (entrySize); it changes with
+	// addMu held, or in the eviction callback that Add runs.
+	bytes atomic.Int64
 
 	hits, misses, evictions atomic.Uint64
 }
@@ -100,6 +113,7 @@ type lruEntry struct {
 	answer, ns, extra []dns.RR
 	ttl               uint32    // lifetime in whole seconds, the TTL ceiling
 	stored, expires   time.Time // expires = stored + lifetime
+	size              int64     // what the byte bound counts for it (entrySize)
 	// key is the entry's key; question its question in wire form, the
 	// key of the wire index ("" when the name does not pack); wire its
 	// packed response (nil when it does not pack); touched when a GetWire
@@ -114,6 +128,9 @@ type lruEntry struct {
 func NewLRU(opts LRUOptions) *LRU {
 	if opts.Size <= 0 {
 		opts.Size = DefaultLRUSize
+	}
+	if opts.MaxBytes <= 0 {
+		opts.MaxBytes = DefaultLRUMaxBytes
 	}
 	if opts.MaxTTL <= 0 {
 		opts.MaxTTL = DefaultLRUMaxTTL
@@ -130,7 +147,7 @@ func NewLRU(opts LRUOptions) *LRU {
 	// New fails only for a size below 1, excluded above.
 	c := &LRU{opts: opts}
 	c.wire.init()
-	c.entries, _ = lru.NewWithEvict[Key, *lruEntry](opts.Size, c.evicted)
+	c.entries, _ = lru.NewWithEvict[Key, *lruEntry](opts.Size, c.onEvict)
 	return c
 }
 
@@ -184,8 +201,10 @@ func (c *LRU) live(k Key, now time.Time) *lruEntry {
 // Add caches m, an upstream response to the question of k, for as long as
 // its records allow, and returns what a Get at this instant returns. It
 // returns false, caching nothing, when m may not be kept: a truncated
-// answer, a zero lifetime, or an rcode other than NOERROR, NXDOMAIN and
-// SERVFAIL. m is not modified or retained.
+// answer, a zero lifetime, an rcode other than NOERROR, NXDOMAIN and
+// SERVFAIL, or an answer over MaxCachedAnswer packed. m is not modified
+// or retained. The least recently used entries go when the entry or the
+// byte bound is passed.
 //
 // The lifetime is the smallest TTL of the records (OPT aside) of a
 // positive answer; for NXDOMAIN and NODATA the authority SOA's
@@ -218,14 +237,21 @@ func (c *LRU) Add(k Key, m *dns.Msg) (*dns.Msg, bool) {
 		e.question = k.wireQuestion()
 		e.wire = packWire(k, e.msg(now))
 	}
+	var fits bool
+	if e.size, fits = entrySize(e, m); !fits {
+		return nil, false
+	}
 	c.addMu.Lock()
 	defer c.addMu.Unlock()
-	// golang-lru calls evicted after releasing its lock, before Add
+	c.replacingLocked(k)
+	// golang-lru calls onEvict after releasing its lock, before Add
 	// returns: the wire index loses the evicted entry before it gains e.
 	if c.entries.Add(k, e) {
 		c.evictions.Add(1)
 	}
+	c.bytes.Add(e.size)
 	c.putWire(e)
+	c.trimLocked()
 	return e.msg(now), true
 }
 
@@ -236,6 +262,7 @@ func (c *LRU) Stats() LRUStats {
 		Misses:    c.misses.Load(),
 		Evictions: c.evictions.Load(),
 		Entries:   c.entries.Len(),
+		Bytes:     c.bytes.Load(),
 	}
 }
 

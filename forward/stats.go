@@ -45,6 +45,10 @@ type UpstreamStats struct {
 	// cumulative), the last one those that took longer.
 	DurationSum float64
 	Buckets     [len(UpstreamBuckets) + 1]uint64
+	// Up is false while the upstream is marked down: its probe got no
+	// answer, and none has come since. Health probes are not counted in
+	// Requests and Errors.
+	Up bool
 }
 
 // Stats returns the counters of every upstream, in the order of the
@@ -56,6 +60,7 @@ func (f *Forwarder) Stats() []UpstreamStats {
 			st := UpstreamStats{
 				Addr: u.addr, Requests: u.stats.requests.Load(), Errors: u.stats.errors.Load(),
 				DurationSum: float64(u.stats.sumNanos.Load()) / 1e9,
+				Up:          !u.down.Load(),
 			}
 			for i := range u.stats.buckets {
 				st.Buckets[i] = u.stats.buckets[i].Load()

@@ -45,14 +45,15 @@ func (fn DelegateFunc) Delegate(req *dns.Msg, tcp bool, src netip.Addr) (*dns.Ms
 // CachedWire reports false: a DelegateFunc has no cached answers.
 func (DelegateFunc) CachedWire([]byte, bool) (*dnswire.Response, uint32, bool) { return nil, 0, false }
 
-// delegate answers a name outside the zone through Options.Delegator, or
-// refuses it, and returns the scope of the answer's client subnet (0 when
+// delegate answers a name outside the zone, asked by src, through
+// Options.Delegator, or refuses it (no Delegator, a client outside
+// DelegationClients or a name outside DelegationDomains: scope.go), and returns the scope of the answer's client subnet (0 when
 // it holds for every client). An answer for every client whose records
 // may be reordered (dnswire.Shuffleable) is served in the order that seed
 // picks, as the fast path serves it (answerDelegated): a cached answer
 // changes order with every query, as Consul DNS's do.
 func (h *Handler) delegate(req, resp *dns.Msg, tcp bool, src netip.Addr, seed uint32) (Source, uint8) {
-	if h.opts.Delegator == nil {
+	if h.opts.Delegator == nil || !h.scope.allowsClient(src) || !h.scope.coversQuestion(req.Question[0].Name) {
 		resp.Rcode = dns.RcodeRefused
 		return SourceError, 0
 	}

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"encoding/binary"
+	"net/netip"
 
 	"github.com/miekg/dns"
 
@@ -14,7 +15,8 @@ import (
 // (cache.Wire): it reads the query in place, copies a template and patches
 // the ID, the flags and the question. It allocates nothing and takes no
 // lock. Names outside the zone whose answer the Delegator holds packed
-// (CachedWire) are answered the same way (answerDelegated).
+// (CachedWire) are answered the same way (answerDelegated), and those it
+// may not have (scope.go) are refused (writeRefused).
 // Anything it is not sure to answer exactly as HandleRequest would
 // goes to the slow path (fastResult.ok false): see parseQuery.
 
@@ -197,22 +199,24 @@ func opaqueOption(code uint16) bool {
 	return true
 }
 
-// AnswerWire answers query, received over TCP when tcp is true, into out
-// without allocating, when the fast path can: a query for a name in the
-// zone, with or without EDNS(0). It reports false, having written nothing
-// useful, for anything else (see parseQuery; names outside the zone; no
-// snapshot; out too small): HandleRequest answers those. The response is
-// the one HandleRequest gives for the query with its name in lower case:
-// same header bits, rcode, sections and EDNS, the question as the client
-// sent it; over TCP it has no length prefix.
-func (h *Handler) AnswerWire(query []byte, tcp bool, out []byte) (n int, ok bool) {
-	f := h.answerWire(query, tcp, out, h.rotation.Add(1))
+// AnswerWire answers query, received from src over TCP when tcp is true,
+// into out without allocating, when the fast path can: a query for a name
+// in the zone, with or without EDNS(0); a name outside it whose answer the
+// Delegator holds packed, or that src may not have delegated. It reports
+// false, having written nothing useful, for anything else (see
+// parseQuery; other names outside the zone; no snapshot; out too small):
+// HandleRequest answers those. The response is the one HandleRequest gives
+// for the query with its name in lower case: same header bits, rcode,
+// sections and EDNS, the question as the client sent it; over TCP it has
+// no length prefix.
+func (h *Handler) AnswerWire(query []byte, src netip.Addr, tcp bool, out []byte) (n int, ok bool) {
+	f := h.answerWire(query, src, tcp, out, h.rotation.Add(1))
 	return f.n, f.ok
 }
 
 // answerWire is AnswerWire with the rotation given; it also says what
 // the metrics count.
-func (h *Handler) answerWire(q []byte, tcp bool, out []byte, rot uint32) fastResult {
+func (h *Handler) answerWire(q []byte, src netip.Addr, tcp bool, out []byte, rot uint32) fastResult {
 	var name [maxName]byte
 	fq, k, ok := parseQuery(q, &name)
 	if !ok {
@@ -224,6 +228,9 @@ func (h *Handler) answerWire(q []byte, tcp bool, out []byte, rot uint32) fastRes
 	}
 	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
+		if h.opts.Delegator == nil || !h.scope.allowsClient(src) || !h.scope.coversName(name[:k]) {
+			return h.writeRefused(q, &fq, out)
+		}
 		return h.answerDelegated(q, &fq, tcp, out, rot)
 	}
 	limit := h.limit(&fq, tcp)
@@ -346,6 +353,23 @@ func (h *Handler) writeNegative(q []byte, fq *fastQuery, neg *cache.NegativeWire
 	out[3] = rcode
 	h.writeHeader(q, fq, out, false)
 	return fastResult{n: h.appendOPT(fq, out, n), ok: true, qtype: fq.qtype, rcode: rcode}
+}
+
+// writeRefused writes the REFUSED answer to a name outside the zone that
+// is not delegated (scope.go): the client's header bits (RD, CD) and
+// question, our OPT when the query had one, nothing else; no AA, no RA.
+// It always fits a UDP response: a name has at most 255 octets.
+func (h *Handler) writeRefused(q []byte, fq *fastQuery, out []byte) fastResult {
+	n := fq.qEnd
+	if n+fq.optSize() > len(out) {
+		return fastResult{need: n + fq.optSize()}
+	}
+	copy(out[:n], q[:n])
+	// Counts: one question, nothing else (appendOPT adds its own).
+	binary.BigEndian.PutUint64(out[4:], 1<<48)
+	out[2] = flagQR | q[2]&flagRD
+	out[3] = dns.RcodeRefused | q[3]&flagCD
+	return fastResult{n: h.appendOPT(fq, out, n), ok: true, qtype: fq.qtype, rcode: dns.RcodeRefused, source: SourceError}
 }
 
 // writeHeader sets the ID and the flags of the response in out: QR, AA for

@@ -75,10 +75,25 @@ func (c *testClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) 
 func (c *testClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // delegatedHandler returns a handler whose delegator is a forwarder without
-// upstreams over an LRU on clock, and that LRU.
+// upstreams over an LRU on clock, and that LRU. Its delegation scope is
+// set, so that the fast path's tests and benchmarks include the checks:
+// the test names' domains, the private ranges of cmd's default.
 func delegatedHandler(tb testing.TB, clock *testClock) (*Handler, *forward.LRU) {
 	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now})
-	return New(testStore(tb), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil), lru
+	return New(testStore(tb), Options{
+		Delegator:         forward.New(forward.Options{}, lru, nil),
+		DelegationDomains: []string{"consul.", "example.com."},
+		DelegationClients: privateRanges,
+	}, nil), lru
+}
+
+// privateRanges are loopback and the private ranges, as the default of
+// REGIONDNS_DELEGATION_CLIENTS.
+var privateRanges = []netip.Prefix{
+	netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128"),
+	netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12"),
+	netip.MustParsePrefix("192.168.0.0/16"), netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("fc00::/7"),
 }
 
 // fill caches the upstream answer to c in lru, as the forwarder does.
@@ -133,7 +148,7 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 					t.Fatal(err)
 				}
 				desc := fmt.Sprintf("%s as %s after %v", c, variant, elapsed)
-				f := h.answerWire(query, c.tcp, out, 0)
+				f := h.answerWire(query, testClient, c.tcp, out, 0)
 				if want := variant == strings.ToLower(variant); f.ok != want {
 					t.Fatalf("%s: fast path answered %v, want %v", desc, f.ok, want)
 				}
@@ -142,7 +157,7 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 				}
 				fastCount++
 				got := out[:f.n]
-				want, o := h.answerSlow(bytes.Clone(query), c.tcp, netip.Addr{}, 0)
+				want, o := h.answerSlow(bytes.Clone(query), c.tcp, testClient, 0)
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%s: fast answer differs\n got %s\nwant %s\n got % x\nwant % x", desc,
 						normalized(t, got), normalized(t, want), got, want)
@@ -187,7 +202,7 @@ func TestFastPathDelegatedMatchesSlowPath(t *testing.T) {
 	// left to the slow path, which asks upstream again.
 	clock.Advance(time.Second)
 	q, _ := (fastCase{name: "nx.example.com.", qtype: dns.TypeA, qclass: dns.ClassINET}).msg("nx.example.com.").Pack()
-	if f := h.answerWire(q, false, out, 0); f.ok {
+	if f := h.answerWire(q, testClient, false, out, 0); f.ok {
 		t.Errorf("expired entry answered by the fast path")
 	}
 }
@@ -218,8 +233,8 @@ func TestDelegatedAnswersReordered(t *testing.T) {
 		var first *dns.Msg
 		orders := map[string]bool{}
 		for seed := range uint32(30) {
-			f := h.answerWire(query, c.tcp, out, seed)
-			want, _ := h.answerSlow(bytes.Clone(query), c.tcp, netip.Addr{}, seed)
+			f := h.answerWire(query, testClient, c.tcp, out, seed)
+			want, _ := h.answerSlow(bytes.Clone(query), c.tcp, testClient, seed)
 			if !f.ok || !bytes.Equal(out[:f.n], want) {
 				t.Fatalf("%s seed %d: fast path %v\n got %s\nwant %s", c, seed, f.ok, normalized(t, out[:f.n]), normalized(t, want))
 			}
@@ -264,6 +279,9 @@ func sortedRRs(rrs []dns.RR) []string {
 
 // TestFastPathDelegatedNeedsCache: without a delegator, or with one that
 // caches nothing, names outside the zone stay on the slow path.
+// TestFastPathDelegatedNeedsCache: with a delegator that caches nothing,
+// names outside the zone stay on the slow path; without one, the fast
+// path refuses them.
 func TestFastPathDelegatedNeedsCache(t *testing.T) {
 	clock := newTestClock()
 	lru := forward.NewLRU(forward.LRUOptions{Now: clock.Now})
@@ -273,15 +291,17 @@ func TestFastPathDelegatedNeedsCache(t *testing.T) {
 	out := make([]byte, dns.MaxMsgSize)
 	noCache := forward.New(forward.Options{}, nil, nil)
 	for name, opts := range map[string]Options{
-		"no delegator":      {},
 		"forwarder, no LRU": {Delegator: noCache},
 		"a DelegateFunc":    {Delegator: DelegateFunc(noCache.Delegate)},
 	} {
-		if f := New(testStore(t), opts, nil).answerWire(q, false, out, 0); f.ok {
+		if f := New(testStore(t), opts, nil).answerWire(q, testClient, false, out, 0); f.ok {
 			t.Errorf("%s: answered by the fast path", name)
 		}
 	}
-	if f := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil).answerWire(q, false, out, 0); !f.ok {
+	if f := New(testStore(t), Options{}, nil).answerWire(q, testClient, false, out, 0); !f.ok || f.rcode != dns.RcodeRefused {
+		t.Errorf("no delegator: fast path %+v, want REFUSED", f)
+	}
+	if f := New(testStore(t), Options{Delegator: forward.New(forward.Options{}, lru, nil)}, nil).answerWire(q, testClient, false, out, 0); !f.ok {
 		t.Errorf("forwarder with its LRU: not answered by the fast path")
 	}
 }
@@ -304,17 +324,17 @@ func TestFastPathDelegatedEviction(t *testing.T) {
 	fill(t, lru, ca)
 	fill(t, lru, cb)
 	fill(t, lru, cc) // evicts a
-	if h.answerWire(qa, false, out, 0).ok {
+	if h.answerWire(qa, testClient, false, out, 0).ok {
 		t.Error("evicted entry answered by the fast path")
 	}
-	if !h.answerWire(qb, false, out, 0).ok || !h.answerWire(qc, false, out, 0).ok {
+	if !h.answerWire(qb, testClient, false, out, 0).ok || !h.answerWire(qc, testClient, false, out, 0).ok {
 		t.Error("live entries not answered by the fast path")
 	}
 	// A replacement is served.
 	up := delegatedAnswer(t, cc.name, cc.qtype, cc.qclass, false)
 	up.Answer[1].(*dns.A).A = net.ParseIP("192.0.2.99")
 	lru.Add(forward.NewKey(dns.Question{Name: cc.name, Qtype: cc.qtype, Qclass: cc.qclass}, false), up)
-	f := h.answerWire(qc, false, out, 0)
+	f := h.answerWire(qc, testClient, false, out, 0)
 	var m dns.Msg
 	if !f.ok || m.Unpack(out[:f.n]) != nil || m.Answer[1].(*dns.A).A.String() != "192.0.2.99" {
 		t.Errorf("replaced entry: %v", m.Answer)
@@ -351,10 +371,10 @@ func TestFastPathDelegatedDoesNotAllocate(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if f := h.answerWire(wire, dq.c.tcp, out, 0); !f.ok || f.source != SourceDelegated {
+		if f := h.answerWire(wire, testClient, dq.c.tcp, out, 0); !f.ok || f.source != SourceDelegated {
 			t.Fatalf("%s: fast path %+v, want a delegated answer", dq.name, f)
 		}
-		if n := testing.AllocsPerRun(200, func() { h.answerWire(wire, dq.c.tcp, out, 0) }); n != 0 {
+		if n := testing.AllocsPerRun(200, func() { h.answerWire(wire, testClient, dq.c.tcp, out, 0) }); n != 0 {
 			t.Errorf("%s: %v allocations per query, want 0", dq.name, n)
 		}
 	}
@@ -384,13 +404,13 @@ func benchDelegated(b *testing.B, fastPath bool) {
 			msg := make([]byte, len(wire))
 			for b.Loop() {
 				if fastPath {
-					if !h.answerWire(wire, dq.c.tcp, out, 0).ok {
+					if !h.answerWire(wire, testClient, dq.c.tcp, out, 0).ok {
 						b.Fatal("not answered by the fast path")
 					}
 					continue
 				}
 				copy(msg, wire)
-				if resp, _ := h.answerSlow(msg, dq.c.tcp, netip.Addr{}, 0); resp == nil {
+				if resp, _ := h.answerSlow(msg, dq.c.tcp, testClient, 0); resp == nil {
 					b.Fatal("no answer")
 				}
 			}

@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -66,3 +67,7 @@ func query(name string, qtype uint16, size uint16) *dns.Msg {
 	}
 	return m
 }
+
+// testClient is the source address of the tests' queries: one that
+// Options.DelegationClients allows by default (loopback).
+var testClient = netip.MustParseAddr("127.0.0.1")

@@ -51,7 +51,7 @@ func FuzzHandle(f *testing.F) {
 		}
 		before, errBefore := req.Pack()
 		for _, tcp := range []bool{false, true} {
-			resp := h.HandleRequest(&req, tcp)
+			resp := h.HandleRequest(&req, testClient, tcp)
 			if req.Response {
 				if resp != nil {
 					t.Fatalf("answered a response: %v", resp)
@@ -110,7 +110,7 @@ func FuzzFastPath(f *testing.F) {
 			}
 			// Too little room: no answer, and nothing written past it.
 			out := make([]byte, 64)
-			if f := h.answerWire(data, tcp, out[:32], 0); f.ok && f.n > 32 {
+			if f := h.answerWire(data, testClient, tcp, out[:32], 0); f.ok && f.n > 32 {
 				t.Fatalf("answer of %d octets in 32", f.n)
 			}
 			if !bytes.Equal(out[32:], make([]byte, 32)) {

@@ -26,6 +26,16 @@ type Options struct {
 	// fast path, the others through its Delegate. When nil, they get
 	// REFUSED.
 	Delegator Delegator
+	// DelegationDomains are the names handed to the Delegator, each with
+	// the names under it ("consul." covers "web.service.consul."; "."
+	// covers every name); other names outside the zone get REFUSED. Nil:
+	// every name.
+	DelegationDomains []string
+	// DelegationClients are the source addresses whose queries for names
+	// outside the zone are handed to the Delegator; other clients get
+	// REFUSED for them. Names in the zone are answered to every client.
+	// Nil: every address.
+	DelegationClients []netip.Prefix
 	// UDPSize is the EDNS(0) payload size advertised in responses, and caps
 	// the client's own: a UDP response never exceeds either.
 	// Default dnswire.DefaultUDPSize (1232); values below 512 mean 512.
@@ -42,6 +52,7 @@ type Options struct {
 type Handler struct {
 	store  *cache.Store
 	opts   Options
+	scope  delegationScope
 	logger *slog.Logger
 	// rotation picks the A/AAAA order for AnswerWire, and the order of
 	// reordered delegated answers for HandleRequest and ServeDNS; the
@@ -62,14 +73,15 @@ func New(store *cache.Store, opts Options, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{store: store, opts: opts, logger: logger}
+	return &Handler{store: store, opts: opts, logger: logger,
+		scope: newDelegationScope(opts.DelegationDomains, opts.DelegationClients)}
 }
 
 // ServeDNS implements dns.Handler. Requests that get no response (a
 // response sent to us) are dropped.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	resp, _ := h.respond(req, tcp, addrOf(w.RemoteAddr()), h.rotation.Add(1))
+	resp, _ := h.respond(req, tcp, clientAddr(w.RemoteAddr()), h.rotation.Add(1))
 	if resp == nil {
 		return
 	}
@@ -106,24 +118,22 @@ const (
 	numSources
 )
 
-// HandleRequest returns the response to req, received over TCP when tcp is
-// true (which sets the size limit), or nil when req must not be answered.
-// It never modifies req. The client's address is not known to it: a name
-// outside the zone is delegated with the client subnet req carries, if
-// any.
+// HandleRequest returns the response to req, received from src over TCP
+// when tcp is true (which sets the size limit), or nil when req must not be
+// answered. src decides whether a name outside the zone may be delegated
+// (Options.DelegationClients). It never modifies req.
 //
 // Class handling: IN is answered from the zone; ANY (RFC 1035 QCLASS *) is
 // answered from the same IN data but without AA, since the response does not
 // claim to cover every class (RFC 6895 §3.1); any other class is REFUSED,
 // as this server is authoritative for no zone in it.
-func (h *Handler) HandleRequest(req *dns.Msg, tcp bool) *dns.Msg {
-	resp, _ := h.respond(req, tcp, netip.Addr{}, h.rotation.Add(1))
+func (h *Handler) HandleRequest(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
+	resp, _ := h.respond(req, tcp, src, h.rotation.Add(1))
 	return resp
 }
 
-// respond is HandleRequest for a query from the client address src (the
-// zero Addr: unknown), reordering a delegated answer as seed picks; it
-// says what answered.
+// respond is HandleRequest, reordering a delegated answer as seed picks;
+// it says what answered.
 func (h *Handler) respond(req *dns.Msg, tcp bool, src netip.Addr, seed uint32) (*dns.Msg, Source) {
 	if req.Response {
 		// Answering a response invites loops and reflection.
@@ -208,20 +218,6 @@ func (h *Handler) answer(req, resp *dns.Msg, tcp bool, src netip.Addr, seed uint
 	resp.Rcode = ans.Rcode()
 	resp.Answer, resp.Ns, resp.Extra = ans.Answer, ans.Ns, ans.Extra
 	return SourceSnapshot, 0
-}
-
-// addrOf returns the IP address of a, a *net.UDPAddr or *net.TCPAddr (the
-// zero Addr for anything else), IPv4-mapped addresses as IPv4.
-func addrOf(a net.Addr) netip.Addr {
-	var ip net.IP
-	switch a := a.(type) {
-	case *net.UDPAddr:
-		ip = a.IP
-	case *net.TCPAddr:
-		ip = a.IP
-	}
-	addr, _ := netip.AddrFromSlice(ip)
-	return addr.Unmap()
 }
 
 // failure returns a copy of resp's header, question and OPT record with

@@ -19,7 +19,7 @@ import (
 // unpacked again.
 func roundTrip(t *testing.T, h *Handler, req *dns.Msg, tcp bool) *dns.Msg {
 	t.Helper()
-	resp := h.HandleRequest(req, tcp)
+	resp := h.HandleRequest(req, testClient, tcp)
 	if resp == nil {
 		t.Fatal("no response")
 	}
@@ -199,7 +199,7 @@ func TestResponsesAreNotAnswered(t *testing.T) {
 	h := New(testStore(t), Options{}, nil)
 	req := query("rw.orders."+zone, dns.TypeA, 0)
 	req.Response = true
-	if resp := h.HandleRequest(req, false); resp != nil {
+	if resp := h.HandleRequest(req, testClient, false); resp != nil {
 		t.Fatalf("answered a response: %v", resp)
 	}
 }
@@ -341,7 +341,7 @@ func BenchmarkHandleRequest(b *testing.B) {
 	req := query("ro.orders."+zone, dns.TypeA, 1232)
 	b.ReportAllocs()
 	for b.Loop() {
-		h.HandleRequest(req, false)
+		h.HandleRequest(req, testClient, false)
 	}
 }
 
@@ -363,7 +363,7 @@ func TestConcurrentQueriesShareRecords(t *testing.T) {
 		wg.Go(func() {
 			for i := range 200 {
 				req := reqs[(g+i)%len(reqs)]
-				if _, err := h.HandleRequest(req, i%2 == 0).Pack(); err != nil {
+				if _, err := h.HandleRequest(req, testClient, i%2 == 0).Pack(); err != nil {
 					t.Error(err)
 					return
 				}

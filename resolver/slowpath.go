@@ -15,7 +15,7 @@ import (
 // stack; the rest are only counted.
 const panicLogEvery = time.Minute
 
-// answerSlow answers a message the fast path did not, as miekg/dns's server
+// answerSlow answers a message from src the fast path did not, as miekg/dns's server
 // and ServeDNS answer it: a message shorter than a
 // header or a response is dropped (nil); one whose sections do not hold
 // what its header counts is cut to its header (sanitize.go); one that does

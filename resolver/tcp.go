@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -54,7 +55,7 @@ func (s *Server) acceptTCP() {
 		backoff = 0
 		// Connections start their rotations apart: a client that opens
 		// one per query still sees the orders change.
-		c := &tcpConn{s: s, conn: conn, rot: s.h.rotation.Add(1)}
+		c := &tcpConn{s: s, conn: conn, src: clientAddr(conn.RemoteAddr()), rot: s.h.rotation.Add(1)}
 		if !s.track(c) {
 			conn.Close()
 			<-s.tcpSlots
@@ -69,6 +70,7 @@ func (s *Server) acceptTCP() {
 type tcpConn struct {
 	s    *Server
 	conn net.Conn
+	src  netip.Addr // the client's address
 	// rbuf holds the octets read and not yet consumed, from roff; wbuf the
 	// answers of the fast path not yet written. Both belong to serve.
 	rbuf []byte
@@ -220,7 +222,7 @@ func (c *tcpConn) fastPath(msg []byte) (f fastResult) {
 	for range 2 {
 		n := len(c.wbuf)
 		if cap(c.wbuf)-n >= 2 {
-			f = c.s.h.answerWire(msg, true, c.wbuf[n+2:cap(c.wbuf)], c.rot)
+			f = c.s.h.answerWire(msg, c.src, true, c.wbuf[n+2:cap(c.wbuf)], c.rot)
 			if f.ok {
 				binary.BigEndian.PutUint16(c.wbuf[n:n+2], uint16(f.n))
 				c.wbuf = c.wbuf[:n+2+f.n]
@@ -275,7 +277,7 @@ func (c *tcpConn) slowPath(query []byte, smp sample) {
 		<-c.slowSlots
 		c.slow.Done()
 	}()
-	resp, o := c.s.h.answerSlow(query, true, addrOf(c.conn.RemoteAddr()), c.s.h.rotation.Add(1))
+	resp, o := c.s.h.answerSlow(query, true, c.src, c.s.h.rotation.Add(1))
 	if resp != nil && len(resp) <= dns.MaxMsgSize {
 		c.write(binary.BigEndian.AppendUint16(nil, uint16(len(resp))), resp)
 	}

@@ -3,6 +3,7 @@ package resolver
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -71,7 +72,8 @@ func (l *udpLoop) serveDatagram(i int) {
 	l.seq++
 	l.rot++
 	smp := sampleQuery(l.seq)
-	if f := l.fastPath(msg, l.io.out(i)); f.ok {
+	src := l.io.src(i)
+	if f := l.fastPath(msg, src, l.io.out(i)); f.ok {
 		l.io.reply(i, f.n)
 		l.tally.count(protoUDP, f.outcome(), smp)
 		return
@@ -90,12 +92,12 @@ func (l *udpLoop) serveDatagram(i int) {
 	// The loop reuses msg's buffer for the next batch.
 	query, peer := append([]byte(nil), msg...), l.io.peer(i)
 	l.s.slow.Add(1)
-	go l.slowPath(query, peer, smp)
+	go l.slowPath(query, src, peer, smp)
 }
 
 // fastPath runs the fast path on msg; a panic in it is counted and logged, and
 // the slow path answers the query.
-func (l *udpLoop) fastPath(msg, out []byte) (f fastResult) {
+func (l *udpLoop) fastPath(msg []byte, src netip.Addr, out []byte) (f fastResult) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.s.h.logPanic(r)
@@ -103,17 +105,17 @@ func (l *udpLoop) fastPath(msg, out []byte) (f fastResult) {
 			f = fastResult{}
 		}
 	}()
-	return l.s.h.answerWire(msg, false, out, l.rot)
+	return l.s.h.answerWire(msg, src, false, out, l.rot)
 }
 
 // slowPath answers one query through HandleRequest and sends the answer
 // from its own goroutine: a delegated name may wait for Consul DNS.
-func (l *udpLoop) slowPath(query []byte, peer udpPeer, smp sample) {
+func (l *udpLoop) slowPath(query []byte, src netip.Addr, peer udpPeer, smp sample) {
 	defer func() {
 		<-l.s.slowSlots
 		l.s.slow.Done()
 	}()
-	resp, o := l.s.h.answerSlow(query, false, peer.source(), l.s.h.rotation.Add(1))
+	resp, o := l.s.h.answerSlow(query, false, src, l.s.h.rotation.Add(1))
 	if resp != nil {
 		if err := l.io.send(resp, &peer); err != nil && !l.s.closing.Load() {
 			l.s.logger.Debug("dns udp write", "error", err)

@@ -4,6 +4,7 @@ package resolver
 
 import (
 	"context"
+	"encoding/binary"
 	"net"
 	"net/netip"
 	"os"
@@ -47,17 +48,6 @@ type udpPeer struct {
 	namelen uint32
 	ctrl    [sendCtrlSize]byte
 	ctrllen int
-}
-
-// source returns the query's source address (IPv4-mapped as IPv4).
-func (p *udpPeer) source() netip.Addr {
-	switch (*unix.RawSockaddr)(unsafe.Pointer(&p.name[0])).Family {
-	case unix.AF_INET:
-		return netip.AddrFrom4((*unix.RawSockaddrInet4)(unsafe.Pointer(&p.name[0])).Addr)
-	case unix.AF_INET6:
-		return netip.AddrFrom16((*unix.RawSockaddrInet6)(unsafe.Pointer(&p.name[0])).Addr).Unmap()
-	}
-	return netip.Addr{}
 }
 
 // batchIO reads and writes the datagrams of one socket in batches. read,
@@ -245,6 +235,19 @@ func (b *batchIO) sendmmsg(fd uintptr) bool {
 	n, done, err := mmsg(unix.SYS_SENDMMSG, fd, b.ohdrs[b.wbase:b.m], 0, "sendmmsg")
 	b.sysN, b.sysErr = n, err
 	return done
+}
+
+// src returns the source address of datagram i (an IPv4 client on a
+// dual-stack socket as IPv4), without allocating.
+func (b *batchIO) src(i int) netip.Addr {
+	n := &b.names[i]
+	switch binary.NativeEndian.Uint16(n[:]) {
+	case unix.AF_INET:
+		return netip.AddrFrom4([4]byte(n[4:8]))
+	case unix.AF_INET6:
+		return netip.AddrFrom16([16]byte(n[8:24])).Unmap()
+	}
+	return netip.Addr{}
 }
 
 // peer returns where the answer to datagram i goes, for send.

@@ -16,9 +16,6 @@ type udpPeer struct {
 	addr netip.AddrPort
 }
 
-// source returns the query's source address (IPv4-mapped as IPv4).
-func (p *udpPeer) source() netip.Addr { return p.addr.Addr().Unmap() }
-
 type batchIO struct {
 	conn    *net.UDPConn
 	in, buf []byte
@@ -40,10 +37,11 @@ func (b *batchIO) read() (int, error) {
 	return 1, nil
 }
 
-func (b *batchIO) msg(int) []byte   { return b.in[:b.n] }
-func (b *batchIO) out(int) []byte   { return b.buf }
-func (b *batchIO) reply(_, n int)   { b.replyN = n }
-func (b *batchIO) peer(int) udpPeer { return udpPeer{addr: b.from} }
+func (b *batchIO) msg(int) []byte     { return b.in[:b.n] }
+func (b *batchIO) out(int) []byte     { return b.buf }
+func (b *batchIO) reply(_, n int)     { b.replyN = n }
+func (b *batchIO) peer(int) udpPeer   { return udpPeer{addr: b.from} }
+func (b *batchIO) src(int) netip.Addr { return b.from.Addr().Unmap() }
 
 func (b *batchIO) write() error {
 	if b.replyN == 0 {

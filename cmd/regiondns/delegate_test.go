@@ -1,13 +1,21 @@
 package main
 
 import (
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 
+	"github.com/caarlos0/env/v11"
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/regiondns/regiondns/cache"
+	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/forward"
 	"github.com/regiondns/regiondns/zones"
 )
@@ -35,6 +43,17 @@ func startConsulDNS(t *testing.T) string {
 	<-started
 	t.Cleanup(func() { srv.Shutdown() })
 	return pc.LocalAddr().String()
+}
+
+// defaultSettings returns the settings of an empty environment: every
+// default.
+func defaultSettings(t *testing.T) settings {
+	t.Helper()
+	var s settings
+	if err := env.ParseWithOptions(&s, env.Options{Prefix: envPrefix, Environment: map[string]string{}}); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func delegationConfig(main, standby []string) *zones.Config {
@@ -69,7 +88,7 @@ func upstreamRequests(t *testing.T, reg *prometheus.Registry) map[string]float64
 // at zero and a removed one is no longer reported.
 func TestReloadKeepsUpstreamMetrics(t *testing.T) {
 	kept, removed, added := startConsulDNS(t), startConsulDNS(t), startConsulDNS(t)
-	s := settings{Delegation: true}
+	s := defaultSettings(t)
 	fwd, err := newForwarder(s, delegationConfig([]string{kept}, []string{removed}), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -104,7 +123,8 @@ func TestReloadKeepsUpstreamMetrics(t *testing.T) {
 // as they were; with delegation off it is checked all the same.
 func TestReloadForwarderChecksLocalRegion(t *testing.T) {
 	up := startConsulDNS(t)
-	s := settings{Delegation: true, LocalRegion: "us"}
+	s := defaultSettings(t)
+	s.LocalRegion = "us"
 	fwd, err := newForwarder(s, delegationConfig(nil, []string{up}), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -121,8 +141,121 @@ func TestReloadForwarderChecksLocalRegion(t *testing.T) {
 	if st := fwd.Stats(); len(st) != 1 || st[0].Addr != up {
 		t.Errorf("upstreams after the failed reload: %+v, want %s alone", st, up)
 	}
-	if _, err := newForwarder(settings{LocalRegion: "us"}, bad, nil); err == nil || err.Error() != want {
+	s.Delegation = false
+	if _, err := newForwarder(s, bad, nil); err == nil || err.Error() != want {
 		t.Errorf("start with delegation off: %v, want %q", err, want)
+	}
+}
+
+// TestSharedConsulDNSOneSeries: two regions that list the same consul_dns
+// address (at start, and after a reload) make one upstream and one series
+// per metric: /metrics of the process's registry answers 200, without a
+// duplicate-series error.
+func TestSharedConsulDNSOneSeries(t *testing.T) {
+	shared, other := startConsulDNS(t), startConsulDNS(t)
+	s := defaultSettings(t)
+	fwd, err := newForwarder(s, delegationConfig([]string{shared}, []string{shared}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(testMetricsWatcher(t))
+	m.registry.MustRegister(forward.NewCollector(fwd))
+	h := newHTTPHandler(engine.New(&zones.Config{}, testMetricsWatcher(t), &cache.Store{}, engine.Options{}), m)
+	req := new(dns.Msg)
+	req.SetQuestion("web.service.consul.", dns.TypeA)
+	if _, err := fwd.Delegate(req, false, netip.Addr{}); err != nil {
+		t.Fatal(err)
+	}
+	check := func(when string, addrs ...string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("%s: /metrics answered %d: %s", when, rec.Code, rec.Body)
+		}
+		for _, addr := range addrs {
+			for _, name := range []string{"regiondns_upstream_requests_total", "regiondns_upstream_errors_total", "regiondns_upstream_up",
+				"regiondns_upstream_request_duration_seconds_count"} {
+				series := fmt.Sprintf("%s{upstream=%q} ", name, addr)
+				if n := strings.Count(rec.Body.String(), series); n != 1 {
+					t.Errorf("%s: %d series %s, want 1", when, n, series)
+				}
+			}
+		}
+	}
+	check("at start", shared)
+
+	commit, err := reloadForwarder(s, fwd)(delegationConfig([]string{other, shared}, []string{shared, other}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit()
+	check("after a reload", shared, other)
+}
+
+// TestDelegationSettings: REGIONDNS_DELEGATION_DOMAINS,
+// REGIONDNS_DELEGATION_CLIENTS and REGIONDNS_CACHE_MAX_BYTES are read
+// into the resolver's and the cache's options, and a bad value stops the
+// start with an error that names the variable.
+func TestDelegationSettings(t *testing.T) {
+	prefixes := func(ps ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, p := range ps {
+			out = append(out, netip.MustParsePrefix(p))
+		}
+		return out
+	}
+	tests := []struct {
+		name        string
+		env         map[string]string
+		wantDomains []string
+		wantClients []netip.Prefix
+		wantErr     string
+	}{
+		{name: "defaults", wantDomains: []string{"consul."},
+			wantClients: prefixes("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")},
+		{name: "alt_domain, addresses, unmasked prefix",
+			env: map[string]string{
+				"REGIONDNS_DELEGATION_DOMAINS": "consul, Alt.Example.",
+				"REGIONDNS_DELEGATION_CLIENTS": "10.1.2.3, ::1,10.244.7.0/16",
+			},
+			wantDomains: []string{"consul.", "alt.example."}, wantClients: prefixes("10.1.2.3/32", "::1/128", "10.244.0.0/16")},
+		{name: "bad prefix", env: map[string]string{"REGIONDNS_DELEGATION_CLIENTS": "10.0.0.0/8,pods"},
+			wantErr: `REGIONDNS_DELEGATION_CLIENTS: "pods" is not valid; want CIDR prefixes`},
+		{name: "address with a zone", env: map[string]string{"REGIONDNS_DELEGATION_CLIENTS": "fe80::1%eth0"},
+			wantErr: `REGIONDNS_DELEGATION_CLIENTS: "fe80::1%eth0" is not valid`},
+		{name: "empty entry", env: map[string]string{"REGIONDNS_DELEGATION_DOMAINS": "consul.,"},
+			wantErr: `REGIONDNS_DELEGATION_DOMAINS: "" is not a domain name`},
+		{name: "bad domain", env: map[string]string{"REGIONDNS_DELEGATION_DOMAINS": "a..b"},
+			wantErr: `REGIONDNS_DELEGATION_DOMAINS: "a..b" is not a domain name`},
+		{name: "cache bytes too small", env: map[string]string{"REGIONDNS_CACHE_MAX_BYTES": "65536"},
+			wantErr: "REGIONDNS_CACHE_MAX_BYTES: 65536 is not valid; want at least 1048576 (1 MiB)"},
+		{name: "cache bytes not a number", env: map[string]string{"REGIONDNS_CACHE_MAX_BYTES": "64MiB"},
+			wantErr: "REGIONDNS_CACHE_MAX_BYTES: "},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			s, err := loadSettings()
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("loadSettings: %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts, err := handlerOptions(s, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(opts.DelegationDomains, tt.wantDomains) || !slices.Equal(opts.DelegationClients, tt.wantClients) {
+				t.Errorf("domains %v clients %v; want %v and %v", opts.DelegationDomains, opts.DelegationClients, tt.wantDomains, tt.wantClients)
+			}
+		})
 	}
 }
 
@@ -152,7 +285,8 @@ func TestForwarderAsksForLocalDatacenter(t *testing.T) {
 		c.Regions[0].Datacenter, c.Regions[1].Datacenter = "eu-1", usDC
 		return c
 	}
-	s := settings{Delegation: true, LocalRegion: "us"}
+	s := defaultSettings(t)
+	s.LocalRegion = "us"
 	fwd, err := newForwarder(s, cfg("us-1"), nil)
 	if err != nil {
 		t.Fatal(err)

@@ -48,7 +48,11 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, redactor *watch
 	// Until the first read, every configured name answers NODATA: the names
 	// exist, their data does not yet.
 	e.Rebuild()
-	handler := resolver.New(store, resolver.Options{Delegator: delegator}, logger)
+	hopts, err := handlerOptions(s, delegator)
+	if err != nil {
+		return err
+	}
+	handler := resolver.New(store, hopts, logger)
 	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
 		IdleTimeout: s.TCPIdleTimeout,
 		MaxTCPConns: s.TCPMaxConns,

@@ -47,6 +47,11 @@ type settings struct {
 	HTTPWriteTimeout      time.Duration `env:"HTTP_WRITE_TIMEOUT" envDefault:"30s"`
 	HTTPIdleTimeout       time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`
 	Pprof                 bool          `env:"PPROF" envDefault:"false"`
+	CacheMaxBytes         int64         `env:"CACHE_MAX_BYTES" envDefault:"67108864"`
+	// DelegationDomains and DelegationClients are parsed by
+	// delegationScope.
+	DelegationDomains []string `env:"DELEGATION_DOMAINS" envDefault:"consul." envSeparator:","`
+	DelegationClients []string `env:"DELEGATION_CLIENTS" envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7" envSeparator:","`
 }
 
 func loadSettings() (settings, error) {
@@ -69,12 +74,17 @@ func loadSettings() (settings, error) {
 		return s, fmt.Errorf("REGIONDNS_CACHE_SIZE: %d is not valid; want a positive number of entries", s.CacheSize)
 	case s.CacheMaxTTL <= 0:
 		return s, fmt.Errorf("REGIONDNS_CACHE_MAX_TTL: %s is not valid; want a positive duration", s.CacheMaxTTL)
+	case s.CacheMaxBytes < minCacheBytes:
+		return s, fmt.Errorf("REGIONDNS_CACHE_MAX_BYTES: %d is not valid; want at least %d (1 MiB)", s.CacheMaxBytes, minCacheBytes)
 	case s.ShutdownTimeout <= 0:
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
 	case s.ConsulMaxResponse < minConsulResponse:
 		return s, fmt.Errorf("REGIONDNS_CONSUL_MAX_RESPONSE: %d is not valid; want at least %d (bytes)", s.ConsulMaxResponse, minConsulResponse)
 	case s.History < 1 || s.History > maxHistory:
 		return s, fmt.Errorf("REGIONDNS_HISTORY: %d is not valid; want 1 to %d (changes per cluster)", s.History, maxHistory)
+	}
+	if _, _, err := s.delegationScope(); err != nil {
+		return s, err
 	}
 	return s, validateHTTP(s)
 }
