@@ -26,6 +26,8 @@ func newHTTPHandler(e *engine.Engine, m *metrics) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	// The status page, for people: /debug/state made readable.
+	mux.HandleFunc("GET /{$}", statusHandler(e))
 	// Profiles for performance work; like /debug/state, keep the HTTP
 	// address off untrusted networks.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
