@@ -35,12 +35,14 @@ const (
 )
 
 // fleetKind is what cluster i of a fleet goes through: mostly healthy, a
-// few of each problem, spread over the fleet.
+// few of each problem, spread over the fleet (three split brains and three
+// clusters without rw in 1,000, so that the first screen of the status
+// page shows every kind of row).
 func fleetKind(i int) fleetCluster {
 	switch {
-	case i%50 == 7:
+	case i%333 == 7:
 		return fleetSplitBrain
-	case i%50 == 23:
+	case i%333 == 23:
 		return fleetNoLeader
 	case i%10 == 3:
 		return fleetReplicaOut
@@ -130,12 +132,13 @@ func fleetRead(w *watch.Watcher) bool {
 	return true
 }
 
-// fleetRegion registers cluster i's members in region, addresses in
-// 10.<net>.0.0/16, with Patroni's keys.
+// fleetRegion registers cluster i's members in region (pg-m1, pg-m2, ...
+// in main, pg-s1, ... in standby), addresses in 10.<net>.0.0/16, with
+// Patroni's keys.
 func fleetRegion(f *consultest.Fake, i int, region string, net int) {
 	scope, kind := fleetLabel(i), fleetKind(i)
 	addr := func(m int) string { return fmt.Sprintf("10.%d.%d.%d", net+i/250, i%250, m+1) }
-	member := func(m int) string { return fmt.Sprintf("%s-%s-%d", scope, region[:1], m+1) }
+	member := func(m int) string { return fmt.Sprintf("pg-%s%d", region[:1], m+1) }
 	leaderTag, leaderRole, config, timeline := "primary", "primary", `{"ttl":30}`, 3
 	replicas := 2
 	if region == "standby" {

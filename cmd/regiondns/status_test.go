@@ -276,7 +276,7 @@ func TestStatusPageColumns(t *testing.T) {
 	}
 	for label, want := range map[string]map[string]string{
 		"orders-000": {"pin": "—", "drains": "—", "excluded": "—", "active": "main"},
-		"search-000": {"excluded": "search-000-m-3 (main, critical)", "state": "replicas out"},
+		"search-000": {"excluded": "pg-m3 (main, critical)", "state": "replicas out"},
 	} {
 		for class, v := range want {
 			if got := cells[label][class]; got != v {
