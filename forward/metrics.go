@@ -11,13 +11,14 @@ import (
 // made from them here.
 type collector struct {
 	f                                *Forwarder
-	requests, errors, duration       *prometheus.Desc
+	requests, errors, duration, up   *prometheus.Desc
 	hits, misses, evictions, entries *prometheus.Desc
 }
 
 // NewCollector returns the Prometheus collector of f's metrics, to
 // register on the process's own registry: per upstream (label upstream,
-// its address) its queries, failed queries and query durations, and the
+// its address) its queries, failed queries, query durations and whether
+// it is up, and the
 // cache's hits, misses, evictions and entries. The upstreams are those of
 // the current configuration; an upstream that a reload keeps keeps its
 // counts.
@@ -31,6 +32,8 @@ func NewCollector(f *Forwarder) prometheus.Collector {
 			"Queries to a Consul DNS upstream that failed: network error, timeout, mismatched answer.", labels, nil),
 		duration: prometheus.NewDesc("regiondns_upstream_request_duration_seconds",
 			"Time of one query to a Consul DNS upstream.", labels, nil),
+		up: prometheus.NewDesc("regiondns_upstream_up",
+			"0 while a Consul DNS upstream is marked down (consecutive failed tries, no answer since), 1 otherwise.", labels, nil),
 		hits: prometheus.NewDesc("regiondns_delegation_cache_hits_total",
 			"Delegated queries answered from the cache.", nil, nil),
 		misses: prometheus.NewDesc("regiondns_delegation_cache_misses_total",
@@ -44,7 +47,7 @@ func NewCollector(f *Forwarder) prometheus.Collector {
 
 // Describe implements prometheus.Collector.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.requests, c.errors, c.duration, c.hits, c.misses, c.evictions, c.entries} {
+	for _, d := range []*prometheus.Desc{c.requests, c.errors, c.duration, c.up, c.hits, c.misses, c.evictions, c.entries} {
 		ch <- d
 	}
 }
@@ -55,6 +58,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.requests, prometheus.CounterValue, float64(st.Requests), st.Addr)
 		ch <- prometheus.MustNewConstMetric(c.errors, prometheus.CounterValue, float64(st.Errors), st.Addr)
 		ch <- promhist.Const(c.duration, UpstreamBuckets[:], st.Buckets[:], st.DurationSum, st.Addr)
+		up := 0.0
+		if st.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.up, prometheus.GaugeValue, up, st.Addr)
 	}
 	st := c.f.CacheStats()
 	ch <- prometheus.MustNewConstMetric(c.hits, prometheus.CounterValue, float64(st.Hits))

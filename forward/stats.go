@@ -40,6 +40,10 @@ type UpstreamStats struct {
 	Addr     string
 	Requests uint64
 	Errors   uint64
+	// Up is false while the upstream is marked down: its last tries
+	// failed one after another (see downAfter), and no answer came since.
+	// An upstream nobody asked yet is up.
+	Up bool
 	// DurationSum is the total time of the tries, in seconds; Buckets[i]
 	// counts the tries that took at most UpstreamBuckets[i] (not
 	// cumulative), the last one those that took longer.
@@ -56,6 +60,7 @@ func (f *Forwarder) Stats() []UpstreamStats {
 			st := UpstreamStats{
 				Addr: u.addr, Requests: u.stats.requests.Load(), Errors: u.stats.errors.Load(),
 				DurationSum: float64(u.stats.sumNanos.Load()) / 1e9,
+				Up:          u.fails.Load() < downAfter,
 			}
 			for i := range u.stats.buckets {
 				st.Buckets[i] = u.stats.buckets[i].Load()
