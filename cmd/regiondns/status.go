@@ -15,6 +15,7 @@ import (
 
 	"github.com/regiondns/regiondns/engine"
 	"github.com/regiondns/regiondns/policy"
+	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
 )
 
@@ -75,7 +76,9 @@ type statusPage struct {
 	Generation  uint64
 	BuiltAt     time.Time
 	ReloadError string
-	Regions     []statusRegion
+	// Regions are each region's Consul status; its error text is
+	// redacted by the watcher.
+	Regions []watch.RegionStatus
 	// Clusters are those the filter keeps, in the chosen order; Total
 	// counts every configured cluster, and Counts its problems.
 	Clusters []statusCluster
@@ -90,23 +93,9 @@ type statusPage struct {
 	PauseURL, PlayURL string
 }
 
-// statusRegion is one region's Consul status, its error already redacted
-// by the watcher.
-type statusRegion struct {
-	Name                          string
-	Ready, Stale                  bool
-	LastContact                   time.Time
-	Index                         uint64
-	Via                           []string
-	Error, TokenFileWarning       string
-	Resources, Failing, Following int
-	Requests, Errors              uint64
-}
-
 // statusCluster is one row of the table.
 type statusCluster struct {
-	Label, Layout   string
-	Active, Passive string
+	Label, Layout, Active string
 	// Conditions are the cluster's problems and operator states, worst
 	// first; rank is the first one's rank, for sort=state.
 	Conditions []condition
@@ -186,7 +175,7 @@ func statusHandler(e *engine.Engine) http.HandlerFunc {
 func newStatusPage(st engine.State, q url.Values, now time.Time) *statusPage {
 	p := &statusPage{
 		Zone: st.Zone, Now: now, Generation: st.Generation, BuiltAt: st.BuiltAt,
-		ReloadError: st.Config.LastReloadError, Total: len(st.Clusters), Counts: map[string]int{},
+		ReloadError: st.Config.LastReloadError, Regions: st.Regions, Total: len(st.Clusters), Counts: map[string]int{},
 		Sorts: statusSorts, Sort: statusSorts[0].Value, Refresh: defaultRefresh,
 	}
 	p.Query = strings.TrimSpace(q.Get("q"))
@@ -201,14 +190,6 @@ func newStatusPage(st engine.State, q url.Values, now time.Time) *statusPage {
 	}
 	p.PauseURL, p.PlayURL = p.link(0), p.link(defaultRefresh)
 
-	for _, rs := range st.Regions {
-		p.Regions = append(p.Regions, statusRegion{
-			Name: rs.Name, Ready: rs.Ready, Stale: rs.Stale, LastContact: rs.LastContact, Index: rs.Index,
-			Via: rs.Via, Error: rs.LastError, TokenFileWarning: rs.TokenFileWarning,
-			Resources: rs.Resources, Failing: rs.Failing, Following: rs.Following,
-			Requests: rs.Requests, Errors: rs.Errors,
-		})
-	}
 	terms := strings.Fields(strings.ToLower(p.Query))
 	for i := range st.Clusters {
 		c := newStatusCluster(&st.Clusters[i])
@@ -260,7 +241,7 @@ func matches(s string, terms []string) bool {
 func newStatusCluster(cs *engine.ClusterState) statusCluster {
 	d := &cs.Decision
 	c := statusCluster{
-		Label: cs.Label, Layout: string(cs.Layout), Active: d.Active, Passive: d.Passive,
+		Label: cs.Label, Layout: string(cs.Layout), Active: d.Active,
 		SplitBrain: d.SplitBrain, Stale: d.Stale, Reason: d.Reason,
 		Names: [4]statusName{
 			{zones.LabelRW, statusEndpoints(d.RW)},
