@@ -41,6 +41,27 @@ lint:
 unit:
 	$(GO) test -race -count=1 ./...
 
+# The alert rules of deploy/prometheus: promtool (Debian's prometheus
+# package, installed by the script) checks them and runs their unit tests,
+# each alert firing and not firing.
+.PHONY: rules-test
+rules-test:
+	./scripts/install-promtool.sh
+	promtool check rules deploy/prometheus/alerts.yml
+	promtool test rules deploy/prometheus/alerts_test.yml
+
+# The status page of a 1,000-cluster fleet in headless Chromium (Debian's,
+# installed by the script): its table against /debug/state, its rendering
+# time on the server, and screenshots under .cache (docs/status-page.png
+# is a copy of status-page.png). Built without -race, so that the time is
+# the product's.
+.PHONY: browser-test
+browser-test:
+	./scripts/install-browser-deps.sh
+	@mkdir -p $(CACHE)
+	REGIONDNS_CHROMIUM=$$(command -v chromium) REGIONDNS_SCREENSHOT=$(CACHE)/status-page.png \
+		$(GO) test -count=1 -v -run '^TestStatusPageInBrowser$$' ./cmd/regiondns
+
 # Short fuzz runs of every fuzz target, on top of their committed corpora.
 # A count, not a duration: with a -fuzztime duration, Go's fuzzing
 # coordinator can fail a target with a bare "context deadline exceeded" when
@@ -60,7 +81,7 @@ e2e: $(CONSUL) $(COREDNS)
 	cd e2e && REGIONDNS_CONSUL_BIN=$(CONSUL) REGIONDNS_COREDNS_BIN=$(COREDNS) $(GO) test -race -count=1 -timeout 20m .
 	$(MAKE) soak SOAK_DURATION=$(SOAK_SHORT)
 
-test: lint unit fuzz e2e e2e-patroni
+test: lint unit rules-test browser-test fuzz e2e e2e-patroni
 
 # The end-to-end tests with real Patroni, PostgreSQL and PgBouncer in two
 # regions (e2e/patroni): installs the Debian packages they run (idempotent),

@@ -30,6 +30,8 @@ func newHTTPHandler(e *engine.Engine, m *metrics) http.Handler {
 		}
 		w.Write([]byte("ready\n"))
 	})
+	// The status page, for people: /debug/state made readable.
+	mux.HandleFunc("GET /{$}", statusHandler(e))
 	mux.HandleFunc("GET /debug/state", stateHandler(e))
 	mux.HandleFunc("GET /debug/history", historyHandler(e))
 	return mux

@@ -22,6 +22,7 @@ type metrics struct {
 	activeRegion    *prometheus.GaugeVec
 	splitBrain      *prometheus.GaugeVec
 	decisionChanges *prometheus.CounterVec
+	endpoints       *prometheus.GaugeVec
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	reloads         *prometheus.CounterVec
@@ -52,6 +53,10 @@ func newMetrics(w *watch.Watcher) *metrics {
 			Name: "regiondns_cluster_decision_changes_total",
 			Help: "Changes of a cluster's answers (active region, endpoints, split brain).",
 		}, []string{"cluster"}),
+		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "regiondns_cluster_endpoints",
+			Help: "Endpoints a cluster's name answers with, by name (rw, ro, passive-rw, passive-ro); 0 is NODATA.",
+		}, []string{"cluster", "name"}),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "regiondns_config_last_reload_successful",
 			Help: "1 if the last zone file (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
@@ -70,7 +75,7 @@ func newMetrics(w *watch.Watcher) *metrics {
 	m.reloadTimestamp.SetToCurrentTime()
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
-	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads, newBuildInfo())
+	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads, newBuildInfo(), m.endpoints)
 	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRegionCollector(w))
@@ -108,6 +113,7 @@ func (m *metrics) Reloaded(err error) {
 // Forgot implements engine.Observer: a removed cluster's series go.
 func (m *metrics) Forgot(label string) {
 	l := prometheus.Labels{"cluster": label}
+	m.endpoints.DeletePartialMatch(l)
 	m.activeRegion.DeletePartialMatch(l)
 	m.splitBrain.DeletePartialMatch(l)
 	m.decisionChanges.DeletePartialMatch(l)
@@ -122,6 +128,11 @@ func (m *metrics) Built(gen uint64, d time.Duration) {
 
 // Decided implements engine.Observer.
 func (m *metrics) Decided(cfg *zones.Config, cluster string, d policy.Decision) {
+	for name, eps := range map[string][]policy.Endpoint{
+		zones.LabelRW: d.RW, zones.LabelRO: d.RO, zones.LabelPassiveRW: d.PassiveRW, zones.LabelPassiveRO: d.PassiveRO,
+	} {
+		m.endpoints.WithLabelValues(cluster, name).Set(float64(len(eps)))
+	}
 	for _, r := range cfg.Regions {
 		v := 0.0
 		if d.Active == r.Name && len(d.RW) > 0 {

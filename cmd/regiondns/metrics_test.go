@@ -64,6 +64,36 @@ regiondns_config_reloads_total{result="success"} 0
 	}
 }
 
+// Each name's endpoint count follows the decision, 0 for a name that
+// answers NODATA, and goes with a forgotten cluster: the alert on rw
+// without endpoints reads it.
+func TestMetricsClusterEndpoints(t *testing.T) {
+	m := newMetrics(testMetricsWatcher(t))
+	cfg := &zones.Config{Regions: []zones.Region{{Name: "main"}, {Name: "standby"}}}
+	m.Decided(cfg, "orders", policy.Decision{Active: "main",
+		RW: []policy.Endpoint{{Member: "pg-1"}}, RO: []policy.Endpoint{{Member: "pg-2"}, {Member: "pg-3"}}})
+	m.Decided(cfg, "billing", policy.Decision{})
+	want := `
+# HELP regiondns_cluster_endpoints Endpoints a cluster's name answers with, by name (rw, ro, passive-rw, passive-ro); 0 is NODATA.
+# TYPE regiondns_cluster_endpoints gauge
+regiondns_cluster_endpoints{cluster="billing",name="passive-ro"} 0
+regiondns_cluster_endpoints{cluster="billing",name="passive-rw"} 0
+regiondns_cluster_endpoints{cluster="billing",name="ro"} 0
+regiondns_cluster_endpoints{cluster="billing",name="rw"} 0
+regiondns_cluster_endpoints{cluster="orders",name="passive-ro"} 0
+regiondns_cluster_endpoints{cluster="orders",name="passive-rw"} 0
+regiondns_cluster_endpoints{cluster="orders",name="ro"} 2
+regiondns_cluster_endpoints{cluster="orders",name="rw"} 1
+`
+	if err := testutil.GatherAndCompare(m.registry, strings.NewReader(want), "regiondns_cluster_endpoints"); err != nil {
+		t.Error(err)
+	}
+	m.Forgot("orders")
+	if n := testutil.CollectAndCount(m.endpoints); n != 4 {
+		t.Errorf("%d series after orders was forgotten, want billing's 4", n)
+	}
+}
+
 // The DNS duration histogram is made from per-bucket counts by
 // promhist.Const: the buckets are cumulative, the overflow counts in the
 // total only, and the count is the total.

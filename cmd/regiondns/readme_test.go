@@ -96,6 +96,7 @@ func testMetrics(t *testing.T) *metrics {
 	m.registry.MustRegister(forward.NewCollector(fwd))
 	m.registry.MustRegister(newDNSCollector(func() resolver.Stats { return resolver.Stats{} }))
 	// Vectors only show up once they have a child.
+	m.endpoints.WithLabelValues("c", "rw")
 	m.activeRegion.WithLabelValues("c", "main")
 	m.splitBrain.WithLabelValues("c")
 	m.decisionChanges.WithLabelValues("c")

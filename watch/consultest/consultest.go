@@ -32,8 +32,9 @@ type Fake struct {
 	// Entries answers /v1/health/service/<name> by service name; a name
 	// without entries answers an empty list.
 	Entries map[string][]*api.ServiceEntry
-	// KV answers every /v1/kv/ path; empty, every KV path answers 404, as
-	// Consul does for a prefix without keys.
+	// KV answers /v1/kv/<prefix> with its pairs whose key starts with
+	// prefix, as a recursive read of Consul does; a prefix without keys
+	// answers 404, as Consul does.
 	KV api.KVPairs
 	// Status, when non-zero, fails every request with this code, as an
 	// ACL denial (403) or a server error (500) does.
@@ -171,10 +172,13 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
 		json.NewEncoder(w).Encode(f.Entries[strings.TrimPrefix(r.URL.Path, "/v1/health/service/")])
-	case strings.HasPrefix(r.URL.Path, "/v1/kv/") && len(f.KV) == 0:
-		w.WriteHeader(http.StatusNotFound)
 	case strings.HasPrefix(r.URL.Path, "/v1/kv/"):
-		json.NewEncoder(w).Encode(f.KV)
+		pairs := f.kvUnder(strings.TrimPrefix(r.URL.Path, "/v1/kv/"))
+		if len(pairs) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(pairs)
 	default:
 		http.NotFound(w, r)
 	}
@@ -191,4 +195,15 @@ func (f *Fake) writeKV(r *http.Request, key string) {
 	f.Index++
 	close(f.changed)
 	f.changed = make(chan struct{})
+}
+
+// kvUnder returns the pairs of KV under prefix; f.mu must be held.
+func (f *Fake) kvUnder(prefix string) api.KVPairs {
+	var out api.KVPairs
+	for _, p := range f.KV {
+		if strings.HasPrefix(p.Key, prefix) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
