@@ -5,6 +5,7 @@ package resolver
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 	"unsafe"
@@ -174,6 +175,24 @@ func mmsg(trap, fd uintptr, hdrs []mmsghdr, flags uintptr, name string) (n int, 
 func (b *batchIO) msg(i int) []byte {
 	start := i * b.inSize
 	return b.in[start : start+int(b.hdrs[i].len)]
+}
+
+// truncated reports whether datagram i was longer than the buffer, and
+// cut (MSG_TRUNC).
+func (b *batchIO) truncated(i int) bool {
+	return b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
+}
+
+// source returns the address datagram i came from.
+func (b *batchIO) source(i int) netip.Addr {
+	name := &b.names[i]
+	switch *(*uint16)(unsafe.Pointer(&name[0])) {
+	case unix.AF_INET:
+		return netip.AddrFrom4([4]byte(name[4:8]))
+	case unix.AF_INET6:
+		return netip.AddrFrom16([16]byte(name[8:24])).Unmap()
+	}
+	return netip.Addr{}
 }
 
 // out returns the buffer for the answer to datagram i.
