@@ -13,6 +13,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/zones"
 )
 
@@ -35,6 +36,16 @@ type settings struct {
 	UpstreamTimeout time.Duration `env:"UPSTREAM_TIMEOUT" envDefault:"2s"`
 	CacheSize       int           `env:"CACHE_SIZE" envDefault:"10000"`
 	CacheMaxTTL     time.Duration `env:"CACHE_MAX_TTL" envDefault:"1h"`
+
+	// The DNS server's bounds on what clients can make it spend (see
+	// resolver.ServerOptions).
+	MaxInflight           int `env:"MAX_INFLIGHT" envDefault:"4096"`
+	MaxInflightPerSource  int `env:"MAX_INFLIGHT_PER_SOURCE" envDefault:"256"`
+	MaxInflightPerConn    int `env:"MAX_INFLIGHT_PER_CONN" envDefault:"16"`
+	SourcePrefixV4        int `env:"SOURCE_PREFIX_V4" envDefault:"24"`
+	SourcePrefixV6        int `env:"SOURCE_PREFIX_V6" envDefault:"56"`
+	RRLResponsesPerSecond int `env:"RRL_RESPONSES_PER_SECOND" envDefault:"0"`
+	RRLSlip               int `env:"RRL_SLIP" envDefault:"2"`
 }
 
 func loadSettings() (settings, error) {
@@ -60,7 +71,46 @@ func loadSettings() (settings, error) {
 	case s.ShutdownTimeout <= 0:
 		return s, fmt.Errorf("REGIONDNS_SHUTDOWN_TIMEOUT: %s is not valid; want a positive duration", s.ShutdownTimeout)
 	}
-	return s, nil
+	return s, checkServerLimits(s)
+}
+
+// checkServerLimits checks the settings of the DNS server's bounds.
+func checkServerLimits(s settings) error {
+	switch {
+	case s.MaxInflight < 1:
+		return fmt.Errorf("REGIONDNS_MAX_INFLIGHT: %d is not valid; want a positive number of queries", s.MaxInflight)
+	case s.MaxInflightPerSource < 1 || s.MaxInflightPerSource > s.MaxInflight:
+		return fmt.Errorf("REGIONDNS_MAX_INFLIGHT_PER_SOURCE: %d is not valid; want 1 to REGIONDNS_MAX_INFLIGHT (%d)", s.MaxInflightPerSource, s.MaxInflight)
+	case s.MaxInflightPerConn < 1:
+		return fmt.Errorf("REGIONDNS_MAX_INFLIGHT_PER_CONN: %d is not valid; want a positive number of queries", s.MaxInflightPerConn)
+	case s.SourcePrefixV4 < 1 || s.SourcePrefixV4 > 32:
+		return fmt.Errorf("REGIONDNS_SOURCE_PREFIX_V4: %d is not valid; want a prefix length from 1 to 32", s.SourcePrefixV4)
+	case s.SourcePrefixV6 < 1 || s.SourcePrefixV6 > 128:
+		return fmt.Errorf("REGIONDNS_SOURCE_PREFIX_V6: %d is not valid; want a prefix length from 1 to 128", s.SourcePrefixV6)
+	case s.RRLResponsesPerSecond < 0:
+		return fmt.Errorf("REGIONDNS_RRL_RESPONSES_PER_SECOND: %d is not valid; want 0 (off) or a positive rate", s.RRLResponsesPerSecond)
+	case s.RRLSlip < 0 || s.RRLSlip > 100:
+		return fmt.Errorf("REGIONDNS_RRL_SLIP: %d is not valid; want 0 (drop every limited response) to 100", s.RRLSlip)
+	}
+	return nil
+}
+
+// serverOptions are the DNS server's options from the settings.
+func serverOptions(s settings) resolver.ServerOptions {
+	o := resolver.ServerOptions{
+		IdleTimeout:          s.TCPIdleTimeout,
+		MaxTCPConns:          s.TCPMaxConns,
+		UDPSockets:           s.UDPSockets,
+		MaxInflight:          s.MaxInflight,
+		MaxInflightPerSource: s.MaxInflightPerSource,
+		MaxInflightPerConn:   s.MaxInflightPerConn,
+		SourcePrefixV4:       s.SourcePrefixV4,
+		SourcePrefixV6:       s.SourcePrefixV6,
+	}
+	if s.RRLResponsesPerSecond > 0 {
+		o.RRL = &resolver.RRLOptions{ResponsesPerSecond: s.RRLResponsesPerSecond, Slip: s.RRLSlip}
+	}
+	return o
 }
 
 const envPrefix = "REGIONDNS_"
