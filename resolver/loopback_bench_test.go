@@ -34,8 +34,12 @@ func startMiekg(b *testing.B, h *Handler) string {
 }
 
 func startBenchServer(b *testing.B, h *Handler) string {
+	return startBenchServerWith(b, h, ServerOptions{})
+}
+
+func startBenchServerWith(b *testing.B, h *Handler, opts ServerOptions) string {
 	b.Helper()
-	srv := NewServer("127.0.0.1:0", h, ServerOptions{}, nil)
+	srv := NewServer("127.0.0.1:0", h, opts, nil)
 	if err := srv.Start(context.Background()); err != nil {
 		b.Fatal(err)
 	}
@@ -50,7 +54,9 @@ func startBenchServer(b *testing.B, h *Handler) string {
 // BenchmarkLoopbackUDP sends queries over a real UDP socket on loopback
 // with loopbackWindow in flight and counts answers: ns/op is the time per
 // answered query with client and server on the same machine (and, for
-// allocs/op, in the same process: the client does not allocate).
+// allocs/op, in the same process: the client does not allocate). The
+// server runs with response rate limiting off, on (a rate never
+// reached), and on with every response limited and sent truncated.
 func BenchmarkLoopbackUDP(b *testing.B) {
 	h := New(testStore(b), Options{}, nil)
 	servers := []struct {
@@ -59,6 +65,12 @@ func BenchmarkLoopbackUDP(b *testing.B) {
 	}{
 		{"miekg", startMiekg},
 		{"regiondns", startBenchServer},
+		{"regiondns-RRL-on", func(b *testing.B, h *Handler) string {
+			return startBenchServerWith(b, h, ServerOptions{RRL: &RRLOptions{ResponsesPerSecond: 1e9, Slip: 2}})
+		}},
+		{"regiondns-RRL-slip", func(b *testing.B, h *Handler) string {
+			return startBenchServerWith(b, h, ServerOptions{RRL: &RRLOptions{ResponsesPerSecond: 1, Slip: 1}})
+		}},
 	}
 	queries := []struct {
 		name string

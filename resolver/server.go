@@ -18,15 +18,12 @@ const (
 	DefaultTCPTimeout  = 10 * time.Second
 	DefaultMaxTCPConns = 1024
 	// udpReadSize is the largest UDP query read; a query is small, but
-	// EDNS options can make it exceed 512 bytes.
-	udpReadSize = 4096
+	// EDNS options can make it exceed 512 bytes. A larger datagram is
+	// detected (the kernel says it cut it) and answered FORMERR.
+	udpReadSize = maxQueryLen
 	// portAttempts bounds the tries to find a port free for both UDP and
 	// TCP when the address asks for port 0.
 	portAttempts = 16
-	// maxSlowUDP bounds the UDP queries in the slow path at once (waiting
-	// for Consul DNS, mostly); beyond it, queries are dropped and counted,
-	// so that a flood of delegated names cannot pile up goroutines.
-	maxSlowUDP = 4096
 )
 
 // ErrNotStarted is returned by Shutdown for a server that never started.
@@ -44,13 +41,38 @@ type ServerOptions struct {
 	// WriteTimeout bounds writing a response over TCP. Default
 	// DefaultTCPTimeout.
 	WriteTimeout time.Duration
-	// MaxTCPConns bounds the open TCP connections; further connections wait
-	// in the kernel's backlog until one closes. Default DefaultMaxTCPConns.
+	// MaxTCPConns bounds the open TCP connections. When that many are
+	// open, a new client is served by closing the connection idle the
+	// longest (RFC 7766 §6.2.3); while none is idle, it waits in the
+	// kernel's backlog. Default DefaultMaxTCPConns.
 	MaxTCPConns int
 	// UDPSockets is the number of UDP sockets bound to the address with
 	// SO_REUSEPORT, each served by its own goroutine (Linux; elsewhere
 	// one). Default GOMAXPROCS.
 	UDPSockets int
+	// MaxInflight bounds the queries in the slow path at once (waiting
+	// for Consul DNS, mostly), UDP and TCP together; a query beyond it is
+	// shed: dropped over UDP, answered SERVFAIL over TCP. Default
+	// DefaultMaxInflight.
+	MaxInflight int
+	// MaxInflightPerSource is one source's share of MaxInflight: the most
+	// queries of one source (SourcePrefixV4, SourcePrefixV6) in the slow
+	// path at once, beyond which its queries are shed, so that one noisy
+	// source cannot take the others' room. Default
+	// DefaultMaxInflightPerSource, at most MaxInflight.
+	MaxInflightPerSource int
+	// MaxInflightPerConn bounds the queries of one TCP connection in the
+	// slow path; while it is reached the connection is not read. Default
+	// DefaultMaxInflightPerConn.
+	MaxInflightPerConn int
+	// SourcePrefixV4 and SourcePrefixV6 are the prefix lengths of a
+	// client's address that make its source, for MaxInflightPerSource and
+	// RRL. Defaults DefaultSourcePrefixV4 (/24) and DefaultSourcePrefixV6
+	// (/56).
+	SourcePrefixV4, SourcePrefixV6 int
+	// RRL turns on response rate limiting for UDP (see RRLOptions); nil:
+	// off.
+	RRL *RRLOptions
 }
 
 // Server serves a Handler on UDP and TCP on the same address: the fast
@@ -66,6 +88,18 @@ type Server struct {
 	tcpConns atomic.Int64
 	closing  atomic.Bool
 
+	// keys gives each client address its source; gate bounds the slow
+	// path; rrl is nil when response rate limiting is off.
+	keys sourceKeys
+	gate *slowGate
+	rrl  *rrl
+	// acceptWaiting is set while the accept loop holds a new connection
+	// and waits for room; idle then wakes it when a connection becomes
+	// idle, to be closed for it. evicted counts the connections closed so.
+	acceptWaiting atomic.Bool
+	idle          chan struct{}
+	evicted       atomic.Uint64
+
 	// mu guards the fields below.
 	mu    sync.Mutex
 	bound string
@@ -75,7 +109,6 @@ type Server struct {
 	// loops counts the serve loops (UDP sockets, the TCP accept loop and
 	// its connections); slow counts UDP queries in the slow path.
 	loops, slow sync.WaitGroup
-	slowSlots   chan struct{}
 	tcpSlots    chan struct{}
 	stop        chan struct{}
 	started     bool
@@ -100,10 +133,34 @@ func NewServer(addr string, handler *Handler, opts ServerOptions, logger *slog.L
 	if opts.UDPSockets <= 0 {
 		opts.UDPSockets = runtime.GOMAXPROCS(0)
 	}
+	if opts.MaxInflight <= 0 {
+		opts.MaxInflight = DefaultMaxInflight
+	}
+	if opts.MaxInflightPerSource <= 0 {
+		opts.MaxInflightPerSource = DefaultMaxInflightPerSource
+	}
+	opts.MaxInflightPerSource = min(opts.MaxInflightPerSource, opts.MaxInflight)
+	if opts.MaxInflightPerConn <= 0 {
+		opts.MaxInflightPerConn = DefaultMaxInflightPerConn
+	}
+	if opts.SourcePrefixV4 <= 0 || opts.SourcePrefixV4 > 32 {
+		opts.SourcePrefixV4 = DefaultSourcePrefixV4
+	}
+	if opts.SourcePrefixV6 <= 0 || opts.SourcePrefixV6 > 128 {
+		opts.SourcePrefixV6 = DefaultSourcePrefixV6
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Server{addr: addr, h: handler, opts: opts, logger: logger}
+	s := &Server{addr: addr, h: handler, opts: opts, logger: logger,
+		keys: newSourceKeys(opts.SourcePrefixV4, opts.SourcePrefixV6),
+		gate: &slowGate{max: int32(opts.MaxInflight), perSource: int32(opts.MaxInflightPerSource)},
+		idle: make(chan struct{}, 1),
+	}
+	if o := opts.RRL; o != nil && o.ResponsesPerSecond > 0 {
+		s.rrl = newRRL(*o)
+	}
+	return s
 }
 
 // Start binds UDP and TCP and returns once both serve. It fails if either
@@ -144,7 +201,6 @@ func (s *Server) Start(ctx context.Context) error {
 	s.started = true
 	s.bound, s.ln, s.udp = ln.Addr().String(), ln, loops
 	s.conns = make(map[*tcpConn]struct{})
-	s.slowSlots = make(chan struct{}, maxSlowUDP)
 	s.tcpSlots = make(chan struct{}, s.opts.MaxTCPConns)
 	s.stop = make(chan struct{})
 	for _, l := range loops {
@@ -176,6 +232,8 @@ func (s *Server) Stats() Stats {
 		l.sink.addTo(&st)
 	}
 	st.TCPConnections = s.tcpConns.Load()
+	st.TCPEvicted = s.evicted.Load()
+	st.SlowInFlight = int64(s.gate.total.Load())
 	return st
 }
 

@@ -207,37 +207,51 @@ func TestServerTCPIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestServerBoundsTCPConnections: with MaxTCPConns open, a new client
+// waits while the open connection has a query in flight, and is served
+// once it is idle, by closing it (RFC 7766 §6.2.3).
 func TestServerBoundsTCPConnections(t *testing.T) {
-	srv := startServer(t, ServerOptions{MaxTCPConns: 1})
-	ask := func(conn *dns.Conn, wait time.Duration) error {
-		conn.SetDeadline(time.Now().Add(wait))
-		if err := conn.WriteMsg(query(zone, dns.TypeSOA, 0)); err != nil {
-			return err
-		}
-		_, err := conn.ReadMsg()
-		return err
-	}
+	g := newHoldGate()
+	srv := startHandlerServer(t, New(testStore(t), Options{Delegator: DelegateFunc(g.delegate)}, nil), ServerOptions{MaxTCPConns: 1})
 	first, err := dns.DialTimeout("tcp", srv.Addr(), deadline)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ask(first, deadline); err != nil {
+	defer first.Close()
+	first.SetDeadline(time.Now().Add(deadline))
+	if err := first.WriteMsg(query("a.slow.", dns.TypeA, 0)); err != nil {
 		t.Fatal(err)
 	}
+	eventually(t, "the first connection's query at the upstream", func() bool { return g.waiting.Load() == 1 })
 	second, err := dns.DialTimeout("tcp", srv.Addr(), deadline)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	// Not served while the first connection is open. The wait is short,
-	// but a broken limit would fail it, never a slow machine.
-	if err := ask(second, 100*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
-		t.Fatalf("second connection served while the first is open: %v", err)
+	second.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if err := second.WriteMsg(query(zone, dns.TypeSOA, 0)); err != nil {
+		t.Fatal(err)
 	}
-	first.Close()
+	// Not served while the first connection waits for its answer. The
+	// wait is short, but a broken limit would fail it, never a slow
+	// machine.
+	if _, err := second.ReadMsg(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("second connection served while the first has a query in flight: %v", err)
+	}
+	close(g.release)
+	if resp, err := first.ReadMsg(); err != nil || resp.Rcode != dns.RcodeSuccess {
+		t.Fatalf("first connection's answer: %v, %v", resp, err)
+	}
+	// Now idle, the first connection makes room for the second.
 	second.SetDeadline(time.Now().Add(deadline))
 	if _, err := second.ReadMsg(); err != nil {
-		t.Fatalf("second connection not served after the first closed: %v", err)
+		t.Fatalf("second connection not served once the first was idle: %v", err)
+	}
+	if _, err := first.ReadMsg(); !errors.Is(err, io.EOF) {
+		t.Fatalf("read on the evicted connection: %v, want EOF", err)
+	}
+	if n := srv.Stats().TCPEvicted; n != 1 {
+		t.Errorf("%d connections evicted, want 1", n)
 	}
 }
 

@@ -17,7 +17,8 @@ const panicLogEvery = time.Minute
 
 // answerSlow answers a message from src the fast path did not, as miekg/dns's server
 // and ServeDNS answer it: a message shorter than a
-// header or a response is dropped (nil); one whose sections do not hold
+// header or a response is dropped (nil); one longer than maxQueryLen is
+// answered FORMERR from its header, unparsed; one whose sections do not hold
 // what its header counts is cut to its header (sanitize.go); one that does
 // not unpack is answered FORMERR as miekg/dns answers it; any other goes
 // through HandleRequest and is packed, as the query of client src, with a
@@ -29,6 +30,12 @@ func (h *Handler) answerSlow(msg []byte, tcp bool, src netip.Addr, seed uint32) 
 	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
 		// Answering a response invites loops and reflection.
 		return nil, outcome{dropped: true}
+	}
+	if len(msg) > maxQueryLen {
+		// No legal query needs more: parsing it would only spend memory.
+		wire = make([]byte, shortReplyMax)
+		n, _ := h.shortReply(msg[:dnswire.HeaderLen], wire, dns.RcodeFormatError, false)
+		return wire[:n], outcome{rcode: dns.RcodeFormatError, source: SourceError}
 	}
 	msg = sanitize(msg)
 	req := new(dns.Msg)

@@ -20,6 +20,9 @@ var (
 	Rcodes = [...]string{"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED", "BADVERS", "other"}
 	// Sources are the values of Source, by index.
 	Sources = [...]string{"snapshot", "delegated", "error"}
+	// RRLActions are what response rate limiting does with a response it
+	// holds back, in Stats.RateLimited's index.
+	RRLActions = [...]string{"dropped", "slipped"}
 	// DurationBuckets are the upper bounds of the query duration histogram.
 	DurationBuckets = [...]time.Duration{
 		time.Microsecond, 5 * time.Microsecond, 25 * time.Microsecond, 100 * time.Microsecond,
@@ -53,11 +56,30 @@ type Stats struct {
 	// Panics counts the queries whose handling panicked (answered
 	// SERVFAIL, or by the slow path when the fast path panicked).
 	Panics uint64
-	// Dropped counts messages not answered: responses (QR set) and
-	// messages shorter than a header.
+	// Dropped counts messages not answered: responses (QR set), messages
+	// shorter than a header, UDP queries shed (Shed) and UDP responses
+	// dropped by rate limiting (RateLimited).
 	Dropped uint64
+	// Oversized counts query messages longer than 4 KiB (a UDP datagram
+	// larger than the read buffer, a TCP message), answered FORMERR
+	// without being read; they count in Queries too.
+	Oversized uint64
+	// Shed counts the queries the slow path had no room for (its bound on
+	// queries in flight, or their source's share of it), by protocol:
+	// over UDP dropped, over TCP answered SERVFAIL (and counted in
+	// Queries).
+	Shed [len(Protocols)]uint64
+	// RateLimited counts the UDP responses response rate limiting held
+	// back, by RRLActions: dropped (counted in Dropped too), or slipped:
+	// sent truncated (counted in Queries and Truncated too).
+	RateLimited [len(RRLActions)]uint64
+	// TCPEvicted counts the idle TCP connections closed to serve a new
+	// client while MaxTCPConns were open (RFC 7766 §6.2.3).
+	TCPEvicted uint64
 	// TCPConnections is the number of open TCP connections.
 	TCPConnections int64
+	// SlowInFlight is the number of queries in the slow path now.
+	SlowInFlight int64
 }
 
 // DurationStats is one histogram of query durations.
@@ -80,7 +102,16 @@ const (
 	idxTruncated = idxSums + int(numSources)
 	idxPanics    = idxTruncated + 1
 	idxDropped   = idxPanics + 1
-	numCounters  = idxDropped + 1
+	idxOversized = idxDropped + 1
+	idxShed      = idxOversized + 1
+	idxRRL       = idxShed + len(Protocols)
+	numCounters  = idxRRL + len(RRLActions)
+)
+
+// The indexes of RRLActions.
+const (
+	rrlDropped = iota
+	rrlSlipped
 )
 
 // outcome is what the metrics count of one query.
@@ -217,4 +248,11 @@ func (s *sink) addTo(st *Stats) {
 	st.Truncated += s[idxTruncated].Load()
 	st.Panics += s[idxPanics].Load()
 	st.Dropped += s[idxDropped].Load()
+	st.Oversized += s[idxOversized].Load()
+	for p := range st.Shed {
+		st.Shed[p] += s[idxShed+p].Load()
+	}
+	for a := range st.RateLimited {
+		st.RateLimited[a] += s[idxRRL+a].Load()
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/regiondns/regiondns/internal/dnswire"
 )
 
@@ -26,6 +28,8 @@ type udpLoop struct {
 	// rot picks A/AAAA rotations; seq picks the queries timed.
 	rot, seq uint32
 	tally    tally
+	// now is the clock of the response rate limit, read once per batch.
+	now int64
 	// sink holds this loop's published counters (Server.Stats sums them).
 	sink sink
 }
@@ -56,6 +60,10 @@ func (l *udpLoop) run() {
 			continue
 		}
 		backoff = 0
+		if l.s.rrl != nil {
+			// One clock read per batch: the batch takes microseconds.
+			l.now = l.s.rrl.now()
+		}
 		for i := range n {
 			l.serveDatagram(i)
 		}
@@ -66,33 +74,74 @@ func (l *udpLoop) run() {
 	}
 }
 
-// serveDatagram answers datagram i of the batch.
+// serveDatagram answers datagram i of the batch: an oversized one FORMERR,
+// the others from the fast path or the slow path, within the response
+// rate limit when it is on.
 func (l *udpLoop) serveDatagram(i int) {
 	msg := l.io.msg(i)
 	l.seq++
 	l.rot++
 	smp := sampleQuery(l.seq)
+	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
+		// Answering a response invites loops and reflection; a runt
+		// has no ID to answer.
+		l.tally.count(protoUDP, outcome{dropped: true}, sample{})
+		return
+	}
 	src := l.io.src(i)
+	var key uint64
+	if l.s.rrl != nil {
+		key = l.s.keys.key(src)
+		if !l.s.rrl.allow(key, l.now) {
+			l.limited(i, key)
+			return
+		}
+	}
+	if l.io.truncated(i) {
+		// Longer than maxQueryLen: the kernel cut it to the buffer.
+		// Answered from its header, unread.
+		n, _ := l.s.h.shortReply(msg[:dnswire.HeaderLen], l.io.out(i), dns.RcodeFormatError, false)
+		l.io.reply(i, n)
+		l.tally.add(idxOversized, 1)
+		l.tally.count(protoUDP, outcome{rcode: dns.RcodeFormatError, source: SourceError}, smp)
+		return
+	}
 	if f := l.fastPath(msg, src, l.io.out(i)); f.ok {
 		l.io.reply(i, f.n)
 		l.tally.count(protoUDP, f.outcome(), smp)
 		return
 	}
-	if len(msg) < dnswire.HeaderLen || msg[2]&flagQR != 0 {
-		// Dropped by the slow path anyway: no goroutine for it.
-		l.tally.count(protoUDP, outcome{dropped: true}, sample{})
-		return
+	if l.s.rrl == nil {
+		key = l.s.keys.key(src)
 	}
-	select {
-	case l.s.slowSlots <- struct{}{}:
-	default:
+	if !l.s.gate.acquire(key) {
+		l.tally.add(idxShed+protoUDP, 1)
 		l.tally.count(protoUDP, outcome{dropped: true}, sample{})
 		return
 	}
 	// The loop reuses msg's buffer for the next batch.
 	query, peer := append([]byte(nil), msg...), l.io.peer(i)
 	l.s.slow.Add(1)
-	go l.slowPath(query, src, peer, smp)
+	go l.slowPath(query, src, peer, key, smp)
+}
+
+// limited handles datagram i, over its source's response rate: dropped,
+// or, every Slip-th time, answered truncated (no records, TC set), so that
+// a real client retries over TCP.
+func (l *udpLoop) limited(i int, key uint64) {
+	if l.s.rrl.slipped(key) {
+		msg := l.io.msg(i)
+		if l.io.truncated(i) {
+			msg = msg[:dnswire.HeaderLen]
+		}
+		n, qtype := l.s.h.shortReply(msg, l.io.out(i), dns.RcodeSuccess, true)
+		l.io.reply(i, n)
+		l.tally.add(idxRRL+rrlSlipped, 1)
+		l.tally.count(protoUDP, outcome{qtype: qtype, source: SourceError, tc: true}, sample{})
+		return
+	}
+	l.tally.add(idxRRL+rrlDropped, 1)
+	l.tally.count(protoUDP, outcome{dropped: true}, sample{})
 }
 
 // fastPath runs the fast path on msg; a panic in it is counted and logged, and
@@ -110,9 +159,9 @@ func (l *udpLoop) fastPath(msg []byte, src netip.Addr, out []byte) (f fastResult
 
 // slowPath answers one query through HandleRequest and sends the answer
 // from its own goroutine: a delegated name may wait for Consul DNS.
-func (l *udpLoop) slowPath(query []byte, src netip.Addr, peer udpPeer, smp sample) {
+func (l *udpLoop) slowPath(query []byte, src netip.Addr, peer udpPeer, key uint64, smp sample) {
 	defer func() {
-		<-l.s.slowSlots
+		l.s.gate.release(key)
 		l.s.slow.Done()
 	}()
 	resp, o := l.s.h.answerSlow(query, false, src, l.s.h.rotation.Add(1))

@@ -178,6 +178,12 @@ func (b *batchIO) msg(i int) []byte {
 	return b.in[start : start+int(b.hdrs[i].len)]
 }
 
+// truncated reports whether datagram i was longer than the buffer, and
+// cut (MSG_TRUNC).
+func (b *batchIO) truncated(i int) bool {
+	return b.hdrs[i].hdr.Flags&unix.MSG_TRUNC != 0
+}
+
 // out returns the buffer for the answer to datagram i.
 func (b *batchIO) out(i int) []byte {
 	return b.obuf[i*b.outSize : (i+1)*b.outSize]

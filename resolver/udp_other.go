@@ -16,16 +16,19 @@ type udpPeer struct {
 	addr netip.AddrPort
 }
 
+// batchIO reads into a buffer one octet longer than inSize: a datagram
+// that fills it was longer than inSize (the kernel cut it).
 type batchIO struct {
 	conn    *net.UDPConn
 	in, buf []byte
+	inSize  int
 	n       int
 	from    netip.AddrPort
 	replyN  int
 }
 
 func newBatchIO(conn *net.UDPConn, _, inSize, outSize int) (*batchIO, error) {
-	return &batchIO{conn: conn, in: make([]byte, inSize), buf: make([]byte, outSize)}, nil
+	return &batchIO{conn: conn, in: make([]byte, inSize+1), buf: make([]byte, outSize), inSize: inSize}, nil
 }
 
 func (b *batchIO) read() (int, error) {
@@ -37,11 +40,12 @@ func (b *batchIO) read() (int, error) {
 	return 1, nil
 }
 
-func (b *batchIO) msg(int) []byte     { return b.in[:b.n] }
+func (b *batchIO) msg(int) []byte     { return b.in[:min(b.n, b.inSize)] }
+func (b *batchIO) truncated(int) bool { return b.n > b.inSize }
+func (b *batchIO) src(int) netip.Addr { return b.from.Addr().Unmap() }
 func (b *batchIO) out(int) []byte     { return b.buf }
 func (b *batchIO) reply(_, n int)     { b.replyN = n }
 func (b *batchIO) peer(int) udpPeer   { return udpPeer{addr: b.from} }
-func (b *batchIO) src(int) netip.Addr { return b.from.Addr().Unmap() }
 
 func (b *batchIO) write() error {
 	if b.replyN == 0 {

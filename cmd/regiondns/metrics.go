@@ -220,6 +220,8 @@ type dnsCollector struct {
 	stats                                         func() resolver.Stats
 	queries, answers, duration, truncated, panics *prometheus.Desc
 	dropped, tcpConns                             *prometheus.Desc
+	oversized, shed, rateLimited, tcpEvicted      *prometheus.Desc
+	slowInFlight                                  *prometheus.Desc
 
 	// bounds are resolver.DurationBuckets in seconds.
 	bounds []float64
@@ -247,15 +249,28 @@ func newDNSCollector(stats func() resolver.Stats) *dnsCollector {
 		panics: prometheus.NewDesc("regiondns_dns_panics_recovered_total",
 			"Queries whose handling panicked; each was answered SERVFAIL (or by the slow path, for a panic of the fast path).", nil, nil),
 		dropped: prometheus.NewDesc("regiondns_dns_dropped_messages_total",
-			"DNS messages not answered: responses, messages shorter than a header, UDP queries beyond the bound on the slow path.", nil, nil),
+			"DNS messages not answered: responses, messages shorter than a header, UDP queries shed by the slow path, UDP responses dropped by rate limiting.", nil, nil),
 		tcpConns: prometheus.NewDesc("regiondns_dns_tcp_connections",
 			"Open DNS TCP connections.", nil, nil),
+		oversized: prometheus.NewDesc("regiondns_dns_oversized_messages_total",
+			"DNS messages longer than 4 KiB, answered FORMERR without being read.", nil, nil),
+		shed: prometheus.NewDesc("regiondns_dns_shed_queries_total",
+			"Queries the slow path had no room for (its bound on queries in flight, or their source's share), by protocol: dropped over UDP, answered SERVFAIL over TCP.",
+			[]string{"proto"}, nil),
+		rateLimited: prometheus.NewDesc("regiondns_dns_rate_limited_responses_total",
+			"UDP responses held back by response rate limiting, by action: dropped, or slipped (sent truncated).",
+			[]string{"action"}, nil),
+		tcpEvicted: prometheus.NewDesc("regiondns_dns_tcp_evicted_connections_total",
+			"Idle DNS TCP connections closed to serve a new client while the bound on connections was reached.", nil, nil),
+		slowInFlight: prometheus.NewDesc("regiondns_dns_slow_queries_in_flight",
+			"Queries in the slow path now (waiting for Consul DNS, mostly).", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *dnsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.queries, c.answers, c.duration, c.truncated, c.panics, c.dropped, c.tcpConns} {
+	for _, d := range []*prometheus.Desc{c.queries, c.answers, c.duration, c.truncated, c.panics, c.dropped, c.tcpConns,
+		c.oversized, c.shed, c.rateLimited, c.tcpEvicted, c.slowInFlight} {
 		ch <- d
 	}
 }
@@ -280,4 +295,13 @@ func (c *dnsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.panics, prometheus.CounterValue, float64(st.Panics))
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(c.tcpConns, prometheus.GaugeValue, float64(st.TCPConnections))
+	ch <- prometheus.MustNewConstMetric(c.oversized, prometheus.CounterValue, float64(st.Oversized))
+	for p, proto := range resolver.Protocols {
+		ch <- prometheus.MustNewConstMetric(c.shed, prometheus.CounterValue, float64(st.Shed[p]), proto)
+	}
+	for a, action := range resolver.RRLActions {
+		ch <- prometheus.MustNewConstMetric(c.rateLimited, prometheus.CounterValue, float64(st.RateLimited[a]), action)
+	}
+	ch <- prometheus.MustNewConstMetric(c.tcpEvicted, prometheus.CounterValue, float64(st.TCPEvicted))
+	ch <- prometheus.MustNewConstMetric(c.slowInFlight, prometheus.GaugeValue, float64(st.SlowInFlight))
 }

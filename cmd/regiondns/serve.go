@@ -53,11 +53,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, redactor *watch
 		return err
 	}
 	handler := resolver.New(store, hopts, logger)
-	dnsSrv := resolver.NewServer(s.DNSAddr, handler, resolver.ServerOptions{
-		IdleTimeout: s.TCPIdleTimeout,
-		MaxTCPConns: s.TCPMaxConns,
-		UDPSockets:  s.UDPSockets,
-	}, logger)
+	dnsSrv := resolver.NewServer(s.DNSAddr, handler, serverOptions(s), logger)
 	m.registry.MustRegister(newDNSCollector(dnsSrv.Stats))
 	if err := dnsSrv.Start(ctx); err != nil {
 		return fmt.Errorf("dns: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/regiondns/regiondns/resolver"
 	"github.com/regiondns/regiondns/watch"
 	"github.com/regiondns/regiondns/zones"
 )
@@ -52,6 +53,16 @@ type settings struct {
 	// delegationScope.
 	DelegationDomains []string `env:"DELEGATION_DOMAINS" envDefault:"consul." envSeparator:","`
 	DelegationClients []string `env:"DELEGATION_CLIENTS" envDefault:"127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7" envSeparator:","`
+
+	// The DNS server's bounds on what clients can make it spend (see
+	// resolver.ServerOptions).
+	MaxInflight           int `env:"MAX_INFLIGHT" envDefault:"4096"`
+	MaxInflightPerSource  int `env:"MAX_INFLIGHT_PER_SOURCE" envDefault:"256"`
+	MaxInflightPerConn    int `env:"MAX_INFLIGHT_PER_CONN" envDefault:"16"`
+	SourcePrefixV4        int `env:"SOURCE_PREFIX_V4" envDefault:"24"`
+	SourcePrefixV6        int `env:"SOURCE_PREFIX_V6" envDefault:"56"`
+	RRLResponsesPerSecond int `env:"RRL_RESPONSES_PER_SECOND" envDefault:"0"`
+	RRLSlip               int `env:"RRL_SLIP" envDefault:"2"`
 }
 
 func loadSettings() (settings, error) {
@@ -86,7 +97,10 @@ func loadSettings() (settings, error) {
 	if _, _, err := s.delegationScope(); err != nil {
 		return s, err
 	}
-	return s, validateHTTP(s)
+	if err := validateHTTP(s); err != nil {
+		return s, err
+	}
+	return s, checkServerLimits(s)
 }
 
 // validateHTTP checks the settings of the HTTP port. Zero is refused: to
@@ -107,6 +121,45 @@ func validateHTTP(s settings) error {
 		}
 	}
 	return nil
+}
+
+// checkServerLimits checks the settings of the DNS server's bounds.
+func checkServerLimits(s settings) error {
+	switch {
+	case s.MaxInflight < 1:
+		return fmt.Errorf("REGIONDNS_MAX_INFLIGHT: %d is not valid; want a positive number of queries", s.MaxInflight)
+	case s.MaxInflightPerSource < 1 || s.MaxInflightPerSource > s.MaxInflight:
+		return fmt.Errorf("REGIONDNS_MAX_INFLIGHT_PER_SOURCE: %d is not valid; want 1 to REGIONDNS_MAX_INFLIGHT (%d)", s.MaxInflightPerSource, s.MaxInflight)
+	case s.MaxInflightPerConn < 1:
+		return fmt.Errorf("REGIONDNS_MAX_INFLIGHT_PER_CONN: %d is not valid; want a positive number of queries", s.MaxInflightPerConn)
+	case s.SourcePrefixV4 < 1 || s.SourcePrefixV4 > 32:
+		return fmt.Errorf("REGIONDNS_SOURCE_PREFIX_V4: %d is not valid; want a prefix length from 1 to 32", s.SourcePrefixV4)
+	case s.SourcePrefixV6 < 1 || s.SourcePrefixV6 > 128:
+		return fmt.Errorf("REGIONDNS_SOURCE_PREFIX_V6: %d is not valid; want a prefix length from 1 to 128", s.SourcePrefixV6)
+	case s.RRLResponsesPerSecond < 0:
+		return fmt.Errorf("REGIONDNS_RRL_RESPONSES_PER_SECOND: %d is not valid; want 0 (off) or a positive rate", s.RRLResponsesPerSecond)
+	case s.RRLSlip < 0 || s.RRLSlip > 100:
+		return fmt.Errorf("REGIONDNS_RRL_SLIP: %d is not valid; want 0 (drop every limited response) to 100", s.RRLSlip)
+	}
+	return nil
+}
+
+// serverOptions are the DNS server's options from the settings.
+func serverOptions(s settings) resolver.ServerOptions {
+	o := resolver.ServerOptions{
+		IdleTimeout:          s.TCPIdleTimeout,
+		MaxTCPConns:          s.TCPMaxConns,
+		UDPSockets:           s.UDPSockets,
+		MaxInflight:          s.MaxInflight,
+		MaxInflightPerSource: s.MaxInflightPerSource,
+		MaxInflightPerConn:   s.MaxInflightPerConn,
+		SourcePrefixV4:       s.SourcePrefixV4,
+		SourcePrefixV6:       s.SourcePrefixV6,
+	}
+	if s.RRLResponsesPerSecond > 0 {
+		o.RRL = &resolver.RRLOptions{ResponsesPerSecond: s.RRLResponsesPerSecond, Slip: s.RRLSlip}
+	}
+	return o
 }
 
 const envPrefix = "REGIONDNS_"
