@@ -39,8 +39,8 @@ func (e *Engine) reportLocked(c change, ready bool) {
 // summary is the part of a decision whose change is worth a log line.
 func summary(d policy.Decision) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "active=%s rw=%s ro=%s passive-rw=%s passive-ro=%s split_brain=%t",
-		d.Active, endpoints(d.RW), endpoints(d.RO), endpoints(d.PassiveRW), endpoints(d.PassiveRO), d.SplitBrain)
+	fmt.Fprintf(&b, "active=%s rw=%s ro=%s passive-rw=%s passive-ro=%s split_brain=%t sync=%s",
+		d.Active, endpoints(d.RW), endpoints(d.RO), endpoints(d.PassiveRW), endpoints(d.PassiveRO), d.SplitBrain, endpoints(d.Sync))
 	return b.String()
 }
 

@@ -53,6 +53,12 @@ type ObservedState struct {
 	Bouncers  []InstanceState `json:"bouncers,omitempty"`
 	PoolRW    []InstanceState `json:"pool_rw,omitempty"`
 	PoolRO    []InstanceState `json:"pool_ro,omitempty"`
+	// Optime is the status key's WAL position of the leader (read for
+	// clusters that follow reads); SynchronousMode and Sync are what
+	// Patroni's config and sync keys say.
+	Optime          int64           `json:"optime,omitempty"`
+	SynchronousMode bool            `json:"synchronous_mode,omitempty"`
+	Sync            *policy.SyncKey `json:"sync,omitempty"`
 }
 
 // InstanceState is one registered instance, with its health in words
@@ -62,6 +68,10 @@ type InstanceState struct {
 	Role     string `json:"role,omitempty"`
 	Health   string `json:"health"`
 	Timeline int64  `json:"timeline,omitempty"`
+	// MemberKey is what the member's key says of its reads (positions and
+	// replication state for clusters that follow reads, tags), if
+	// anything.
+	MemberKey *policy.MemberKey `json:"member_key,omitempty"`
 }
 
 // State returns what the engine knows now.
@@ -84,13 +94,23 @@ func (e *Engine) State() State {
 			if r.Name == "" {
 				continue
 			}
-			cs.Observed[r.Name] = ObservedState{
+			obs := ObservedState{
 				Known: r.Known, Stale: r.Stale, LeaderKey: r.LeaderKey,
 				Members:  instances(r.Members, r.Timelines, true),
 				Bouncers: instances(r.Bouncers, nil, false),
 				PoolRW:   instances(r.PoolRW, nil, false),
 				PoolRO:   instances(r.PoolRO, nil, false),
+				Optime:   r.Optime, SynchronousMode: r.SyncMode,
 			}
+			for i := range obs.Members {
+				if k, ok := r.MemberData[obs.Members[i].Member]; ok {
+					obs.Members[i].MemberKey = &k
+				}
+			}
+			if r.Sync.Leader != "" || len(r.Sync.Standbys) > 0 {
+				obs.Sync = &r.Sync
+			}
+			cs.Observed[r.Name] = obs
 		}
 		st.Clusters = append(st.Clusters, cs)
 	}
