@@ -22,6 +22,7 @@ type metrics struct {
 	activeRegion    *prometheus.GaugeVec
 	splitBrain      *prometheus.GaugeVec
 	decisionChanges *prometheus.CounterVec
+	replicas        *prometheus.GaugeVec
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	reloads         *prometheus.CounterVec
@@ -51,6 +52,10 @@ func newMetrics(w *watch.Watcher) *metrics {
 			Name: "regiondns_cluster_decision_changes_total",
 			Help: "Changes of a cluster's answers (active region, endpoints, split brain).",
 		}, []string{"cluster"}),
+		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "regiondns_cluster_replicas",
+			Help: "A cluster's replicas in a region by state: serving reads, or left out of them (lagging, not_streaming, noloadbalance, unhealthy).",
+		}, []string{"cluster", "region", "state"}),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "regiondns_config_last_reload_successful",
 			Help: "1 if the last zone file (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
@@ -69,7 +74,7 @@ func newMetrics(w *watch.Watcher) *metrics {
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads, newBuildInfo())
-	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges,
+	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges, m.replicas,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRegionCollector(w))
 	return m
@@ -108,6 +113,7 @@ func (m *metrics) Forgot(label string) {
 	m.activeRegion.DeletePartialMatch(l)
 	m.splitBrain.DeletePartialMatch(l)
 	m.decisionChanges.DeletePartialMatch(l)
+	m.replicas.DeletePartialMatch(l)
 }
 
 // Built implements engine.Observer.
@@ -130,6 +136,18 @@ func (m *metrics) Decided(cfg *zones.Config, cluster string, d policy.Decision) 
 		v = 1
 	}
 	m.splitBrain.WithLabelValues(cluster).Set(v)
+	for _, view := range []*policy.RegionView{&d.Main, &d.Standby} {
+		if view.Name == "" {
+			continue
+		}
+		counts := map[policy.ReplicaState]int{policy.ReplicaServing: len(view.Replicas)}
+		for _, e := range view.Excluded {
+			counts[e.State]++
+		}
+		for _, state := range policy.ReplicaStates {
+			m.replicas.WithLabelValues(cluster, view.Name, string(state)).Set(float64(counts[state]))
+		}
+	}
 }
 
 // Changed implements engine.Observer.

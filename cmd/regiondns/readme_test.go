@@ -99,6 +99,7 @@ func testMetrics(t *testing.T) *metrics {
 	m.activeRegion.WithLabelValues("c", "main")
 	m.splitBrain.WithLabelValues("c")
 	m.decisionChanges.WithLabelValues("c")
+	m.replicas.WithLabelValues("c", "main", "serving")
 	return m
 }
 
