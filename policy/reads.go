@@ -127,7 +127,8 @@ func (r *reading) applyReads(o Options, now time.Time, warningOK bool) (recheck 
 		}
 	}
 	lead := r.leaderPosition()
-	serving := r.replicas[:0:0]
+	// r.replicas is the reading's own: filtered in place.
+	serving := r.replicas[:0]
 	for _, m := range r.replicas {
 		ex, until := judge(o, reg, m.Member, lead, now)
 		if ex.State == ReplicaServing {
@@ -140,6 +141,9 @@ func (r *reading) applyReads(o Options, now time.Time, warningOK bool) (recheck 
 		}
 	}
 	slices.SortFunc(r.view.Excluded, func(a, b Exclusion) int { return strings.Compare(a.Member, b.Member) })
+	if len(serving) == len(r.replicas) {
+		return recheck
+	}
 	r.replicas = serving
 	r.view.Replicas = nil
 	for _, rep := range serving {

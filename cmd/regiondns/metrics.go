@@ -178,7 +178,7 @@ func newRegionCollector(w *watch.Watcher) *regionCollector {
 		resources: prometheus.NewDesc("regiondns_region_consul_resources",
 			"Consul resources watched in a region: services and Patroni KV prefixes.", []string{"region"}, nil),
 		following: prometheus.NewDesc("regiondns_region_consul_following",
-			"Resources of a region followed with a blocking query (one connection to the agent each): every service, and the KV prefixes of unsettled or recently changed clusters.",
+			"Resources of a region followed with a blocking query (one connection to the agent each): every service, the KV prefixes of unsettled or recently changed clusters and of clusters that follow reads, and the sync keys of clusters in synchronous mode.",
 			[]string{"region"}, nil),
 	}
 }
