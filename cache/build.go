@@ -16,9 +16,9 @@ import (
 // handful, more variants only cost memory.
 const maxRotations = 16
 
-// namesPerCluster is about how many names a cluster has: its four, itself,
+// namesPerCluster is about how many names a cluster has: its seven, itself,
 // two regions and a handful of SRV targets. It only sizes the builder's map.
-const namesPerCluster = 12
+const namesPerCluster = 15
 
 // Build computes every answer of the zone from the configuration and the
 // policy decision of each cluster, keyed by cluster label. A configured
@@ -43,6 +43,7 @@ func Rebuild(prev *Snapshot, cfg *zones.Config, decisions map[string]policy.Deci
 	b := &builder{
 		zone:    canonical(cfg.Zone),
 		ttl:     cfg.TTL,
+		regions: cfg.Regions,
 		nodes:   make(map[string]*pending, namesPerCluster),
 		ttls:    make(map[targetKey]uint32),
 		targets: make(map[targetKey]dns.RR),
@@ -94,9 +95,11 @@ func (p *part) builtFrom(label string, d *policy.Decision, known bool) bool {
 // builder accumulates the records of each name of one part before finish
 // freezes them.
 type builder struct {
-	zone  string
-	ttl   zones.TTL
-	nodes map[string]*pending
+	zone string
+	ttl  zones.TTL
+	// regions name the region-pinned read names, ro.<region>.<cluster>.
+	regions []zones.Region
+	nodes   map[string]*pending
 	// order holds the nodes in the order they were added, from pendings.
 	order    []*pending
 	pendings slab[pending]
@@ -194,13 +197,21 @@ func (b *builder) apex(cfg *zones.Config, gen uint64) {
 	}
 }
 
-// kind is one of a cluster's four names and what it answers.
+// kind is one of a cluster's names and what it answers. Its TXT line
+// names the replicas the view's region left out of reads when excluded is
+// set, and says why when why is not empty.
 type kind struct {
-	label string
-	ttl   uint32
-	eps   []policy.Endpoint
-	view  *policy.RegionView
+	label    string
+	ttl      uint32
+	eps      []policy.Endpoint
+	view     *policy.RegionView
+	excluded bool
+	why      string
 }
+
+// maxKinds bounds the names of a cluster: the four, sync, and ro.<region>
+// of each of the two regions.
+const maxKinds = 7
 
 // targetKey identifies one address record of an SRV target name.
 type targetKey struct {
@@ -213,11 +224,25 @@ type targetKey struct {
 func (b *builder) cluster(label string, d *policy.Decision, known bool) {
 	base := label + "." + b.zone
 	active, passive := regionView(d, d.Active), regionView(d, d.Passive)
-	kinds := [...]kind{
-		{zones.LabelRW, b.ttl.RW, d.RW, active},
-		{zones.LabelRO, b.ttl.RO, d.RO, active},
-		{zones.LabelPassiveRW, b.ttl.Passive, d.PassiveRW, passive},
-		{zones.LabelPassiveRO, b.ttl.Passive, d.PassiveRO, passive},
+	var buf [maxKinds]kind
+	kinds := append(buf[:0],
+		kind{label: zones.LabelRW, ttl: b.ttl.RW, eps: d.RW, view: active},
+		kind{label: zones.LabelRO, ttl: b.ttl.RO, eps: d.RO, view: active, excluded: true},
+		kind{label: zones.LabelPassiveRW, ttl: b.ttl.Passive, eps: d.PassiveRW, view: passive},
+		kind{label: zones.LabelPassiveRO, ttl: b.ttl.Passive, eps: d.PassiveRO, view: passive, excluded: true},
+		kind{label: zones.LabelSync, ttl: b.ttl.RO, eps: d.Sync, view: active, why: d.SyncReason},
+	)
+	for i := range b.regions {
+		if len(kinds) == maxKinds {
+			break // zones validates two regions
+		}
+		name := b.regions[i].Name
+		v := regionView(d, name)
+		var eps []policy.Endpoint
+		if v.Name == name {
+			eps = v.RO
+		}
+		kinds = append(kinds, kind{label: zones.LabelRO + "." + name, ttl: b.ttl.RO, eps: eps, view: v, excluded: true})
 	}
 
 	// A target's records answer both its own name and the additional
@@ -292,7 +317,7 @@ func (b *builder) cluster(label string, d *policy.Decision, known bool) {
 
 		b.text = b.text[:0]
 		if known {
-			b.text = appendDecisionText(b.text, k.label, d, k.view, k.eps)
+			b.text = appendDecisionText(b.text, &k, d)
 		} else {
 			b.text = appendUnknownText(b.text, k.label)
 		}

@@ -77,12 +77,51 @@ func TestLookup(t *testing.T) {
 		{name: "target AAAA", qname: "pg-3.main.orders." + zone, qtype: dns.TypeAAAA, result: Success, answer: []string{"pg-3.main.orders." + zone + "\t10\tIN\tAAAA\tfd00::3"}},
 		{name: "target other type is NODATA", qname: "pg-1.main.orders." + zone, qtype: dns.TypeTXT, result: NoData},
 		{name: "target ANY is its address", qname: "pg-3.main.orders." + zone, qtype: dns.TypeANY, result: Success, answer: []string{"pg-3.main.orders." + zone + "\t10\tIN\tAAAA\tfd00::3"}},
-		{name: "passive target", qname: "pg-5.standby.orders." + zone, qtype: dns.TypeA, result: Success, answer: []string{"pg-5.standby.orders." + zone + "\t15\tIN\tA\t10.1.0.5"}},
+		// pg-5 is also ro.standby's (ttl.ro): its records take the shorter TTL.
+		{name: "passive target", qname: "pg-5.standby.orders." + zone, qtype: dns.TypeA, result: Success, answer: []string{"pg-5.standby.orders." + zone + "\t10\tIN\tA\t10.1.0.5"}},
 		{
 			name: "shared target takes the shortest TTL", qname: "ro.pay." + zone, qtype: dns.TypeSRV, result: Success,
 			answer: []string{"ro.pay." + zone + "\t10\tIN\tSRV\t0 1 6432 pay-1.main.pay." + zone},
 			extra:  []string{"pay-1.main.pay." + zone + "\t5\tIN\tA\t10.2.0.1"},
 		},
+		{name: "sync A", qname: "sync.orders." + zone, qtype: dns.TypeA, result: Success, answer: []string{"sync.orders." + zone + "\t10\tIN\tA\t10.0.0.2"}},
+		{
+			name: "sync SRV", qname: "sync.orders." + zone, qtype: dns.TypeSRV, result: Success,
+			answer: []string{"sync.orders." + zone + "\t10\tIN\tSRV\t0 1 5432 pg-2.main.orders." + zone},
+			extra:  []string{"pg-2.main.orders." + zone + "\t10\tIN\tA\t10.0.0.2"},
+		},
+		{
+			name: "sync TXT says why", qname: "sync.orders." + zone, qtype: dns.TypeTXT, result: Success,
+			answer: []string{"sync.orders." + zone + "\t20\tIN\tTXT\t\"sync: region main (primary, leader pg-1, timeline 3); endpoints pg-2 10.0.0.2:5432; synchronous standby pg-2; main region is primary; fresh\""},
+		},
+		{
+			name: "ro TXT names who was left out", qname: "ro.orders." + zone, qtype: dns.TypeTXT, result: Success,
+			answer: []string{"ro.orders." + zone + "\t20\tIN\tTXT\t\"ro: region main (primary, leader pg-1, timeline 3); endpoints pg-2 10.0.0.2:5432, pg-3 [fd00::3]:5432, pg-4 10.0.0.4:5433; left out pg-6 lag 48 MB > 16 MB, pg-7 noloadbalance; main region is primary; fresh\""},
+		},
+		{
+			name: "region-pinned A", qname: "ro.main.orders." + zone, qtype: dns.TypeA, result: Success,
+			answer: []string{"ro.main.orders." + zone + "\t10\tIN\tA\t10.0.0.2", "ro.main.orders." + zone + "\t10\tIN\tA\t10.0.0.4"},
+		},
+		{name: "region-pinned AAAA", qname: "ro.main.orders." + zone, qtype: dns.TypeAAAA, result: Success, answer: []string{"ro.main.orders." + zone + "\t10\tIN\tAAAA\tfd00::3"}},
+		{
+			name: "region-pinned SRV", qname: "ro.standby.orders." + zone, qtype: dns.TypeSRV, result: Success,
+			answer: []string{"ro.standby.orders." + zone + "\t10\tIN\tSRV\t0 1 5432 pg-5.standby.orders." + zone},
+			extra:  []string{"pg-5.standby.orders." + zone + "\t10\tIN\tA\t10.1.0.5"},
+		},
+		{
+			name: "region-pinned TXT", qname: "ro.main.orders." + zone, qtype: dns.TypeTXT, result: Success,
+			answer: []string{"ro.main.orders." + zone + "\t20\tIN\tTXT\t\"ro.main: region main (primary, leader pg-1, timeline 3); endpoints pg-2 10.0.0.2:5432, pg-3 [fd00::3]:5432, pg-4 10.0.0.4:5433; left out pg-6 lag 48 MB > 16 MB, pg-7 noloadbalance; main region is primary; fresh\""},
+		},
+		{
+			name: "region-pinned TXT of the passive region", qname: "ro.standby.orders." + zone, qtype: dns.TypeTXT, result: Success,
+			answer: []string{"ro.standby.orders." + zone + "\t20\tIN\tTXT\t\"ro.standby: region standby (standby, leader pg-5, timeline 3); endpoints pg-5 10.1.0.5:5432; main region is primary; fresh\""},
+		},
+		{name: "region-pinned name without a decision", qname: "ro.main.billing." + zone, qtype: dns.TypeA, result: NoData},
+		{
+			name: "sync without a decision: TXT", qname: "sync.billing." + zone, qtype: dns.TypeTXT, result: Success,
+			answer: []string{"sync.billing." + zone + "\t20\tIN\tTXT\t\"sync: no decision yet; no endpoints; stale\""},
+		},
+		{name: "below a region-pinned name", qname: "x.ro.main.orders." + zone, qtype: dns.TypeA, result: NXDomain},
 		{name: "cluster is an empty non-terminal", qname: "orders." + zone, qtype: dns.TypeA, result: NoData},
 		{name: "region is an empty non-terminal", qname: "main.orders." + zone, qtype: dns.TypeA, result: NoData},
 		{name: "passive region is an empty non-terminal", qname: "standby.orders." + zone, qtype: dns.TypeTXT, result: NoData},

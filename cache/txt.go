@@ -12,13 +12,17 @@ import (
 const maxTXTString = 255
 
 // appendDecisionText appends the one line the TXT record of a name shows:
-// the region it answers from and that region's state, the endpoints, why,
+// the region it answers from and that region's state, the endpoints, the
+// replicas its region left out of reads (read names only) and why the
+// name answers what it does (sync), why the region is the one it is,
 // whether both regions have a leader, and whether the data is fresh. For
 // example:
 //
 //	rw: region main (primary, leader pg-1, timeline 3); endpoints pg-1 10.0.0.1:5432; main region is primary; fresh
-func appendDecisionText(b []byte, label string, d *policy.Decision, view *policy.RegionView, eps []policy.Endpoint) []byte {
-	b = append(b, label...)
+//	ro: region main (primary, leader pg-1); endpoints pg-2 10.0.0.2:5432; left out pg-3 lag 48 MB > 16 MB, pg-4 noloadbalance; main region is primary; fresh
+func appendDecisionText(b []byte, k *kind, d *policy.Decision) []byte {
+	view, eps := k.view, k.eps
+	b = append(b, k.label...)
 	b = append(b, ": region "...)
 	b = append(b, view.Name...)
 	b = append(b, " ("...)
@@ -45,6 +49,21 @@ func appendDecisionText(b []byte, label string, d *policy.Decision, view *policy
 			b = append(b, ' ')
 			b = appendAddrPort(b, netip.AddrPortFrom(ep.Address.Unmap(), ep.Port))
 		}
+	}
+	if k.excluded && len(view.Excluded) > 0 {
+		b = append(b, "; left out "...)
+		for i, e := range view.Excluded {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = append(b, e.Member...)
+			b = append(b, ' ')
+			b = append(b, e.Why...)
+		}
+	}
+	if k.why != "" {
+		b = append(b, "; "...)
+		b = append(b, k.why...)
 	}
 	if d.Reason != "" {
 		b = append(b, "; "...)

@@ -163,6 +163,11 @@ func TestLookupWireMatchesLookup(t *testing.T) {
 	}{
 		{"rw.orders." + zone, dns.TypeA, Success},
 		{"rw.orders." + zone, dns.TypeANY, Success},
+		{"sync.orders." + zone, dns.TypeSRV, Success},
+		{"sync.orders." + zone, dns.TypeTXT, Success},
+		{"ro.main.orders." + zone, dns.TypeA, Success},
+		{"ro.standby.orders." + zone, dns.TypeTXT, Success},
+		{"ro.main.billing." + zone, dns.TypeA, NoData},
 		{"rw.orders." + zone, dns.TypeMX, NoData},
 		{"orders." + zone, dns.TypeA, NoData},
 		{"nope." + zone, dns.TypeA, NXDomain},

@@ -46,6 +46,10 @@ type NameWant struct {
 	ForbidAddrs []string
 	// ForbidTXT are substrings the TXT line must never contain.
 	ForbidTXT []string
+	// Cluster is "<cluster>.<zone>", under which the SRV targets hang;
+	// empty, the name without its first label (the region-pinned read
+	// names, ro.<region>.<cluster>.<zone>, need it set).
+	Cluster string
 }
 
 // ErrForbiddenAnswer marks an answer that must never be given, in any
@@ -272,6 +276,9 @@ func checkSRV(server, name string, srv *dns.Msg, want NameWant, tcp bool) error 
 		return fmt.Errorf("SRV: endpoints %v, want %v", got, wantEPs)
 	}
 	zoneSuffix := strings.ToLower(name[strings.Index(name, ".")+1:]) // "<cluster>.<zone>"
+	if want.Cluster != "" {
+		zoneSuffix = strings.ToLower(want.Cluster)
+	}
 	for _, e := range want.Endpoints {
 		if e.Member == "" {
 			continue

@@ -109,6 +109,11 @@ type PatroniMember struct {
 	xlog     int64
 	session  string
 	stop     chan struct{} // closed on Deregister: stops session renewal
+	// replicationState is what a replica's member key says
+	// (replication_state; "" leaves it out, as Patroni before 3.1 does);
+	// noLoadBalance is its noloadbalance tag.
+	replicationState string
+	noLoadBalance    bool
 }
 
 // ServiceName, the Consul service name Patroni registers for a scope, is
@@ -154,7 +159,7 @@ func newMember(t testing.TB, agent *Agent, spec MemberSpec) *PatroniMember {
 		standbyHost: orDefault(spec.StandbyHost, "127.0.0.1"),
 		role:        orDefault(spec.Role, RoleReplica), healthy: true,
 		timeline: orDefault(spec.Timeline, 1), xlog: 50331648,
-		stop: make(chan struct{}),
+		stop: make(chan struct{}), replicationState: "streaming",
 	}
 	m.api = httptest.NewServer(http.HandlerFunc(m.serveREST))
 	m.svc = &consulService{

@@ -3,6 +3,8 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -88,8 +90,11 @@ func (m *PatroniMember) putMemberKey() {
 		"xlog_location": m.xlog,
 		"timeline":      m.timeline,
 	}
-	if m.role == RoleReplica {
-		data["replication_state"] = "streaming"
+	if m.role == RoleReplica && m.replicationState != "" {
+		data["replication_state"] = m.replicationState
+	}
+	if m.noLoadBalance {
+		data["tags"] = map[string]any{"noloadbalance": true}
 	}
 	session := m.session
 	m.mu.Unlock()
@@ -161,4 +166,75 @@ func patroniConfig(standbyHost string) map[string]any {
 		}
 	}
 	return cfg
+}
+
+// XLog returns the WAL position the member's key holds.
+func (m *PatroniMember) XLog() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.xlog
+}
+
+// SetXLog rewrites the member key with WAL position xlog (a replica's
+// replayed and received position, a leader's current one), as Patroni's
+// loop does every loop_wait; a leader also writes it as the status key's
+// optime, as Patroni does when it renews the leader lock.
+func (m *PatroniMember) SetXLog(xlog int64) {
+	m.t.Helper()
+	m.mu.Lock()
+	m.xlog = xlog
+	leader := m.role == RoleLeader || m.role == RoleStandbyLeader
+	m.mu.Unlock()
+	m.putMemberKey()
+	if leader {
+		m.putJSON("status", map[string]any{"optime": xlog})
+	}
+}
+
+// SetReplicationState rewrites the member key with replication_state s
+// (Patroni 3.1 and later write "streaming" or "in archive recovery"; ""
+// leaves the field out, as earlier versions do).
+func (m *PatroniMember) SetReplicationState(s string) {
+	m.t.Helper()
+	m.mu.Lock()
+	m.replicationState = s
+	m.mu.Unlock()
+	m.putMemberKey()
+}
+
+// SetNoLoadBalance rewrites the member key with Patroni's noloadbalance tag
+// set or not. The service check is not touched: a test can show the tag
+// honoured whatever the check says.
+func (m *PatroniMember) SetNoLoadBalance(on bool) {
+	m.t.Helper()
+	m.mu.Lock()
+	m.noLoadBalance = on
+	m.mu.Unlock()
+	m.putMemberKey()
+}
+
+// SetSynchronousMode rewrites the cluster's config key with
+// synchronous_mode on or off (a standby leader's keeps its
+// standby_cluster section).
+func (m *PatroniMember) SetSynchronousMode(on bool) {
+	m.t.Helper()
+	host := ""
+	if m.Role() == RoleStandbyLeader {
+		host = m.standbyHost
+	}
+	cfg := patroniConfig(host)
+	cfg["synchronous_mode"] = on
+	m.putJSON("config", cfg)
+}
+
+// PutSync writes the sync key as Patroni does for this member as leader:
+// its synchronous standbys comma-separated and sorted, null for none.
+func (m *PatroniMember) PutSync(standbys ...string) {
+	m.t.Helper()
+	var list any
+	if len(standbys) > 0 {
+		sorted := slices.Sorted(slices.Values(standbys))
+		list = strings.Join(sorted, ",")
+	}
+	m.putJSON("sync", map[string]any{"leader": m.Name, "sync_standby": list})
 }

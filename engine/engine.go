@@ -12,6 +12,7 @@ package engine
 import (
 	"context"
 	"log/slog"
+	"reflect"
 	"sync"
 	"time"
 
@@ -76,6 +77,13 @@ type Engine struct {
 	history    map[string][]Change
 	historyLen int
 	lastChange uint64
+	// recheckAt is the earliest time a decision changes without new input
+	// (policy.Decision.Recheck: a replica settling back under the lag
+	// limit); zero when none does.
+	recheckAt time.Time
+
+	// rebuilt tells Run that a rebuild may have moved recheckAt.
+	rebuilt chan struct{}
 }
 
 // New returns an engine for cfg, the configuration w watches, that swaps
@@ -87,6 +95,7 @@ func New(cfg *zones.Config, w *watch.Watcher, store *cache.Store, opts Options) 
 		cfg: cfg, watcher: w, store: store, logger: opts.Logger, observer: opts.Observer,
 		path: opts.Path, beforeReload: opts.BeforeReload, loadedAt: time.Now(),
 		historyLen: opts.History,
+		rebuilt:    make(chan struct{}, 1),
 	}
 	if e.historyLen <= 0 {
 		e.historyLen = DefaultHistory
@@ -101,14 +110,29 @@ func New(cfg *zones.Config, w *watch.Watcher, store *cache.Store, opts Options) 
 }
 
 // Run rebuilds the snapshot after every change the watcher announces,
-// until ctx is done. The watcher runs on its own (watch.Watcher.Run).
+// and when a decision said it would change by itself (a replica settling
+// back under the lag limit), until ctx is done. The watcher runs on its
+// own (watch.Watcher.Run).
 func (e *Engine) Run(ctx context.Context) {
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-e.watcher.Updates():
 			e.Rebuild()
+		case <-timer.C:
+			e.Recheck()
+		case <-e.rebuilt:
+		}
+		e.mu.Lock()
+		at := e.recheckAt
+		e.mu.Unlock()
+		timer.Stop()
+		if !at.IsZero() {
+			timer.Reset(max(time.Until(at), 0))
 		}
 	}
 }
@@ -182,10 +206,39 @@ func (e *Engine) Rebuild() {
 		// not only those that changed since the last rebuild.
 		inputs = e.watcher.Inputs()
 	}
+	e.decideLocked(start, inputs, all, ready)
+}
+
+// Recheck decides again, on their last input, the clusters whose decision
+// said it would change by now (policy.Decision.Recheck), and swaps in the
+// snapshot if an answer changed.
+func (e *Engine) Recheck() {
+	start := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	inputs := map[string]policy.Input{}
+	for label, d := range e.decisions {
+		if !d.Recheck.IsZero() && !d.Recheck.After(start) {
+			inputs[label] = e.inputs[label]
+		}
+	}
+	e.decideLocked(start, inputs, false, e.logged)
+}
+
+// decideLocked decides the clusters of inputs (all of them, when all) and,
+// if a decision changed, builds the snapshot and swaps it in; e.mu must be
+// held. Each input gets the time of the decision and the replicas the
+// cluster's last decision held out for lag: the history the policy's
+// hysteresis needs, which Decide, pure, does not keep.
+func (e *Engine) decideLocked(start time.Time, inputs map[string]policy.Input, all, ready bool) {
 	if e.decisions == nil {
 		e.inputs = make(map[string]policy.Input, len(inputs))
 		e.decisions = make(map[string]policy.Decision, len(inputs))
 	}
+	// Nothing changed unless a decision did: a cluster whose member keys
+	// Patroni rewrites (positions, every loop_wait) is decided again
+	// after each rewrite, almost always to the same answers.
+	changed := all || e.gen == 0
 	// Decided in configuration order, so that the log lines of one rebuild
 	// come in a stable order.
 	changes := make([]change, 0, len(inputs))
@@ -196,17 +249,34 @@ func (e *Engine) Rebuild() {
 			continue
 		}
 		before, had := e.decisions[label]
+		in.Now = start
+		in.Main.LagHeld = before.LagHeld(in.Main.Name)
+		in.Standby.LagHeld = before.LagHeld(in.Standby.Name)
+		d := policy.Decide(in)
+		changed = changed || !had || !reflect.DeepEqual(&before, &d)
 		// Entries are replaced, never written into: the snapshot keeps
 		// the decisions it was built from.
-		e.inputs[label], e.decisions[label] = in, policy.Decide(in)
+		e.inputs[label], e.decisions[label] = in, d
 		changes = append(changes, change{label: label, before: before, had: had})
 	}
-	e.gen++
-	e.store.Swap(cache.Rebuild(e.store.Load(), e.cfg, e.decisions, e.gen))
-	e.observer.Built(e.gen, time.Since(start))
+	e.recheckAt = time.Time{}
+	for _, d := range e.decisions {
+		if !d.Recheck.IsZero() && (e.recheckAt.IsZero() || d.Recheck.Before(e.recheckAt)) {
+			e.recheckAt = d.Recheck
+		}
+	}
+	select {
+	case e.rebuilt <- struct{}{}:
+	default:
+	}
+	if changed {
+		e.gen++
+		e.store.Swap(cache.Rebuild(e.store.Load(), e.cfg, e.decisions, e.gen))
+		e.observer.Built(e.gen, time.Since(start))
+		e.builtAt = time.Now()
+	}
 	for _, c := range changes {
 		e.reportLocked(c, ready)
 	}
-	e.builtAt = time.Now()
 	e.logged = e.logged || ready
 }

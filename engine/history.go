@@ -43,6 +43,7 @@ type Answers struct {
 	PassiveRO  []string `json:"passive_ro"`
 	SplitBrain bool     `json:"split_brain"`
 	Pinned     string   `json:"pinned,omitempty"`
+	Sync       []string `json:"sync,omitempty"`
 }
 
 // AnswersOf returns the Answers of d: what History and the log compare.
@@ -51,6 +52,9 @@ func AnswersOf(d policy.Decision) Answers {
 		Active: d.Active, RW: endpointList(d.RW), RO: endpointList(d.RO),
 		PassiveRW: endpointList(d.PassiveRW), PassiveRO: endpointList(d.PassiveRO), SplitBrain: d.SplitBrain,
 	}
+	if len(d.Sync) > 0 {
+		a.Sync = endpointList(d.Sync)
+	}
 	if d.Pin != nil && d.Pin.Applied {
 		a.Pinned = d.Pin.Region
 	}
@@ -58,8 +62,9 @@ func AnswersOf(d policy.Decision) Answers {
 }
 
 // String is the form of the log lines: "active=main rw=[pg-1@10.0.0.1:5432]
-// ro=[...] passive-rw=[...] passive-ro=[...] split_brain=false", and
-// " pinned=main" while a pin holds the active region.
+// ro=[...] passive-rw=[...] passive-ro=[...] split_brain=false", then
+// " pinned=main" while a pin holds the active region and " sync=[...]"
+// while sync.<cluster> answers.
 func (a Answers) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "active=%s rw=[%s] ro=[%s] passive-rw=[%s] passive-ro=[%s] split_brain=%t",
@@ -68,6 +73,9 @@ func (a Answers) String() string {
 	if a.Pinned != "" {
 		b.WriteString(" pinned=" + a.Pinned)
 	}
+	if len(a.Sync) > 0 {
+		b.WriteString(" sync=[" + strings.Join(a.Sync, ",") + "]")
+	}
 	return b.String()
 }
 
@@ -75,7 +83,8 @@ func (a Answers) String() string {
 func (a Answers) Equal(o Answers) bool {
 	return a.Active == o.Active && a.SplitBrain == o.SplitBrain && a.Pinned == o.Pinned &&
 		slices.Equal(a.RW, o.RW) && slices.Equal(a.RO, o.RO) &&
-		slices.Equal(a.PassiveRW, o.PassiveRW) && slices.Equal(a.PassiveRO, o.PassiveRO)
+		slices.Equal(a.PassiveRW, o.PassiveRW) && slices.Equal(a.PassiveRO, o.PassiveRO) &&
+		slices.Equal(a.Sync, o.Sync)
 }
 
 func endpointList(eps []policy.Endpoint) []string {

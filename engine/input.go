@@ -30,6 +30,18 @@ func (cs *ClusterState) region(name string) policy.Region {
 		Members: instancesBack(o.Members), Bouncers: instancesBack(o.Bouncers),
 		PoolRW: instancesBack(o.PoolRW), PoolRO: instancesBack(o.PoolRO),
 		Timelines: o.Timelines, MemberKeys: o.MemberKeys,
+		Optime: o.Optime, SyncMode: o.SynchronousMode, LagHeld: o.LagHeld,
+	}
+	if o.Sync != nil {
+		r.Sync = *o.Sync
+	}
+	for _, m := range o.Members {
+		if m.MemberKey != nil {
+			if r.MemberData == nil {
+				r.MemberData = map[string]policy.MemberKey{}
+			}
+			r.MemberData[m.Member] = *m.MemberKey
+		}
 	}
 	for c, n := range configNames {
 		if n == o.Config {

@@ -34,6 +34,14 @@ func fullInput() policy.Input {
 			Timelines:  map[string]int64{prefix + "1": 3, prefix + "9": 4},
 			Config:     policy.ConfigPrimary,
 			MemberKeys: []string{prefix + "1", prefix + "9"},
+			MemberData: map[string]policy.MemberKey{
+				prefix + "1": {XLogLocation: 1000},
+				prefix + "2": {XLogLocation: 900, ReplayLSN: 800, ReceiveLSN: 950, ReplicationState: "streaming", NoLoadBalance: true},
+			},
+			Optime:   1100,
+			SyncMode: true,
+			Sync:     policy.SyncKey{Leader: prefix + "1", Standbys: []string{prefix + "2"}, Quorum: 1},
+			LagHeld:  map[string]time.Time{prefix + "2": at.Add(-time.Minute)},
 		}
 	}
 	in := policy.Input{

@@ -71,6 +71,15 @@ type ObservedState struct {
 	// and Timelines the timeline in each member key.
 	MemberKeys []string         `json:"member_keys,omitempty"`
 	Timelines  map[string]int64 `json:"timelines,omitempty"`
+	// Optime is the status key's WAL position of the leader (read for
+	// clusters that follow reads); SynchronousMode and Sync are what
+	// Patroni's config and sync keys say.
+	Optime int64 `json:"optime,omitempty"`
+	// LagHeld are the replicas held out for lag, and since when they have
+	// been back under the limit (policy.Region.LagHeld).
+	LagHeld         map[string]time.Time `json:"lag_held,omitempty"`
+	SynchronousMode bool                 `json:"synchronous_mode,omitempty"`
+	Sync            *policy.SyncKey      `json:"sync,omitempty"`
 }
 
 // InstanceState is one registered instance, with its health in words
@@ -80,6 +89,10 @@ type InstanceState struct {
 	Role     string `json:"role,omitempty"`
 	Health   string `json:"health"`
 	Timeline int64  `json:"timeline,omitempty"`
+	// MemberKey is what the member's key says of its reads (positions and
+	// replication state for clusters that follow reads, tags), if
+	// anything.
+	MemberKey *policy.MemberKey `json:"member_key,omitempty"`
 }
 
 // State returns what the engine knows now.
@@ -113,7 +126,7 @@ func clusterState(cl *zones.Cluster, in policy.Input, d policy.Decision) Cluster
 		if r.Name == "" {
 			continue
 		}
-		cs.Observed[r.Name] = ObservedState{
+		obs := ObservedState{
 			Known: r.Known, Stale: r.Stale, LeaderKey: r.LeaderKey,
 			Members:    instances(r.Members, r.Timelines, true),
 			Bouncers:   instances(r.Bouncers, nil, false),
@@ -122,7 +135,18 @@ func clusterState(cl *zones.Cluster, in policy.Input, d policy.Decision) Cluster
 			Config:     configNames[r.Config],
 			MemberKeys: r.MemberKeys,
 			Timelines:  r.Timelines,
+			Optime:     r.Optime, SynchronousMode: r.SyncMode, LagHeld: r.LagHeld,
 		}
+		for i := range obs.Members {
+			if k, ok := r.MemberData[obs.Members[i].Member]; ok {
+				obs.Members[i].MemberKey = &k
+			}
+		}
+		if r.Sync.Leader != "" || len(r.Sync.Standbys) > 0 || r.Sync.Quorum != 0 {
+			sync := r.Sync
+			obs.Sync = &sync
+		}
+		cs.Observed[r.Name] = obs
 	}
 	return cs
 }

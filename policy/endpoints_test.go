@@ -233,3 +233,61 @@ func TestTargetsAreUniqueLabels(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetsNeverNameLabels: a member named like one of a cluster's name
+// labels would have the SRV target ro.<region>.<cluster>, which is the
+// region-pinned read name: such targets get a label of their own, unique
+// among the answer's targets.
+func TestTargetsNeverNameLabels(t *testing.T) {
+	member := func(name string, n byte, role policy.Role) policy.Instance {
+		return policy.Instance{ID: "orders/" + name, Member: name, Node: "n" + name,
+			Address: netip.AddrFrom4([4]byte{10, 0, 0, n}), Port: 5432, Role: role, Health: policy.HealthPassing}
+	}
+	tests := []struct {
+		name    string
+		members []policy.Instance
+		wantRW  []string
+		wantRO  []string
+	}{
+		{
+			name:    "replicas named ro and sync",
+			members: []policy.Instance{member("pg-1", 1, policy.RoleLeader), member("ro", 2, policy.RoleReplica), member("sync", 3, policy.RoleReplica)},
+			wantRW:  []string{"pg-1"}, wantRO: []string{"ro-2", "sync-2"},
+		},
+		{
+			name:    "a leader named rw",
+			members: []policy.Instance{member("rw", 1, policy.RoleLeader), member("passive-ro", 2, policy.RoleReplica)},
+			wantRW:  []string{"rw-2"}, wantRO: []string{"passive-ro-2"},
+		},
+		{
+			name:    "the suffix skips a member's own name",
+			members: []policy.Instance{member("pg-1", 1, policy.RoleLeader), member("ro", 2, policy.RoleReplica), member("ro-2", 3, policy.RoleReplica)},
+			wantRW:  []string{"pg-1"}, wantRO: []string{"ro-3", "ro-2"},
+		},
+		{
+			name:    "upper case is the same label",
+			members: []policy.Instance{member("pg-1", 1, policy.RoleLeader), member("RO", 2, policy.RoleReplica)},
+			wantRW:  []string{"pg-1"}, wantRO: []string{"ro-2"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := policy.Decide(policy.Input{Main: policy.Region{Name: "eu", Known: true, Members: tt.members}})
+			targets := func(eps []policy.Endpoint) []string {
+				var out []string
+				for _, e := range eps {
+					out = append(out, e.Target)
+				}
+				return out
+			}
+			if got := targets(d.RW); !slices.Equal(got, tt.wantRW) {
+				t.Errorf("rw targets = %q, want %q", got, tt.wantRW)
+			}
+			for name, eps := range map[string][]policy.Endpoint{"ro": d.RO, "ro.eu": d.Main.RO} {
+				if got := targets(eps); !slices.Equal(got, tt.wantRO) {
+					t.Errorf("%s targets = %q, want %q", name, got, tt.wantRO)
+				}
+			}
+		})
+	}
+}

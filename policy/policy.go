@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // reading is the internal view of a region: its state, its leader instance
@@ -43,6 +44,8 @@ func Decide(in Input) Decision {
 	standby := read(&in.Standby, in.WarningIsPassing)
 	standby.readPromotion(in.WarningIsPassing)
 	drained, notApplied := drainRegions(&in.Control, &main, &standby)
+	recheck := earliest(main.applyReads(in.Options, in.Now, in.WarningIsPassing),
+		standby.applyReads(in.Options, in.Now, in.WarningIsPassing))
 
 	active, passive, reason, split := chooseActive(&main, &standby)
 	active, passive, reason, pin := applyPin(&in.Control, &main, &standby, active, passive, reason)
@@ -65,7 +68,19 @@ func Decide(in Input) Decision {
 	}
 	d.PassiveRO = readEndpoints(in.Options, passive, FallbackLeader, passive.leader != nil)
 	d.Pin, d.Drained, d.DrainNotApplied = pin, drained, notApplied
+	d.Main.RO = readEndpoints(in.Options, &main, FallbackLeader, main.leader != nil)
+	d.Standby.RO = readEndpoints(in.Options, &standby, FallbackLeader, standby.leader != nil)
+	d.Sync, d.SyncReason = syncEndpoints(in.Options, active, &in.Control)
+	d.Recheck = recheck
 	return d
+}
+
+// earliest returns the earlier of two times, zero standing for none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // chooseActive returns the active and passive regions, why, and whether both
@@ -283,16 +298,17 @@ func finish(eps []Endpoint) []Endpoint {
 			strings.Compare(a.Region, b.Region), strings.Compare(a.Member, b.Member), strings.Compare(a.Node, b.Node))
 	})
 	eps = slices.Compact(eps)
-	if hasDuplicateTargets(eps) {
+	if needsRenaming(eps) {
 		uniqueTargets(eps)
 	}
 	return eps
 }
 
-// hasDuplicateTargets reports whether sorted endpoints share a target.
-func hasDuplicateTargets(eps []Endpoint) bool {
-	for i := 1; i < len(eps); i++ {
-		if eps[i].Target == eps[i-1].Target {
+// needsRenaming reports whether sorted endpoints share a target, or one's
+// target is a name label.
+func needsRenaming(eps []Endpoint) bool {
+	for i := range eps {
+		if (i > 0 && eps[i].Target == eps[i-1].Target) || isNameLabel(eps[i].Target) {
 			return true
 		}
 	}
@@ -300,19 +316,27 @@ func hasDuplicateTargets(eps []Endpoint) bool {
 }
 
 // uniqueTargets renames the second and later of sorted endpoints sharing a
-// target to "<target>-<n>", n counting from 2 and skipping any name another
-// endpoint already has, so that every SRV target resolves to one endpoint.
+// target, and every endpoint whose target is a name label (a member named
+// "ro" would shadow ro.<region>.<cluster>), to "<target>-<n>", n counting
+// from 2 and skipping any name another endpoint already has and the name
+// labels, so that every SRV target resolves to one endpoint and never
+// names anything else.
 func uniqueTargets(eps []Endpoint) {
-	taken := make(map[string]bool, len(eps))
+	taken := make(map[string]bool, len(eps)+len(NameLabels))
 	for _, e := range eps {
 		taken[e.Target] = true
+	}
+	for _, l := range NameLabels {
+		taken[l] = true
 	}
 	prev, n := "", 2
 	for i := range eps {
 		base := eps[i].Target
 		if i == 0 || base != prev {
 			prev, n = base, 2
-			continue
+			if !isNameLabel(base) {
+				continue
+			}
 		}
 		t := withSuffix(base, n)
 		for taken[t] {

@@ -170,6 +170,19 @@ func checkMatrixRow(t *testing.T, mainFix, standbyFix fix, activeSide string, sp
 	checkEndpoints(t, "RO", d.RO, wantRO)
 	checkEndpoints(t, "PassiveRW", d.PassiveRW, passive.wantWrite(layout))
 	checkEndpoints(t, "PassiveRO", d.PassiveRO, passive.wantRead(layout, true))
+	// The region-pinned read names answer their own region, whichever is
+	// active, falling back to its leader; sync, outside synchronous mode,
+	// the active leader.
+	checkEndpoints(t, "ro."+mfx.site.name, d.Main.RO, mfx.wantRead(layout, true))
+	checkEndpoints(t, "ro."+sfx.site.name, d.Standby.RO, sfx.wantRead(layout, true))
+	checkEndpoints(t, "Sync", d.Sync, wantRW)
+	for _, v := range []policy.RegionView{d.Main, d.Standby} {
+		for _, e := range v.RO {
+			if e.Region != v.Name {
+				t.Errorf("ro.%s endpoint %+v is from another region", v.Name, e)
+			}
+		}
+	}
 
 	// Never mix regions: whatever the expectations above say, rw and ro
 	// come only from the active region and passive-* only from the other.

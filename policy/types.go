@@ -1,6 +1,6 @@
 // Package policy decides, from what both regions report and what the
-// operator set (a pin, drains), which endpoints each of a cluster's four
-// names answers.
+// operator set (a pin, drains), which endpoints each of a cluster's names
+// answers, and which replicas serve no reads and why.
 //
 // It is a pure function: no I/O, no clock, no logging. Two callers that pass
 // the same observations get the same decision, whenever they run.
@@ -9,6 +9,7 @@ package policy
 import (
 	"net/netip"
 	"strings"
+	"time"
 )
 
 // Layout says what an endpoint is: the Patroni member itself, the PgBouncer on
@@ -174,6 +175,23 @@ type Region struct {
 	// its session, so it exists exactly while that member's Patroni runs,
 	// whatever its health check says in the middle of a role change.
 	MemberKeys []string
+	// MemberData is what each member key says about the member's reads,
+	// by member name: WAL positions, replication state, tags.
+	MemberData map[string]MemberKey
+	// Optime is the WAL position Patroni's status key records for the
+	// leader (optime; the optime/leader key of older setups); 0 when
+	// unknown.
+	Optime int64
+	// SyncMode is true when Patroni's config key sets synchronous_mode
+	// (true as Patroni parses it, or quorum).
+	SyncMode bool
+	// Sync is Patroni's sync key.
+	Sync SyncKey
+	// LagHeld are the replicas the previous decision left out of the
+	// region's read names for lag, each with when it was first seen back
+	// under the limit (zero: it was not). Whoever calls Decide again
+	// carries them over from that decision (Decision.LagHeld), with Now.
+	LagHeld map[string]time.Time
 }
 
 // ClusterConfig is what Patroni's dynamic configuration (the config key)
@@ -197,6 +215,15 @@ type Options struct {
 	Layout           Layout
 	ROFallback       ROFallback
 	WarningIsPassing bool
+	// ROMaxLag is how far, in bytes, a replica's replayed WAL position may
+	// trail its leader's for it to serve reads; 0: no limit.
+	ROMaxLag int64
+	// RORequireStreaming leaves out of the read names the replicas whose
+	// member key says they are not streaming.
+	RORequireStreaming bool
+	// ROLagSettle is how long a replica left out for lag must stay under
+	// the limit before it serves reads again, unless it is under half of it.
+	ROLagSettle time.Duration
 }
 
 // Input is everything a decision depends on.
@@ -206,6 +233,9 @@ type Input struct {
 	// Control is the operator's pin and drains of the cluster, with the
 	// time of the read that delivered them (see control.go).
 	Control Control
+	// Now is when the decision is made: the settle time of a replica held
+	// out for lag (Region.LagHeld) is measured against it.
+	Now time.Time
 }
 
 // State is a region's state for one cluster.
@@ -248,11 +278,17 @@ type RegionView struct {
 	Leader string `json:"leader,omitempty"`
 	// Timeline is the leader's Patroni timeline, 0 if unknown.
 	Timeline int64 `json:"timeline,omitempty"`
-	// Replicas are the passing replicas' member names.
+	// Replicas are the member names of the replicas that serve reads:
+	// passing, and not left out (see Excluded).
 	Replicas []string `json:"replicas,omitempty"`
 	// Promoted is true for a standby region whose Patroni config no longer
 	// holds standby_cluster while it has passing members.
 	Promoted bool `json:"promoted,omitempty"`
+	// RO are the endpoints of the region-pinned read name
+	// ro.<region>.<cluster>: the region's serving replicas, else its leader.
+	RO []Endpoint `json:"ro"`
+	// Excluded are the region's replicas that serve no reads, and why.
+	Excluded []Exclusion `json:"excluded,omitempty"`
 }
 
 // Decision is what the four names of a cluster answer, and why.
@@ -283,4 +319,12 @@ type Decision struct {
 	// switchover, Patroni's job.
 	Drained         []string `json:"drained,omitempty"`
 	DrainNotApplied []string `json:"drain_not_applied,omitempty"`
+	// Sync are the endpoints of sync.<cluster>: the active region's
+	// serving synchronous standbys, else its leader; SyncReason says which
+	// and why.
+	Sync       []Endpoint `json:"sync"`
+	SyncReason string     `json:"sync_reason"`
+	// Recheck, when not zero, is when the decision changes without new
+	// input: a replica held out for lag has then settled.
+	Recheck time.Time `json:"recheck,omitzero"`
 }

@@ -21,7 +21,7 @@ func fastNames(tb testing.TB) []string {
 	snap := testStore(tb).Load()
 	for _, c := range []string{"orders", "pay", "split", "big", "billing"} {
 		names = append(names, c+"."+zone, "main."+c+"."+zone, "standby."+c+"."+zone)
-		for _, l := range []string{"rw", "ro", "passive-rw", "passive-ro"} {
+		for _, l := range []string{"rw", "ro", "passive-rw", "passive-ro", "sync", "ro.main", "ro.standby"} {
 			name := l + "." + c + "." + zone
 			names = append(names, name)
 			for _, rr := range snap.Lookup(name, dns.TypeSRV).Answer {
@@ -220,6 +220,9 @@ var fastQueries = []struct {
 	{name: "TCP/SRV-big", msg: query("ro.big."+zone, dns.TypeSRV, 0), tcp: true},
 	{name: "TCPEDNS/A", msg: query("ro.orders."+zone, dns.TypeA, 1232), tcp: true},
 	{name: "TCPEDNS/NXDOMAIN", msg: query("nope."+zone, dns.TypeA, 1232), tcp: true},
+	{name: "UDP/sync-A", msg: query("sync.orders."+zone, dns.TypeA, 0)},
+	{name: "UDPEDNS/region-SRV", msg: query("ro.main.orders."+zone, dns.TypeSRV, 1232)},
+	{name: "UDPEDNS/region-TXT", msg: query("ro.main.orders."+zone, dns.TypeTXT, 1232)},
 }
 
 func TestFastPathDoesNotAllocate(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/consul/api"
@@ -69,30 +70,140 @@ func health(checks api.HealthChecks) policy.Health {
 	}
 }
 
+// patroniConfig is the part of Patroni's config value regiondns reads.
+type patroniConfig struct {
+	StandbyCluster  json.RawMessage `json:"standby_cluster"`
+	SynchronousMode json.RawMessage `json:"synchronous_mode"`
+}
+
 // readConfig tells from Patroni's config value whether the cluster is a
-// standby cluster: it is while "standby_cluster" is set and not null.
-func readConfig(value []byte) policy.ClusterConfig {
-	var cfg map[string]json.RawMessage
-	if json.Unmarshal(value, &cfg) != nil {
-		return policy.ConfigUnknown
+// standby cluster (while "standby_cluster" is set and not null), and
+// whether it is in synchronous mode as Patroni's global_config reads
+// synchronous_mode: true as parse_bool reads it (on, true, yes, 1), or
+// quorum.
+func readConfig(value []byte) (cfg policy.ClusterConfig, syncMode bool) {
+	var c patroniConfig
+	if json.Unmarshal(value, &c) != nil {
+		return policy.ConfigUnknown, false
 	}
-	if sc, ok := cfg["standby_cluster"]; ok && string(sc) != "null" {
-		return policy.ConfigStandby
+	cfg = policy.ConfigPrimary
+	if len(c.StandbyCluster) > 0 && string(c.StandbyCluster) != "null" {
+		cfg = policy.ConfigStandby
 	}
-	return policy.ConfigPrimary
+	mode := strings.ToLower(strings.Trim(string(c.SynchronousMode), `"`))
+	switch mode {
+	case "on", "true", "yes", "1", "quorum":
+		syncMode = true
+	}
+	return cfg, syncMode
 }
 
 // memberKey is the part of Patroni's members/<name> value regiondns reads.
 type memberKey struct {
-	Role     string `json:"role"`
-	Timeline int64  `json:"timeline"`
+	Role             string                     `json:"role"`
+	Timeline         int64                      `json:"timeline"`
+	XLogLocation     int64                      `json:"xlog_location"`
+	ReplayLSN        int64                      `json:"replay_lsn"`
+	ReceiveLSN       int64                      `json:"receive_lsn"`
+	ReplicationState string                     `json:"replication_state"`
+	Tags             map[string]json.RawMessage `json:"tags"`
+}
+
+// truthy reports whether a JSON value is true as Python's bool() says,
+// which is how Patroni reads its noloadbalance tag: false, null, 0, "",
+// [] and {} are false, anything else (the string "false" too) is true.
+func truthy(v json.RawMessage) bool {
+	var x any
+	if len(v) == 0 || json.Unmarshal(v, &x) != nil {
+		return false
+	}
+	switch x := x.(type) {
+	case bool:
+		return x
+	case float64:
+		return x != 0
+	case string:
+		return x != ""
+	case []any:
+		return len(x) > 0
+	case map[string]any:
+		return len(x) > 0
+	default:
+		return false
+	}
+}
+
+// readMember returns what the policy reads of a member key; with reads
+// false, only what changes rarely (the noloadbalance tag), so that
+// Patroni's rewrites of WAL positions every loop_wait change nothing for
+// a cluster that does not look at them.
+func readMember(m *memberKey, reads bool) policy.MemberKey {
+	k := policy.MemberKey{NoLoadBalance: truthy(m.Tags["noloadbalance"])}
+	if reads {
+		k.XLogLocation, k.ReplayLSN, k.ReceiveLSN = m.XLogLocation, m.ReplayLSN, m.ReceiveLSN
+		k.ReplicationState = m.ReplicationState
+	}
+	return k
+}
+
+// syncValue is Patroni's sync key.
+type syncValue struct {
+	Leader      *string         `json:"leader"`
+	SyncStandby *string         `json:"sync_standby"`
+	Quorum      json.RawMessage `json:"quorum"`
+}
+
+// readSync reads Patroni's sync value as SyncState.from_node does: a JSON
+// object, sync_standby a comma-separated list of names (blanks dropped),
+// quorum counted only with a leader. Anything else is no sync state.
+func readSync(value []byte) policy.SyncKey {
+	var v syncValue
+	if json.Unmarshal(value, &v) != nil || v.Leader == nil {
+		return policy.SyncKey{}
+	}
+	k := policy.SyncKey{Leader: *v.Leader}
+	if v.SyncStandby != nil {
+		for _, name := range strings.Split(*v.SyncStandby, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				k.Standbys = append(k.Standbys, name)
+			}
+		}
+	}
+	if k.Leader != "" {
+		q := strings.Trim(string(v.Quorum), `"`)
+		if n, err := strconv.Atoi(q); err == nil && n > 0 {
+			k.Quorum = n
+		}
+	}
+	return k
+}
+
+// readOptime reads the leader's WAL position from Patroni's status value
+// ({"optime": N, ...}), or from the legacy optime/leader value (a number),
+// as Patroni does: anything unreadable is 0.
+func readOptime(value []byte, legacy bool) int64 {
+	if legacy {
+		n, _ := strconv.ParseInt(strings.TrimSpace(string(value)), 10, 64)
+		return n
+	}
+	var st struct {
+		Optime json.Number `json:"optime"`
+	}
+	if json.Unmarshal(value, &st) != nil {
+		return 0
+	}
+	n, _ := st.Optime.Int64()
+	return n
 }
 
 // convertKV reads Patroni's keys under prefix ("service/<scope>/"): the
-// leader key and each member's timeline. Unreadable member values are
-// skipped; a timeline is only a tie-breaker.
-func convertKV(prefix string, pairs api.KVPairs) kvState {
+// leader key, the config, each member key (timeline, tags and, with reads,
+// WAL positions and replication state), the sync key and, with reads, the
+// leader's position (status, or the legacy optime/leader). Unreadable
+// member values are skipped; a timeline is only a tie-breaker.
+func convertKV(prefix string, pairs api.KVPairs, reads bool) kvState {
 	st := kvState{timelines: map[string]int64{}}
+	var status, legacy []byte
 	for _, p := range pairs {
 		if p == nil {
 			continue
@@ -102,14 +213,37 @@ func convertKV(prefix string, pairs api.KVPairs) kvState {
 		case rest == "leader":
 			st.leader = strings.TrimSpace(string(p.Value))
 		case rest == "config":
-			st.config = readConfig(p.Value)
+			st.config, st.syncMode = readConfig(p.Value)
+		case rest == "sync":
+			st.sync = readSync(p.Value)
+		case rest == "status":
+			status = p.Value
+		case rest == "optime/leader":
+			legacy = p.Value
 		case strings.HasPrefix(rest, "members/"):
 			name := strings.TrimPrefix(rest, "members/")
 			st.members = append(st.members, name)
 			var m memberKey
-			if json.Unmarshal(p.Value, &m) == nil && m.Timeline > 0 {
+			if json.Unmarshal(p.Value, &m) != nil {
+				continue
+			}
+			if m.Timeline > 0 {
 				st.timelines[name] = m.Timeline
 			}
+			if k := readMember(&m, reads); k != (policy.MemberKey{}) {
+				if st.memberData == nil {
+					st.memberData = map[string]policy.MemberKey{}
+				}
+				st.memberData[name] = k
+			}
+		}
+	}
+	if reads {
+		// Patroni reads the legacy key only without a status key.
+		if status != nil {
+			st.optime = readOptime(status, false)
+		} else if legacy != nil {
+			st.optime = readOptime(legacy, true)
 		}
 	}
 	return st

@@ -105,10 +105,24 @@ func (w *Watcher) settle(r *resource) {
 	}
 }
 
-// following reports whether the KV prefix r is followed with blocking
-// queries at now: within its follow window, or while its scope is
-// unsettled.
+// following reports whether the KV resource r is followed with blocking
+// queries at now. A prefix is followed all the time when one of its
+// clusters follows reads, else within its follow window or while its
+// scope is unsettled; a sync key while its prefix says synchronous mode.
 func (w *Watcher) following(r *resource, now time.Time) bool {
+	if r.key.kind == kindSync {
+		w.mu.RLock()
+		prefix := r.prefix
+		w.mu.RUnlock()
+		if prefix == nil {
+			return false
+		}
+		res, known, _ := prefix.snapshot()
+		return known && res.kv.syncMode
+	}
+	if r.reads {
+		return true
+	}
 	r.mu.Lock()
 	until := r.followUntil
 	r.mu.Unlock()

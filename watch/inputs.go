@@ -108,6 +108,14 @@ func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 	reg.Members = read(ck.members).instances
 	kv := read(ck.kv).kv
 	reg.LeaderKey, reg.Timelines, reg.Config, reg.MemberKeys = kv.leader, kv.timelines, kv.config, kv.members
+	reg.MemberData, reg.Optime, reg.SyncMode, reg.Sync = kv.memberData, kv.optime, kv.syncMode, kv.sync
+	if kv.syncMode {
+		// In synchronous mode the sync key is followed on its own: once
+		// read, it is newer than the prefix's copy.
+		if res, known, failing := w.resources[ck.sync].snapshot(); known {
+			reg.Sync, reg.Stale = res.sync, reg.Stale || failing
+		}
+	}
 	if ck.hasBouncers {
 		reg.Bouncers = read(ck.bouncers).instances
 	}

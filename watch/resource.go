@@ -23,6 +23,7 @@ const (
 	kindHealth  kind = iota // /v1/health/service/<name>?tag=<tag>
 	kindKV                  // /v1/kv/<prefix>?recurse
 	kindControl             // /v1/kv/<control prefix>/?recurse, see control.go
+	kindSync                // /v1/kv/<prefix>sync: Patroni's sync key alone
 )
 
 // resourceKey names one watched Consul resource of one region. Clusters that
@@ -54,8 +55,9 @@ type result struct {
 	// ignored says which instances were left out and why (see
 	// convertEntries).
 	ignored []string
-	kv      kvState      // kindKV
-	control controlState // kindControl
+	kv      kvState        // kindKV
+	control controlState   // kindControl
+	sync    policy.SyncKey // kindSync
 }
 
 // kvState is what regiondns reads from Patroni's KV prefix of one scope.
@@ -64,6 +66,13 @@ type kvState struct {
 	timelines map[string]int64
 	members   []string // members with a members/ key: a running Patroni
 	config    policy.ClusterConfig
+	// memberData holds what the policy reads of each member key (nil
+	// when no member key has anything it reads); optime is the status
+	// key's, read only for a prefix whose clusters follow reads.
+	memberData map[string]policy.MemberKey
+	optime     int64
+	syncMode   bool
+	sync       policy.SyncKey
 }
 
 // resource is one watched Consul resource: its query loop and its latest
@@ -77,9 +86,19 @@ type kvState struct {
 // Patroni rewrites its member keys every loop_wait; following every scope
 // all the time would cost a blocking query per scope and region, and a
 // Consul request per rewrite.
+//
+// A cluster whose read names depend on the members' WAL positions or
+// replication state (policy.Options.FollowsReads) needs each rewrite of
+// its member keys: its prefix (reads) is followed all the time. Patroni's
+// sync key is read with the prefix; while the prefix says synchronous
+// mode, the key alone (a kindSync resource, which reads nothing until
+// then) is followed too, so that sync.<cluster> moves when Patroni picks
+// another standby, at the cost of a request per change of that one key.
 type resource struct {
 	key  resourceKey
 	tags policy.RoleTags // health resources of Patroni services classify roles
+	// reads: a KV prefix some of whose clusters follow reads.
+	reads bool
 	// conn is swapped by Reconfigure; each query loads it.
 	conn atomic.Pointer[regionConn]
 	// cancel stops the loop, and ctx is its context; set before the loop
@@ -93,6 +112,9 @@ type resource struct {
 	kv     []*resource
 	health *resource
 	others []*resource
+	// syncKey is a KV prefix's sync key resource, and prefix the KV prefix
+	// of a sync key resource; linked likewise.
+	syncKey, prefix *resource
 	// clusters are the labels of the clusters that read this resource
 	// (several, for a shared PgBouncer service); linked likewise.
 	clusters []string
@@ -163,13 +185,23 @@ func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Dura
 		if err != nil {
 			return result{}, 0, err
 		}
-		return result{kv: convertKV(r.key.name, pairs)}, meta.LastIndex, nil
+		return result{kv: convertKV(r.key.name, pairs, r.reads)}, meta.LastIndex, nil
 	case kindControl:
 		pairs, meta, err := p.client.KV().List(r.key.name, q)
 		if err != nil {
 			return result{}, 0, err
 		}
 		return result{control: convertControl(r.key.name, pairs, time.Now())}, meta.LastIndex, nil
+	case kindSync:
+		pair, meta, err := p.client.KV().Get(r.key.name, q)
+		if err != nil {
+			return result{}, 0, err
+		}
+		var res result
+		if pair != nil {
+			res.sync = readSync(pair.Value)
+		}
+		return res, meta.LastIndex, nil
 	default:
 		entries, meta, err := p.client.Health().Service(r.key.name, r.key.tag, false, q)
 		if err != nil {
@@ -202,7 +234,7 @@ func (r *resource) step(w *Watcher) bool {
 		}
 	}
 	started := time.Now()
-	block := r.key.kind != kindKV || w.following(r, started)
+	block := r.key.kind == kindHealth || w.following(r, started)
 	var (
 		res  result
 		next uint64
@@ -271,6 +303,14 @@ func (r *resource) step(w *Watcher) bool {
 		// their answer joins this one in the same decision.
 		w.wake(r)
 	}
+	if res.kv.syncMode {
+		w.mu.RLock()
+		sk := r.syncKey
+		w.mu.RUnlock()
+		if sk != nil {
+			w.poke(sk, false)
+		}
+	}
 	if fresh {
 		w.changed(r)
 		if len(res.ignored) > 0 {
@@ -282,7 +322,7 @@ func (r *resource) step(w *Watcher) bool {
 	if d := o.MinInterval - time.Since(started); d > 0 {
 		sleep(ctx, d)
 	}
-	if r.key.kind == kindKV && !w.following(r, time.Now()) {
+	if r.key.kind != kindHealth && !w.following(r, time.Now()) {
 		return r.idle(w)
 	}
 	return true
@@ -331,6 +371,10 @@ func (r *resource) idle(w *Watcher) bool {
 	// The next follow of the prefix starts with a spread wait again: a
 	// burst of changes starts many at once.
 	r.lp.spread = false
+	if r.key.kind == kindSync {
+		// Read with its prefix until synchronous mode comes back.
+		return false
+	}
 	// KVRefresh on average, spread so that prefixes read together (at
 	// start) do not stay together.
 	d := w.opts.KVRefresh

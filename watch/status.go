@@ -56,6 +56,11 @@ func (w *Watcher) Status() []RegionStatus {
 	for key, r := range w.resources {
 		st := byName[key.region]
 		r.mu.Lock()
+		if key.kind == kindSync && !r.running {
+			// Read with its prefix: watched on its own only while it runs.
+			r.mu.Unlock()
+			continue
+		}
 		st.Resources++
 		if r.running {
 			st.Following++

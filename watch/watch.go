@@ -203,13 +203,17 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string
 	}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
+		reads := cfg.Options(cl).FollowsReads()
 		for _, key := range keys(cfg, cl) {
-			if _, ok := resources[key]; ok {
-				continue
+			res, ok := resources[key]
+			if !ok {
+				res = &resource{key: key, tags: cl.Tags}
+				res.conn.Store(conns[key.region])
+				resources[key] = res
 			}
-			res := &resource{key: key, tags: cl.Tags}
-			res.conn.Store(conns[key.region])
-			resources[key] = res
+			if key.kind == kindKV && reads {
+				res.reads = true
+			}
 		}
 	}
 	return resources, warnings, nil
@@ -222,7 +226,7 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string
 // them for Changes).
 func link(cfg *zones.Config, resources map[resourceKey]*resource) {
 	for _, r := range resources {
-		r.kv, r.health, r.others, r.clusters = nil, nil, nil, nil
+		r.kv, r.health, r.others, r.clusters, r.syncKey, r.prefix = nil, nil, nil, nil, nil, nil
 	}
 	// Every cluster reads the control prefixes.
 	labels := make([]string, len(cfg.Clusters))
@@ -250,6 +254,7 @@ func link(cfg *zones.Config, resources map[resourceKey]*resource) {
 		for j, ck := range cks {
 			h, kv := resources[ck.members], resources[ck.kv]
 			kv.health = h
+			kv.syncKey, resources[ck.sync].prefix = resources[ck.sync], kv
 			for k, other := range cks {
 				if k != j {
 					kv.others = appendNew(kv.others, resources[other.members])
@@ -292,7 +297,7 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 	w.mu.Lock()
 	for key, old := range w.resources {
 		n, ok := next[key]
-		if ok && reflect.DeepEqual(n.tags, old.tags) {
+		if ok && reflect.DeepEqual(n.tags, old.tags) && n.reads == old.reads {
 			old.conn.Store(n.conn.Load())
 			next[key] = old
 			continue
@@ -318,15 +323,17 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 
 // clusterKeys are the resources of one cluster in one region.
 type clusterKeys struct {
-	members, kv, bouncers, poolRW, poolRO resourceKey
-	hasBouncers, hasPool                  bool
+	members, kv, sync, bouncers, poolRW, poolRO resourceKey
+	hasBouncers, hasPool                        bool
 }
 
 func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 	scope := cl.Scopes[region]
+	prefix := kvPrefix(cl.Namespace, scope)
 	ck := clusterKeys{
 		members: resourceKey{region: region, kind: kindHealth, name: zones.ServiceName(scope)},
-		kv:      resourceKey{region: region, kind: kindKV, name: kvPrefix(cl.Namespace, scope)},
+		kv:      resourceKey{region: region, kind: kindKV, name: prefix},
+		sync:    resourceKey{region: region, kind: kindSync, name: prefix + "sync"},
 	}
 	switch cl.Layout {
 	case policy.LayoutBouncerPerNode:
@@ -341,7 +348,7 @@ func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 }
 
 func (ck clusterKeys) all() []resourceKey {
-	keys := []resourceKey{ck.members, ck.kv}
+	keys := []resourceKey{ck.members, ck.kv, ck.sync}
 	if ck.hasBouncers {
 		keys = append(keys, ck.bouncers)
 	}
@@ -395,11 +402,18 @@ func (w *Watcher) Run(ctx context.Context) {
 	w.wg.Wait()
 }
 
-// startLocked starts r's loop with a first read; w.mu must be held.
+// startLocked starts r's loop with a first read; w.mu must be held. A
+// sync key has nothing to read until its prefix says synchronous mode
+// (then the prefix pokes it): it counts as read, and waits.
 func (w *Watcher) startLocked(r *resource) {
 	r.ctx, r.cancel = context.WithCancel(w.runCtx)
 	r.lp.backoff = w.opts.MinBackoff
 	r.mu.Lock()
+	if r.key.kind == kindSync {
+		r.attempted = true
+		r.mu.Unlock()
+		return
+	}
 	r.running = true
 	r.mu.Unlock()
 	w.launch(r)

@@ -354,7 +354,7 @@ func TestConvertKV(t *testing.T) {
 		{Key: "service/orders/members/pg-3", Value: []byte(`not json`)},
 		{Key: "service/orders/config", Value: []byte(`{"standby_cluster":{}}`)},
 	}
-	got := convertKV("service/orders/", pairs)
+	got := convertKV("service/orders/", pairs, false)
 	if got.leader != "pg-2" || got.timelines["pg-1"] != 3 || got.timelines["pg-2"] != 4 || len(got.timelines) != 2 {
 		t.Errorf("convertKV = %+v", got)
 	}
@@ -377,11 +377,11 @@ func TestReadConfig(t *testing.T) {
 		{`not json`, policy.ConfigUnknown},
 	}
 	for _, tt := range tests {
-		if got := readConfig([]byte(tt.value)); got != tt.want {
+		if got, _ := readConfig([]byte(tt.value)); got != tt.want {
 			t.Errorf("readConfig(%s) = %v, want %v", tt.value, got, tt.want)
 		}
 	}
-	if got := convertKV("service/orders/", nil).config; got != policy.ConfigUnknown {
+	if got := convertKV("service/orders/", nil, false).config; got != policy.ConfigUnknown {
 		t.Errorf("no config key read as %v, want ConfigUnknown", got)
 	}
 }

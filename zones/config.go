@@ -4,7 +4,11 @@
 // in every error.
 package zones
 
-import "github.com/regiondns/regiondns/policy"
+import (
+	"time"
+
+	"github.com/regiondns/regiondns/policy"
+)
 
 // RegionRole says whether a region is the main region or the standby region.
 type RegionRole string
@@ -15,13 +19,15 @@ const (
 	RoleStandby RegionRole = "standby"
 )
 
-// The labels of a cluster's four names, below "<cluster label>.<zone>":
-// rw.orders.<zone> and so on.
+// The labels of a cluster's names, below "<cluster label>.<zone>":
+// rw.orders.<zone> and so on. They are the policy's (policy.NameLabels),
+// which keeps SRV targets off them.
 const (
-	LabelRW        = "rw"
-	LabelRO        = "ro"
-	LabelPassiveRW = "passive-rw"
-	LabelPassiveRO = "passive-ro"
+	LabelRW        = policy.LabelRW
+	LabelRO        = policy.LabelRO
+	LabelPassiveRW = policy.LabelPassiveRW
+	LabelPassiveRO = policy.LabelPassiveRO
+	LabelSync      = policy.LabelSync
 )
 
 // Config is a parsed, defaulted and validated zone file.
@@ -107,6 +113,15 @@ type Cluster struct {
 	Tags policy.RoleTags
 	// ROFallback is what ro answers without passing replicas.
 	ROFallback policy.ROFallback
+	// ROMaxLag is the most, in bytes, a replica may trail its leader and
+	// still serve reads; 0: no limit.
+	ROMaxLag int64
+	// RORequireStreaming leaves out of reads the replicas that are not
+	// streaming.
+	RORequireStreaming bool
+	// ROLagSettle is how long a replica left out for lag stays out once
+	// back under the limit (unless under half of it).
+	ROLagSettle time.Duration
 }
 
 // PgBouncer names the PgBouncer services of a cluster.
@@ -144,7 +159,10 @@ func (c *Config) Other(r *Region) *Region {
 
 // Options returns the policy options of cluster cl.
 func (c *Config) Options(cl *Cluster) policy.Options {
-	return policy.Options{Layout: cl.Layout, ROFallback: cl.ROFallback, WarningIsPassing: c.WarningIsPassing}
+	return policy.Options{
+		Layout: cl.Layout, ROFallback: cl.ROFallback, WarningIsPassing: c.WarningIsPassing,
+		ROMaxLag: cl.ROMaxLag, RORequireStreaming: cl.RORequireStreaming, ROLagSettle: cl.ROLagSettle,
+	}
 }
 
 // DefaultControlPrefix is the control_prefix of a zone file that sets none.

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/regiondns/regiondns/policy"
 )
@@ -58,6 +59,14 @@ func (fc *fileConfig) config() *Config {
 		cfg.Regions = append(cfg.Regions, region)
 	}
 	for _, c := range fc.Clusters {
+		var maxLag int64
+		if c.ROMaxLag != nil {
+			maxLag, _ = parseBytes(string(*c.ROMaxLag))
+		}
+		var settle time.Duration
+		if c.ROLagSettle != nil {
+			settle = time.Duration(*c.ROLagSettle) * time.Second
+		}
 		cfg.Clusters = append(cfg.Clusters, Cluster{
 			Label:     c.Label,
 			Scopes:    maps.Clone(c.Scopes),
@@ -75,7 +84,10 @@ func (fc *fileConfig) config() *Config {
 				Replica:       slices.Clone(c.Tags.Replica),
 				StandbyLeader: slices.Clone(c.Tags.StandbyLeader),
 			},
-			ROFallback: policy.ROFallback(c.ROFallback),
+			ROFallback:         policy.ROFallback(c.ROFallback),
+			ROMaxLag:           maxLag,
+			RORequireStreaming: c.RORequireStreaming,
+			ROLagSettle:        settle,
 		})
 	}
 	return cfg

@@ -19,6 +19,10 @@ const (
 	defaultRetry   = 600
 	defaultExpire  = 86400
 	defaultMinimum = 1
+
+	// defaultLagSettle is how long, in seconds, a replica left out for lag
+	// stays out once back under ro_max_lag: a few of Patroni's loop_wait.
+	defaultLagSettle = 10
 )
 
 // setDefaults fills every key the file left out. It is the only place that
@@ -75,6 +79,11 @@ func (c *fileCluster) setDefaults() {
 	}
 	if c.ROFallback == "" {
 		c.ROFallback = string(policy.FallbackLeader)
+	}
+	// Without a limit there is nothing to settle: an ro_lag_settle left
+	// in stays for validation to report.
+	if c.ROMaxLag != nil {
+		setInt(&c.ROLagSettle, defaultLagSettle)
 	}
 	def := policy.DefaultRoleTags()
 	setTags(&c.Tags.Leader, def.Leader)

@@ -52,13 +52,16 @@ type fileRegion struct {
 }
 
 type fileCluster struct {
-	Label      string            `yaml:"label"`
-	Scopes     map[string]string `yaml:"scopes"`
-	Namespace  *string           `yaml:"namespace"`
-	Layout     string            `yaml:"layout"`
-	PgBouncer  filePgBouncer     `yaml:"pgbouncer"`
-	Tags       fileTags          `yaml:"tags"`
-	ROFallback string            `yaml:"ro_fallback"`
+	Label              string            `yaml:"label"`
+	Scopes             map[string]string `yaml:"scopes"`
+	Namespace          *string           `yaml:"namespace"`
+	Layout             string            `yaml:"layout"`
+	PgBouncer          filePgBouncer     `yaml:"pgbouncer"`
+	Tags               fileTags          `yaml:"tags"`
+	ROFallback         string            `yaml:"ro_fallback"`
+	ROMaxLag           *fileBytes        `yaml:"ro_max_lag"`
+	RORequireStreaming bool              `yaml:"ro_require_streaming"`
+	ROLagSettle        *int64            `yaml:"ro_lag_settle"`
 }
 
 type filePgBouncer struct {
@@ -74,3 +77,7 @@ type fileTags struct {
 	Replica       []string `yaml:"replica"`
 	StandbyLeader []string `yaml:"standby_leader"`
 }
+
+// fileBytes is a size: a string, so that both 16777216 and 16MB reach
+// validation, which reads them as Patroni does (parseBytes).
+type fileBytes string

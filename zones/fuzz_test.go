@@ -4,7 +4,9 @@ import (
 	"errors"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -95,6 +97,12 @@ func toFile(cfg *Config) *fileConfig {
 		fc.Regions = append(fc.Regions, fr)
 	}
 	for _, c := range cfg.Clusters {
+		var maxLag *fileBytes
+		var settle *int64
+		if c.ROMaxLag > 0 {
+			s, n := fileBytes(strconv.FormatInt(c.ROMaxLag, 10)), int64(c.ROLagSettle/time.Second)
+			maxLag, settle = &s, &n
+		}
 		fc.Clusters = append(fc.Clusters, fileCluster{
 			Label:     c.Label,
 			Scopes:    c.Scopes,
@@ -104,8 +112,11 @@ func toFile(cfg *Config) *fileConfig {
 				Service: c.PgBouncer.Service, RWService: c.PgBouncer.RWService,
 				ROService: c.PgBouncer.ROService, RWTag: c.PgBouncer.RWTag, ROTag: c.PgBouncer.ROTag,
 			},
-			Tags:       fileTags{Leader: c.Tags.Leader, Replica: c.Tags.Replica, StandbyLeader: c.Tags.StandbyLeader},
-			ROFallback: string(c.ROFallback),
+			Tags:               fileTags{Leader: c.Tags.Leader, Replica: c.Tags.Replica, StandbyLeader: c.Tags.StandbyLeader},
+			ROFallback:         string(c.ROFallback),
+			ROMaxLag:           maxLag,
+			RORequireStreaming: c.RORequireStreaming,
+			ROLagSettle:        settle,
 		})
 	}
 	return fc

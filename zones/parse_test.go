@@ -2,12 +2,14 @@ package zones
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/regiondns/regiondns/policy"
 )
@@ -67,12 +69,15 @@ func fullConfig() *Config {
 		},
 		Clusters: []Cluster{
 			{
-				Label:      "orders",
-				Scopes:     map[string]string{"main": "orders", "standby": "orders-dr"},
-				Namespace:  "service",
-				Layout:     policy.LayoutDirect,
-				Tags:       policy.DefaultRoleTags(),
-				ROFallback: policy.FallbackLeader,
+				Label:              "orders",
+				Scopes:             map[string]string{"main": "orders", "standby": "orders-dr"},
+				Namespace:          "service",
+				Layout:             policy.LayoutDirect,
+				Tags:               policy.DefaultRoleTags(),
+				ROFallback:         policy.FallbackLeader,
+				ROMaxLag:           16 << 20,
+				RORequireStreaming: true,
+				ROLagSettle:        10 * time.Second,
 			},
 			{
 				Label:      "billing",
@@ -179,7 +184,7 @@ regions[2].role: "standby" is not valid; want main, as regions[1] is standby`},
 		{file: "invalid-two-mains.yml", want: `regions[1].role: "main" is not valid; want standby, as regions[0] is main`},
 		{file: "invalid-unknown-role.yml", want: `regions[1].role: "replica" is not valid; want one of main, standby`},
 		{file: "invalid-region-names.yml", want: `regions[0].name: "Main" is not valid; want a DNS label of a-z, 0-9 and -, such as main
-regions[1].name: "rw" is not valid; want a label other than rw, ro, passive-rw, passive-ro, which name endpoints`},
+regions[1].name: "rw" is not valid; want a label other than rw, ro, passive-rw, passive-ro, sync, which name endpoints`},
 		{file: "invalid-missing-datacenter.yml", want: `regions[1].datacenter: missing; want the region's Consul datacenter, such as dc1`},
 		{file: "invalid-datacenter.yml", want: `regions[0].datacenter: "dc.1" is not valid; want letters, digits, - and _, such as dc1`},
 		{file: "invalid-consul-http.yml", want: `regions[0].consul_http[0]: "localhost" is not valid; want host:port, http://host:port or https://host:port
@@ -216,6 +221,16 @@ clusters[0].pgbouncer.ro_tag: "ro" is not valid with layout direct; want it only
 		{file: "invalid-empty-tags.yml", want: `clusters[0].tags.leader: an empty list is not valid; want at least one tag, or leave the key out for Patroni's primary, master
 clusters[0].tags.replica[0]: "" is not valid; want a Consul service tag`},
 		{file: "invalid-ro-fallback.yml", want: `clusters[0].ro_fallback: "replica" is not valid; want one of leader, none`},
+		{file: "invalid-ro-max-lag.yml", want: `clusters[0].ro_max_lag: "16mb" is not valid; want a number of bytes, or a number with one of Patroni's units B, kB, MB, GB, TB, such as 16MB
+clusters[1].ro_max_lag: "16 megabytes" is not valid; want a number of bytes, or a number with one of Patroni's units B, kB, MB, GB, TB, such as 16MB
+clusters[2].ro_max_lag: "0" is not valid; want more than 0 bytes, or leave the key out for no limit
+clusters[3].ro_max_lag: "-1MB" is not valid; want more than 0 bytes, or leave the key out for no limit`},
+		{file: "invalid-ro-lag-settle.yml", want: `clusters[0].ro_lag_settle: "-1" is not valid; want 0 to 86400 seconds
+clusters[1].ro_lag_settle: "86401" is not valid; want 0 to 86400 seconds
+clusters[2].ro_lag_settle: "30" is not valid without ro_max_lag; want it only with ro_max_lag set`},
+		{file: "invalid-ro-kinds.yml", want: `line 8: clusters[0].ro_max_lag: a list is not valid; want a number of bytes, such as 16MB
+line 9: clusters[0].ro_require_streaming: "streaming" is not valid; want true or false
+line 10: clusters[0].ro_lag_settle: "10s" is not valid; want a whole number`},
 		{file: "invalid-many.yml", want: `regions[0].datacenter: missing; want the region's Consul datacenter, such as dc1
 regions[0].consul_http: missing; want at least one Consul HTTP address, such as http://127.0.0.1:8500
 clusters[0].layout: "blue" is not valid; want one of direct, bouncer-per-node, pool-fleet
@@ -304,6 +319,32 @@ func TestConfigRegions(t *testing.T) {
 	want := policy.Options{Layout: policy.LayoutBouncerPerNode, ROFallback: policy.FallbackNone}
 	if got := cfg.Options(&cfg.Clusters[1]); got != want {
 		t.Errorf("Options(billing) = %+v, want %+v", got, want)
+	}
+	want = policy.Options{Layout: policy.LayoutDirect, ROFallback: policy.FallbackLeader,
+		ROMaxLag: 16 << 20, RORequireStreaming: true, ROLagSettle: 10 * time.Second}
+	if got := cfg.Options(&cfg.Clusters[0]); got != want {
+		t.Errorf("Options(orders) = %+v, want %+v", got, want)
+	}
+}
+
+// TestLabelFitsRegionPinnedName: ro.<region>.<label>.<zone> is a cluster's
+// longest name when the region's name is long; a label that makes it too
+// long for a domain name is an error naming that name.
+func TestLabelFitsRegionPinnedName(t *testing.T) {
+	region := strings.Repeat("r", 63)
+	label := strings.Repeat("c", 63)
+	zone := strings.Repeat("z", 60) + "." + strings.Repeat("y", 60) + ".example."
+	data := fmt.Sprintf(`zone: %s
+regions:
+  - {name: main, role: main, datacenter: dc1, consul_http: ["127.0.0.1:8500"]}
+  - {name: %s, role: standby, datacenter: dc2, consul_http: ["127.0.0.1:8510"]}
+clusters:
+  - {label: %s, scopes: {main: orders, %s: orders}}
+`, zone, region, label, region)
+	_, err := Parse([]byte(data))
+	want := fmt.Sprintf(`clusters[0].label: %q is not valid; want a shorter label: ro.%s.%s.%s would be longer than a domain name can be`, label, region, label, zone)
+	if err == nil || err.Error() != want {
+		t.Errorf("Parse error:\n got %v\nwant %s", err, want)
 	}
 }
 

@@ -145,6 +145,9 @@ func (s *structure) scalar(n *yaml.Node, t reflect.Type, path string) {
 	case reflect.Int64:
 		want = "a whole number"
 	}
+	if t == reflect.TypeFor[fileBytes]() {
+		want = "a number of bytes, such as 16MB"
+	}
 	if n.Kind != yaml.ScalarNode {
 		s.addf(n.Line, "%s: %s is not valid; want %s", where(path), describeNode(n), want)
 		return

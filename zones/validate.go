@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/miekg/dns"
+
+	"github.com/regiondns/regiondns/policy"
 )
 
 const (
@@ -20,7 +22,7 @@ const (
 
 // endpointLabels are the labels under a cluster that name its endpoints; a
 // region named like one would share its name with an SRV target's parent.
-var endpointLabels = []string{LabelRW, LabelRO, LabelPassiveRW, LabelPassiveRO}
+var endpointLabels = policy.NameLabels
 
 // validator collects every problem in a defaulted fileConfig, in file order.
 type validator struct {

@@ -3,6 +3,7 @@ package zones
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/regiondns/regiondns/policy"
@@ -20,7 +21,7 @@ func (v *validator) clusters(cs []fileCluster, regions []string, nsLabels map[st
 	for i := range cs {
 		c := &cs[i]
 		path := fmt.Sprintf("clusters[%d]", i)
-		if v.clusterLabel(path, c.Label, labels, nsLabels) {
+		if v.clusterLabel(path, c.Label, labels, nsLabels, regions) {
 			labels[c.Label] = i
 		}
 		v.scopes(path, c.Scopes, regions)
@@ -37,6 +38,32 @@ func (v *validator) clusters(cs []fileCluster, regions []string, nsLabels map[st
 		if c.ROFallback != string(policy.FallbackLeader) && c.ROFallback != string(policy.FallbackNone) {
 			v.addf("%s.ro_fallback: %q is not valid; want one of %s, %s", path, c.ROFallback, policy.FallbackLeader, policy.FallbackNone)
 		}
+		v.reads(path, c)
+	}
+}
+
+// maxLagSettle bounds ro_lag_settle: a replica kept out of reads for more
+// than a day after it caught up is a typo.
+const maxLagSettle = 86400
+
+// reads checks the read-quality keys: ro_max_lag is a size as Patroni
+// reads /replica?lag=, above zero; ro_lag_settle is a time in seconds, set
+// only with ro_max_lag.
+func (v *validator) reads(path string, c *fileCluster) {
+	if c.ROMaxLag != nil {
+		switch n, ok := parseBytes(string(*c.ROMaxLag)); {
+		case !ok:
+			v.addf("%s.ro_max_lag: %q is not valid; want a number of bytes, or a number with one of Patroni's units B, kB, MB, GB, TB, such as 16MB", path, *c.ROMaxLag)
+		case n <= 0:
+			v.addf("%s.ro_max_lag: %q is not valid; want more than 0 bytes, or leave the key out for no limit", path, *c.ROMaxLag)
+		}
+	}
+	switch s := c.ROLagSettle; {
+	case s == nil:
+	case c.ROMaxLag == nil:
+		v.addf("%s.ro_lag_settle: %q is not valid without ro_max_lag; want it only with ro_max_lag set", path, strconv.FormatInt(*s, 10))
+	case *s < 0 || *s > maxLagSettle:
+		v.addf("%s.ro_lag_settle: %q is not valid; want 0 to %d seconds", path, strconv.FormatInt(*s, 10), maxLagSettle)
 	}
 }
 
@@ -49,8 +76,16 @@ func joinLayouts() string {
 }
 
 // clusterLabel validates a cluster's label against the labels before it,
-// mapped to their index, and the labels in-zone name servers occupy.
-func (v *validator) clusterLabel(path, label string, before map[string]int, nsLabels map[string]string) bool {
+// mapped to their index, and the labels in-zone name servers occupy; the
+// longest names of the cluster (passive-ro, ro.<region>) must fit a domain
+// name.
+func (v *validator) clusterLabel(path, label string, before map[string]int, nsLabels map[string]string, regions []string) bool {
+	longest := LabelPassiveRO
+	for _, r := range regions {
+		if n := LabelRO + "." + r; len(n) > len(longest) {
+			longest = n
+		}
+	}
 	switch {
 	case label == "":
 		v.addf("%s.label: missing; want a DNS label, such as orders", path)
@@ -58,8 +93,8 @@ func (v *validator) clusterLabel(path, label string, before map[string]int, nsLa
 		v.addf("%s.label: %q is not valid; want a DNS label of a-z, 0-9 and -, such as orders", path, label)
 	case nsLabels[label] != "":
 		v.addf("%s.label: %q is not valid; want a label other than %s, which name server %s takes", path, label, label, nsLabels[label])
-	case v.zone != "" && !validName(LabelPassiveRO+"."+label+"."+v.zone):
-		v.addf("%s.label: %q is not valid; want a shorter label: %s.%s.%s would be longer than a domain name can be", path, label, LabelPassiveRO, label, v.zone)
+	case v.zone != "" && !validName(longest+"."+label+"."+v.zone):
+		v.addf("%s.label: %q is not valid; want a shorter label: %s.%s.%s would be longer than a domain name can be", path, label, longest, label, v.zone)
 	default:
 		if j, dup := before[label]; dup {
 			v.addf("%s.label: %q is not valid; want a label not already used by clusters[%d]", path, label, j)

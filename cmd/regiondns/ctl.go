@@ -313,6 +313,7 @@ func (c *ctl) apply(cl *zones.Cluster, cs *engine.ClusterState, key string, valu
 	}
 	in := cs.Input(c.cfg.Options(cl), c.cfg.Main().Name, c.cfg.Standby().Name)
 	in.Control.ReadAt = c.now()
+	in.Now = in.Control.ReadAt
 	change(&in.Control)
 	after := policy.Decide(in)
 	fmt.Fprintf(c.out, "the answers of %s will become:\n", cl.Label)

@@ -23,6 +23,7 @@ type metrics struct {
 	splitBrain      *prometheus.GaugeVec
 	decisionChanges *prometheus.CounterVec
 	endpoints       *prometheus.GaugeVec
+	replicas        *prometheus.GaugeVec
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	reloads         *prometheus.CounterVec
@@ -57,6 +58,10 @@ func newMetrics(w *watch.Watcher) *metrics {
 			Name: "regiondns_cluster_endpoints",
 			Help: "Endpoints a cluster's name answers with, by name (rw, ro, passive-rw, passive-ro); 0 is NODATA.",
 		}, []string{"cluster", "name"}),
+		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "regiondns_cluster_replicas",
+			Help: "A cluster's replicas in a region by state: serving reads, or left out of them (lagging, not_streaming, noloadbalance, unhealthy).",
+		}, []string{"cluster", "region", "state"}),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "regiondns_config_last_reload_successful",
 			Help: "1 if the last zone file (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
@@ -76,7 +81,7 @@ func newMetrics(w *watch.Watcher) *metrics {
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
 	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads, newBuildInfo(), m.endpoints)
-	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges,
+	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges, m.replicas,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		newRegionCollector(w))
 	m.registry.MustRegister(append(m.control.collectors(), newControlCollector(w))...)
@@ -118,6 +123,7 @@ func (m *metrics) Forgot(label string) {
 	m.splitBrain.DeletePartialMatch(l)
 	m.decisionChanges.DeletePartialMatch(l)
 	m.control.forgot(label)
+	m.replicas.DeletePartialMatch(l)
 }
 
 // Built implements engine.Observer.
@@ -146,6 +152,18 @@ func (m *metrics) Decided(cfg *zones.Config, cluster string, d policy.Decision) 
 	}
 	m.splitBrain.WithLabelValues(cluster).Set(v)
 	m.control.decided(cluster, d)
+	for _, view := range []*policy.RegionView{&d.Main, &d.Standby} {
+		if view.Name == "" {
+			continue
+		}
+		counts := map[policy.ReplicaState]int{policy.ReplicaServing: len(view.Replicas)}
+		for _, e := range view.Excluded {
+			counts[e.State]++
+		}
+		for _, state := range policy.ReplicaStates {
+			m.replicas.WithLabelValues(cluster, view.Name, string(state)).Set(float64(counts[state]))
+		}
+	}
 }
 
 // Changed implements engine.Observer.
@@ -176,7 +194,7 @@ func newRegionCollector(w *watch.Watcher) *regionCollector {
 		resources: prometheus.NewDesc("regiondns_region_consul_resources",
 			"Consul resources watched in a region: services, Patroni KV prefixes and the control prefix.", []string{"region"}, nil),
 		following: prometheus.NewDesc("regiondns_region_consul_following",
-			"Resources of a region followed with a blocking query (one connection to the agent each): every service, and the KV prefixes of unsettled or recently changed clusters.",
+			"Resources of a region followed with a blocking query (one connection to the agent each): every service, the KV prefixes of unsettled or recently changed clusters and of clusters that follow reads, and the sync keys of clusters in synchronous mode.",
 			[]string{"region"}, nil),
 	}
 }

@@ -57,7 +57,7 @@ regiondns_config_reloads_total{result="success"} 0
 	}
 
 	m.Forgot("orders")
-	for _, c := range []prometheus.Collector{m.activeRegion, m.splitBrain, m.decisionChanges} {
+	for _, c := range []prometheus.Collector{m.activeRegion, m.splitBrain, m.decisionChanges, m.replicas} {
 		if n := testutil.CollectAndCount(c); n != 0 {
 			t.Errorf("%d series left after the cluster was forgotten, want 0", n)
 		}
@@ -97,6 +97,41 @@ regiondns_cluster_endpoints{cluster="orders",name="rw"} 1
 // The DNS duration histogram is made from per-bucket counts by
 // promhist.Const: the buckets are cumulative, the overflow counts in the
 // total only, and the count is the total.
+// The replicas of each region are counted by state: serving, and each
+// reason a replica is left out of reads; a state without replicas is 0.
+func TestMetricsCountReplicas(t *testing.T) {
+	m := newMetrics(testMetricsWatcher(t))
+	cfg := &zones.Config{Regions: []zones.Region{{Name: "main"}, {Name: "standby"}}}
+	m.Decided(cfg, "orders", policy.Decision{
+		Main: policy.RegionView{Name: "main", Replicas: []string{"pg-2", "pg-3"}, Excluded: []policy.Exclusion{
+			{Member: "pg-4", State: policy.ReplicaLagging}, {Member: "pg-5", State: policy.ReplicaLagging},
+			{Member: "pg-6", State: policy.ReplicaNoLoadBalance}, {Member: "pg-7", State: policy.ReplicaUnhealthy},
+		}},
+		Standby: policy.RegionView{Name: "standby", Excluded: []policy.Exclusion{{Member: "pg-9", State: policy.ReplicaNotStreaming}}},
+	})
+	want := `
+# HELP regiondns_cluster_replicas A cluster's replicas in a region by state: serving reads, or left out of them (lagging, not_streaming, noloadbalance, unhealthy).
+# TYPE regiondns_cluster_replicas gauge
+regiondns_cluster_replicas{cluster="orders",region="main",state="lagging"} 2
+regiondns_cluster_replicas{cluster="orders",region="main",state="noloadbalance"} 1
+regiondns_cluster_replicas{cluster="orders",region="main",state="not_streaming"} 0
+regiondns_cluster_replicas{cluster="orders",region="main",state="serving"} 2
+regiondns_cluster_replicas{cluster="orders",region="main",state="unhealthy"} 1
+regiondns_cluster_replicas{cluster="orders",region="standby",state="lagging"} 0
+regiondns_cluster_replicas{cluster="orders",region="standby",state="noloadbalance"} 0
+regiondns_cluster_replicas{cluster="orders",region="standby",state="not_streaming"} 1
+regiondns_cluster_replicas{cluster="orders",region="standby",state="serving"} 0
+regiondns_cluster_replicas{cluster="orders",region="standby",state="unhealthy"} 0
+`
+	if err := testutil.GatherAndCompare(m.registry, strings.NewReader(want), "regiondns_cluster_replicas"); err != nil {
+		t.Error(err)
+	}
+	m.Forgot("orders")
+	if n := testutil.CollectAndCount(m.replicas); n != 0 {
+		t.Errorf("%d replica series left after the cluster was forgotten, want 0", n)
+	}
+}
+
 func TestDurationHistograms(t *testing.T) {
 	var st resolver.Stats
 	for src := range st.Durations {

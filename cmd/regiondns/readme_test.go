@@ -102,6 +102,7 @@ func testMetrics(t *testing.T) *metrics {
 	m.decisionChanges.WithLabelValues("c")
 	m.control.decided("c", policy.Decision{Pin: &policy.PinState{Applied: true}})
 	m.control.pinIgnored.WithLabelValues("c", string(policy.PinUnsafe))
+	m.replicas.WithLabelValues("c", "main", "serving")
 	return m
 }
 

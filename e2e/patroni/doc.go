@@ -59,6 +59,14 @@
 // written to results.txt in the run directory and to
 // $REGIONDNS_PATRONI_RESULTS when set.
 //
+// TestPatroniReads (reads_test.go) runs on an environment of its own, which
+// can run beside the one above: a cluster "sales" of three members
+// (127.1.5.<n>) in Patroni's synchronous mode, read by a regiondns with
+// ro_max_lag 16MB on a free port. It checks that sync.sales answers
+// Patroni's synchronous standby and follows it, that a replica whose WAL
+// replay stops while the leader writes past the limit leaves ro.sales and
+// comes back, and measures the Consul requests following reads costs.
+//
 // What real Patroni does that the emulated members of the core e2e tests do
 // not show: an old primary that comes back after the standby region's
 // promotion is started as a replica and promoted when it takes the leader

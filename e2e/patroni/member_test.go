@@ -51,6 +51,10 @@ type member struct {
 	// NoFailover is Patroni's nofailover tag: the member never becomes the
 	// leader by itself (a switchover cannot pick it either).
 	NoFailover bool
+	// Scope is the member's Patroni scope; empty, the environment's.
+	Scope string
+	// DCS is added to the bootstrap's dynamic configuration.
+	DCS map[string]any
 
 	e    *env
 	proc *proc
@@ -80,14 +84,21 @@ func (m *member) writeConfig(t *testing.T, upstream *member) {
 			},
 		},
 	}
+	for k, v := range m.DCS {
+		dcs[k] = v
+	}
 	if upstream != nil {
 		dcs["standby_cluster"] = map[string]any{
 			"host": upstream.Addr, "port": e.pgPort, "create_replica_methods": []string{"basebackup"},
 		}
 	}
 	auth := map[string]any{"username": "postgres", "password": "postgres"}
+	memberScope := scope
+	if m.Scope != "" {
+		memberScope = m.Scope
+	}
 	cfg := map[string]any{
-		"scope": scope, "name": m.Name,
+		"scope": memberScope, "name": m.Name,
 		"log":  map[string]any{"level": "INFO"},
 		"tags": map[string]any{"nofailover": m.NoFailover},
 		"restapi": map[string]any{

@@ -60,7 +60,9 @@ func Endpoint(target, region, addr string, port uint16) policy.Endpoint {
 // (not-configured), which a snapshot must ignore:
 //
 //   - orders: main is primary (leader pg-1, timeline 3); rw pg-1, ro pg-2
-//     (IPv4), pg-3 (IPv6) and pg-4 (on port 5433), passive-rw pg-5;
+//     (IPv4), pg-3 (IPv6) and pg-4 (on port 5433), passive-rw pg-5; pg-6
+//     left out of reads for lag, pg-7 for noloadbalance; sync pg-2 (the
+//     synchronous standby); ro.main as ro, ro.standby pg-5 (no replica);
 //   - pay: ro falls back to the leader, the same target as rw (pay-1);
 //     passive-rw and passive-ro pay-3;
 //   - split: both regions have a leader, standby wins on its timeline;
@@ -69,16 +71,28 @@ func Decisions() map[string]policy.Decision {
 	return map[string]policy.Decision{
 		"orders": {
 			Active: "main", Passive: "standby",
-			Main:    policy.RegionView{Name: "main", State: policy.StatePrimary, Leader: "pg-1", Timeline: 3},
-			Standby: policy.RegionView{Name: "standby", State: policy.StateStandby, Leader: "pg-5", Timeline: 3},
-			Reason:  "main region is primary",
-			RW:      []policy.Endpoint{Endpoint("pg-1", "main", "10.0.0.1", 5432)},
+			Main: policy.RegionView{Name: "main", State: policy.StatePrimary, Leader: "pg-1", Timeline: 3,
+				RO: []policy.Endpoint{
+					Endpoint("pg-2", "main", "10.0.0.2", 5432),
+					Endpoint("pg-3", "main", "fd00::3", 5432),
+					Endpoint("pg-4", "main", "10.0.0.4", 5433),
+				},
+				Excluded: []policy.Exclusion{
+					{Member: "pg-6", State: policy.ReplicaLagging, Why: "lag 48 MB > 16 MB"},
+					{Member: "pg-7", State: policy.ReplicaNoLoadBalance, Why: "noloadbalance"},
+				}},
+			Standby: policy.RegionView{Name: "standby", State: policy.StateStandby, Leader: "pg-5", Timeline: 3,
+				RO: []policy.Endpoint{Endpoint("pg-5", "standby", "10.1.0.5", 5432)}},
+			Reason: "main region is primary",
+			RW:     []policy.Endpoint{Endpoint("pg-1", "main", "10.0.0.1", 5432)},
 			RO: []policy.Endpoint{
 				Endpoint("pg-2", "main", "10.0.0.2", 5432),
 				Endpoint("pg-3", "main", "fd00::3", 5432),
 				Endpoint("pg-4", "main", "10.0.0.4", 5433),
 			},
-			PassiveRW: []policy.Endpoint{Endpoint("pg-5", "standby", "10.1.0.5", 5432)},
+			PassiveRW:  []policy.Endpoint{Endpoint("pg-5", "standby", "10.1.0.5", 5432)},
+			Sync:       []policy.Endpoint{Endpoint("pg-2", "main", "10.0.0.2", 5432)},
+			SyncReason: "synchronous standby pg-2",
 		},
 		"pay": {
 			Active: "main", Passive: "standby",

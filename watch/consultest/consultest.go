@@ -32,9 +32,9 @@ type Fake struct {
 	// Entries answers /v1/health/service/<name> by service name; a name
 	// without entries answers an empty list.
 	Entries map[string][]*api.ServiceEntry
-	// KV answers /v1/kv/<prefix> with its pairs whose key starts with
-	// prefix, as a recursive read of Consul does; a prefix without keys
-	// answers 404, as Consul does.
+	// KV answers the /v1/kv/ paths as Consul does: with ?recurse the pairs
+	// under the path's prefix, without it the one pair of that key; 404
+	// when there is none.
 	KV api.KVPairs
 	// Status, when non-zero, fails every request with this code, as an
 	// ACL denial (403) or a server error (500) does.
@@ -173,7 +173,14 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	case strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
 		json.NewEncoder(w).Encode(f.Entries[strings.TrimPrefix(r.URL.Path, "/v1/health/service/")])
 	case strings.HasPrefix(r.URL.Path, "/v1/kv/"):
-		pairs := f.kvUnder(strings.TrimPrefix(r.URL.Path, "/v1/kv/"))
+		key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
+		_, recurse := q["recurse"]
+		var pairs api.KVPairs
+		for _, p := range f.KV {
+			if p.Key == key || (recurse && strings.HasPrefix(p.Key, key)) {
+				pairs = append(pairs, p)
+			}
+		}
 		if len(pairs) == 0 {
 			w.WriteHeader(http.StatusNotFound)
 			return
@@ -195,15 +202,4 @@ func (f *Fake) writeKV(r *http.Request, key string) {
 	f.Index++
 	close(f.changed)
 	f.changed = make(chan struct{})
-}
-
-// kvUnder returns the pairs of KV under prefix; f.mu must be held.
-func (f *Fake) kvUnder(prefix string) api.KVPairs {
-	var out api.KVPairs
-	for _, p := range f.KV {
-		if strings.HasPrefix(p.Key, prefix) {
-			out = append(out, p)
-		}
-	}
-	return out
 }
