@@ -142,6 +142,7 @@ func (e *Engine) Run(ctx context.Context) {
 // keeps the running configuration; the error is returned, logged, told to
 // the Observer and kept for State.
 func (e *Engine) Reload() error {
+	var removed []string
 	cfg, err := zones.Load(e.path)
 	commit := func() {}
 	if err == nil && e.beforeReload != nil {
@@ -152,7 +153,7 @@ func (e *Engine) Reload() error {
 		err = e.watcher.Reconfigure(cfg)
 		if err == nil {
 			commit()
-			e.forgetRemovedLocked(cfg)
+			removed = e.forgetRemovedLocked(cfg)
 			e.cfg, e.loadedAt = cfg, time.Now()
 		}
 		e.mu.Unlock()
@@ -165,14 +166,22 @@ func (e *Engine) Reload() error {
 		e.logger.Error("zone file reload failed; the running configuration stays", "path", e.path, "err", err)
 		return err
 	}
+	if len(removed) > 0 {
+		// A valid but truncated file (an editor writing in place, a copy
+		// cut short) drops clusters without failing the reload: say which,
+		// loudly. Replace the file atomically (write, then rename).
+		e.logger.Warn("zone file reload removed clusters; their names now answer NXDOMAIN",
+			"path", e.path, "removed", removed, "clusters", len(cfg.Clusters))
+	}
 	e.logger.Info("zone file reloaded", "path", e.path, "zone", cfg.Zone, "clusters", len(cfg.Clusters))
 	e.Rebuild()
 	return nil
 }
 
 // forgetRemovedLocked drops the inputs and decisions of clusters that cfg
-// no longer has, and tells the Observer; e.mu must be held.
-func (e *Engine) forgetRemovedLocked(cfg *zones.Config) {
+// no longer has, tells the Observer, and returns their labels; e.mu must
+// be held.
+func (e *Engine) forgetRemovedLocked(cfg *zones.Config) (removed []string) {
 	keep := map[string]bool{}
 	for _, cl := range cfg.Clusters {
 		keep[cl.Label] = true
@@ -183,8 +192,10 @@ func (e *Engine) forgetRemovedLocked(cfg *zones.Config) {
 			delete(e.decisions, cl.Label)
 			delete(e.history, cl.Label)
 			e.observer.Forgot(cl.Label)
+			removed = append(removed, cl.Label)
 		}
 	}
+	return removed
 }
 
 // Rebuild decides the clusters whose inputs changed, builds a snapshot and

@@ -331,3 +331,31 @@ func TestEngineIncrementalMatchesFull(t *testing.T) {
 		}
 	}
 }
+
+// A reload that drops clusters (a valid but truncated zone file) says
+// which at warning level; one that drops none does not warn.
+func TestEngineReloadWarnsOfRemovedClusters(t *testing.T) {
+	te, release := startEngine(t)
+	release()
+	writeZone(t, te.path, te.main.URL(), te.standby.URL(), "orders", "billing")
+	if err := te.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	const warning = "zone file reload removed clusters; their names now answer NXDOMAIN"
+	if n := te.log.lines(warning, ""); n != 0 {
+		t.Errorf("a reload that keeps every cluster warned %d times", n)
+	}
+	writeZone(t, te.path, te.main.URL(), te.standby.URL(), "orders")
+	if err := te.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := te.log.lines(warning, ""); n != 1 {
+		t.Fatalf("a reload that removes billing warned %d times, want once", n)
+	}
+	te.log.mu.Lock()
+	out := te.log.b.String()
+	te.log.mu.Unlock()
+	if !strings.Contains(out, `"level":"WARN","msg":"`+warning) || !strings.Contains(out, `"removed":["billing"]`) {
+		t.Errorf("log %s: want a WARN line naming billing", out)
+	}
+}
