@@ -347,7 +347,7 @@ func testReadsRequestRate(t *testing.T, e *readsEnv) {
 	}
 	// regiondns asks no more than those followers were answered.
 	for _, f := range []followed{busy, idle} {
-		if sum := f.service + f.prefix + f.sync; f.regiondns > sum+sum/10+5 {
+		if sum := f.service + f.prefix + f.sync + f.control; f.regiondns > sum+sum/10+5 {
 			t.Errorf("regiondns made %d requests, the followers of what it reads were answered %d times", f.regiondns, sum)
 		}
 	}
@@ -416,15 +416,19 @@ func follow(d time.Duration, query func(q *api.QueryOptions) (uint64, error)) (i
 // what regiondns follows of the cluster got, and the requests regiondns
 // itself made meanwhile.
 type followed struct {
-	service, prefix, sync, regiondns int
+	// control is the operator's control prefix (regiondns/), which
+	// regiondns follows in every region whatever its clusters: while it
+	// holds no key, Consul answers its blocking query at every KV write in
+	// the datacenter, Patroni's member keys included.
+	service, prefix, sync, control, regiondns int
 	// keys counts, per key under the prefix, the answers it changed in.
 	keys map[string]int
 	errs []error
 }
 
 func (f followed) String() string {
-	return fmt.Sprintf("regiondns made %d requests; blocking queries were answered: service %d, KV prefix %d, sync key %d; keys changed %v; errors %v",
-		f.regiondns, f.service, f.prefix, f.sync, f.keys, f.errs)
+	return fmt.Sprintf("regiondns made %d requests; blocking queries were answered: service %d, KV prefix %d, sync key %d, control prefix %d; keys changed %v; errors %v",
+		f.regiondns, f.service, f.prefix, f.sync, f.control, f.keys, f.errs)
 }
 
 // followResources follows, for d, what regiondns follows of the cluster in
@@ -466,6 +470,13 @@ func (e *readsEnv) followResources(t *testing.T, d time.Duration) followed {
 		}},
 		{&f.sync, func(q *api.QueryOptions) (uint64, error) {
 			_, meta, err := a.KV().Get(prefix+"sync", q)
+			if err != nil {
+				return 0, err
+			}
+			return meta.LastIndex, nil
+		}},
+		{&f.control, func(q *api.QueryOptions) (uint64, error) {
+			_, meta, err := a.KV().List("regiondns/", q)
 			if err != nil {
 				return 0, err
 			}
