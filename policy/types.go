@@ -173,6 +173,21 @@ type Region struct {
 	// its session, so it exists exactly while that member's Patroni runs,
 	// whatever its health check says in the middle of a role change.
 	MemberKeys []string
+	// LeaderKeyRead is true once Patroni's leader key has been read: then
+	// LeaderKey is the lock as it is (empty: nobody holds it), and the lock
+	// decides who leads the region (see lock.go). False when the key could
+	// never be read: leaders come from their tags alone, as before.
+	LeaderKeyRead bool
+	// KeyRoles maps member names to the role their members/ key says
+	// (Patroni's "role": master or primary, replica, standby_leader).
+	// Patroni writes it as soon as a role change is done, before its
+	// service's tags and check follow.
+	KeyRoles map[string]Role
+	// Index is the Consul index of the data the region was read from: it
+	// only grows, and grows whenever what the policy reads changes. Decide
+	// does not read it; it carries it into RegionView, from which the
+	// cluster zone's SOA serial is made.
+	Index uint64
 }
 
 // ClusterConfig is what Patroni's dynamic configuration (the config key)
@@ -249,6 +264,8 @@ type RegionView struct {
 	// Promoted is true for a standby region whose Patroni config no longer
 	// holds standby_cluster while it has passing members.
 	Promoted bool `json:"promoted,omitempty"`
+	// Index is the region's Region.Index.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // Decision is what the four names of a cluster answer, and why.
