@@ -89,14 +89,16 @@ type memberKey struct {
 }
 
 // convertKV reads Patroni's keys under prefix ("service/<scope>/"): the
-// leader key and each member's timeline. Unreadable member values are
-// skipped; a timeline is only a tie-breaker.
+// leader key, the config, and each member's timeline and role. Unreadable
+// member values are skipped: a timeline is only a tie-breaker, and a role
+// only makes a member lead earlier than its tags would.
 func convertKV(prefix string, pairs api.KVPairs) kvState {
-	st := kvState{timelines: map[string]int64{}}
+	st := kvState{timelines: map[string]int64{}, roles: map[string]policy.Role{}}
 	for _, p := range pairs {
 		if p == nil {
 			continue
 		}
+		st.any = true
 		rest := strings.TrimPrefix(p.Key, prefix)
 		switch {
 		case rest == "leader":
@@ -107,10 +109,28 @@ func convertKV(prefix string, pairs api.KVPairs) kvState {
 			name := strings.TrimPrefix(rest, "members/")
 			st.members = append(st.members, name)
 			var m memberKey
-			if json.Unmarshal(p.Value, &m) == nil && m.Timeline > 0 {
+			if json.Unmarshal(p.Value, &m) != nil {
+				continue
+			}
+			if m.Timeline > 0 {
 				st.timelines[name] = m.Timeline
+			}
+			if role := policy.KeyRole(m.Role); role != policy.RoleUnknown {
+				st.roles[name] = role
 			}
 		}
 	}
 	return st
+}
+
+// keyValue returns the value of key among pairs (a single key's answer:
+// one pair, or none when the key does not exist), trimmed as Patroni's
+// leader key is read; "" when key is not there.
+func keyValue(key string, pairs api.KVPairs) string {
+	for _, p := range pairs {
+		if p != nil && p.Key == key {
+			return strings.TrimSpace(string(p.Value))
+		}
+	}
+	return ""
 }

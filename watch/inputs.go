@@ -94,19 +94,35 @@ func (w *Watcher) inputLocked(cl *zones.Cluster) policy.Input {
 
 // region assembles one cluster's view of one region from its resources. The
 // region is known once every resource has been read, and stale while any
-// of them fails; w.mu must be held.
+// of them fails. Its Index is the highest of its resources' changedAt; w.mu
+// must be held.
 func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 	ck := clusterKeysOf(cl, name)
 	reg := policy.Region{Name: name, Known: true}
 	read := func(key resourceKey) result {
-		res, known, failing := w.resources[key].snapshot()
+		r := w.resources[key]
+		res, known, failing := r.snapshot()
 		reg.Known = reg.Known && known
 		reg.Stale = reg.Stale || failing
+		reg.Index = max(reg.Index, r.changedAt())
 		return res
 	}
 	reg.Members = read(ck.members).instances
 	kv := read(ck.kv).kv
 	reg.LeaderKey, reg.Timelines, reg.Config, reg.MemberKeys = kv.leader, kv.timelines, kv.config, kv.members
+	reg.KeyRoles = kv.roles
+	lock := read(ck.leader)
+	if _, known, _ := w.resources[ck.leader].snapshot(); known && kv.any {
+		// The lock decides only where Patroni keeps its keys: in a prefix
+		// without any (a namespace Patroni does not use), a missing leader
+		// key says nothing. Of the key's own read and the prefix's, the
+		// later one (the higher index: one datacenter, one index) holds
+		// the key as it is.
+		reg.LeaderKeyRead = true
+		if w.resources[ck.leader].readAt() >= w.resources[ck.kv].readAt() {
+			reg.LeaderKey = lock.key
+		}
+	}
 	if ck.hasBouncers {
 		reg.Bouncers = read(ck.bouncers).instances
 	}

@@ -20,9 +20,9 @@ var ErrUnreachable = errors.New("consul unreachable")
 // path is one way to read a region's datacenter: one agent, and the
 // datacenter to name in the query when the agent belongs to the other region.
 type path struct {
-	client *api.Client
-	addr   string // agent address, for logs and the state endpoint
-	dc     string // "" for the region's own agents
+	ep   *endpoint
+	addr string // agent address, for logs and the state endpoint
+	dc   string // "" for the region's own agents
 }
 
 // regionConn reads one region's datacenter, trying its own agents first and
@@ -52,38 +52,26 @@ const ownRetryInterval = 10 * time.Second
 func newRegionConn(r, other *zones.Region, tr *pollTransport, c *counters) (*regionConn, error) {
 	rc := &regionConn{name: r.Name, dc: r.Datacenter, counters: c}
 	for _, addr := range r.ConsulHTTP {
-		c, err := newClient(addr, r.TokenFile, tr)
+		p, err := newPath(addr, r.TokenFile, tr)
 		if err != nil {
 			return nil, fmt.Errorf("region %s: consul_http %q: %w", r.Name, addr, err)
 		}
-		rc.paths = append(rc.paths, path{client: c, addr: addr})
+		rc.paths = append(rc.paths, p)
 	}
 	rc.own = len(rc.paths)
 	if other != nil {
 		for _, addr := range other.ConsulHTTP {
 			// The region's own token: in a federated ACL system tokens are
 			// global, and this one is the one allowed to read this region.
-			c, err := newClient(addr, r.TokenFile, tr)
+			p, err := newPath(addr, r.TokenFile, tr)
 			if err != nil {
 				return nil, fmt.Errorf("region %s: fallback consul_http %q: %w", r.Name, addr, err)
 			}
-			rc.paths = append(rc.paths, path{client: c, addr: addr, dc: r.Datacenter})
+			p.dc = r.Datacenter
+			rc.paths = append(rc.paths, p)
 		}
 	}
 	return rc, nil
-}
-
-func newClient(addr, tokenFile string, tr *pollTransport) (*api.Client, error) {
-	cfg := api.DefaultConfig()
-	cfg.Address = addr
-	if tokenFile != "" {
-		cfg.TokenFile = tokenFile
-	}
-	// No Timeout: with a transport other than net/http's it costs a
-	// goroutine per request. Each query's context carries its deadline.
-	cfg.HttpClient = &http.Client{Transport: tr}
-	// consul/api's errors name the token file, never the token.
-	return api.NewClient(cfg)
 }
 
 // errorBodyKeep is how much of a Consul error answer is kept: its text is
@@ -143,29 +131,41 @@ func (rc *regionConn) succeeded(i int) {
 	rc.mu.Unlock()
 }
 
-// query runs fn on each path in turn until one answers. It returns the path
-// that answered. An ACL denial, or an answer over the size limit, is
-// returned at once: another agent of the same datacenter would answer the
-// same, and the operator must see it.
-func (rc *regionConn) query(fn func(p path) error) (path, error) {
+// queryAsync runs try on each path in turn until one answers, and then
+// calls done with the path that answered. try calls its own done with the
+// outcome of the attempt, on whatever goroutine learns it; the next path
+// is tried, and done called, from there. An ACL denial, or an answer over
+// the size limit, is final: another agent of the same datacenter would
+// answer the same, and the operator must see it.
+func (rc *regionConn) queryAsync(try func(p path, done func(error)), done func(path, error)) {
+	order := rc.order(time.Now())
 	var errs []error
-	for _, i := range rc.order(time.Now()) {
+	var attempt func(k int)
+	attempt = func(k int) {
+		if k == len(order) {
+			done(path{}, fmt.Errorf("region %s: %w: %w", rc.name, ErrUnreachable, errors.Join(errs...)))
+			return
+		}
+		i := order[k]
 		p := rc.paths[i]
 		rc.counters.requests.Add(1)
-		err := fn(p)
-		if err != nil {
+		try(p, func(err error) {
+			switch {
+			case err == nil:
+				rc.succeeded(i)
+				done(p, nil)
+				return
+			case isDenied(err) || errors.Is(err, ErrResponseTooLarge):
+				rc.counters.errors.Add(1)
+				done(p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err))
+				return
+			}
 			rc.counters.errors.Add(1)
-		}
-		if err == nil {
-			rc.succeeded(i)
-			return p, nil
-		}
-		if isDenied(err) || errors.Is(err, ErrResponseTooLarge) {
-			return p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err)
-		}
-		errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))
+			errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))
+			attempt(k + 1)
+		})
 	}
-	return path{}, fmt.Errorf("region %s: %w: %w", rc.name, ErrUnreachable, errors.Join(errs...))
+	attempt(0)
 }
 
 // counters count a region's Consul requests; they outlive reconfigurations.

@@ -210,12 +210,14 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string
 
 // link pairs each Patroni service with the KV prefixes of its clusters in
 // every region (a change of the service reads them all), each KV prefix
-// with the Patroni services of its cluster (settled reads them), and each
+// with the Patroni services of its cluster and its leader key (settled
+// reads them), each leader key with its prefix (a change of the key reads
+// it), and each
 // resource with the labels of the clusters that read it (a change marks
 // them for Changes).
 func link(cfg *zones.Config, resources map[resourceKey]*resource) {
 	for _, r := range resources {
-		r.kv, r.health, r.others, r.clusters = nil, nil, nil, nil
+		r.kv, r.health, r.lock, r.others, r.clusters = nil, nil, nil, nil, nil
 	}
 	for i := range cfg.Clusters {
 		label := cfg.Clusters[i].Label
@@ -231,8 +233,9 @@ func link(cfg *zones.Config, resources map[resourceKey]*resource) {
 			cks[j] = clusterKeysOf(&cfg.Clusters[i], cfg.Regions[j].Name)
 		}
 		for j, ck := range cks {
-			h, kv := resources[ck.members], resources[ck.kv]
-			kv.health = h
+			h, kv, lock := resources[ck.members], resources[ck.kv], resources[ck.leader]
+			kv.health, kv.lock = h, lock
+			lock.kv = appendNew(lock.kv, kv)
 			for k, other := range cks {
 				if k != j {
 					kv.others = appendNew(kv.others, resources[other.members])
@@ -301,15 +304,17 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 
 // clusterKeys are the resources of one cluster in one region.
 type clusterKeys struct {
-	members, kv, bouncers, poolRW, poolRO resourceKey
-	hasBouncers, hasPool                  bool
+	members, kv, leader, bouncers, poolRW, poolRO resourceKey
+	hasBouncers, hasPool                          bool
 }
 
 func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 	scope := cl.Scopes[region]
+	prefix := kvPrefix(cl.Namespace, scope)
 	ck := clusterKeys{
 		members: resourceKey{region: region, kind: kindHealth, name: zones.ServiceName(scope)},
-		kv:      resourceKey{region: region, kind: kindKV, name: kvPrefix(cl.Namespace, scope)},
+		kv:      resourceKey{region: region, kind: kindKV, name: prefix},
+		leader:  resourceKey{region: region, kind: kindKey, name: prefix + "leader"},
 	}
 	switch cl.Layout {
 	case policy.LayoutBouncerPerNode:
@@ -324,7 +329,7 @@ func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 }
 
 func (ck clusterKeys) all() []resourceKey {
-	keys := []resourceKey{ck.members, ck.kv}
+	keys := []resourceKey{ck.members, ck.kv, ck.leader}
 	if ck.hasBouncers {
 		keys = append(keys, ck.bouncers)
 	}

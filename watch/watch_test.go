@@ -414,6 +414,10 @@ func TestWatcherReconfigure(t *testing.T) {
 		t.Errorf("orders after reconfigure = %+v, want its data kept", in.Main)
 	}
 	waitFor(t, "the new cluster read", func() bool { return len(w.Inputs()["billing"].Main.Members) == 1 })
+	// Its loops wait in their blocking queries, none about to be sent.
+	waitFor(t, "billing parked", func() bool {
+		return main.Parked("/v1/health/service/billing", 10) && main.Parked("/v1/kv/service/billing/leader", 10)
+	})
 
 	// Dropping a cluster stops its loops.
 	if err := w.Reconfigure(testConfig(main.URL(), standby.URL())); err != nil {

@@ -29,8 +29,9 @@ type Fake struct {
 	// Entries answers /v1/health/service/<name> by service name; a name
 	// without entries answers an empty list.
 	Entries map[string][]*api.ServiceEntry
-	// KV answers every /v1/kv/ path; empty, every KV path answers 404, as
-	// Consul does for a prefix without keys.
+	// KV answers /v1/kv/<key> with the pair of that key, and
+	// /v1/kv/<prefix>?recurse with every pair under the prefix; without
+	// one, 404, as Consul does.
 	KV api.KVPairs
 	// Status, when non-zero, fails every request with this code, as an
 	// ACL denial (403) or a server error (500) does.
@@ -162,10 +163,21 @@ func (f *Fake) serve(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(r.URL.Path, "/v1/health/service/"):
 		json.NewEncoder(w).Encode(f.Entries[strings.TrimPrefix(r.URL.Path, "/v1/health/service/")])
-	case strings.HasPrefix(r.URL.Path, "/v1/kv/") && len(f.KV) == 0:
-		w.WriteHeader(http.StatusNotFound)
 	case strings.HasPrefix(r.URL.Path, "/v1/kv/"):
-		json.NewEncoder(w).Encode(f.KV)
+		// A key, or with ?recurse every key under a prefix; none: 404.
+		key := strings.TrimPrefix(r.URL.Path, "/v1/kv/")
+		_, recurse := q["recurse"]
+		var pairs api.KVPairs
+		for _, p := range f.KV {
+			if p.Key == key || (recurse && strings.HasPrefix(p.Key, key)) {
+				pairs = append(pairs, p)
+			}
+		}
+		if len(pairs) == 0 {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		json.NewEncoder(w).Encode(pairs)
 	default:
 		http.NotFound(w, r)
 	}
