@@ -158,7 +158,7 @@ func newRegionCollector(w *watch.Watcher) *regionCollector {
 		errors: prometheus.NewDesc("regiondns_region_consul_errors_total",
 			"Failed HTTP requests to Consul for a region.", []string{"region"}, nil),
 		resources: prometheus.NewDesc("regiondns_region_consul_resources",
-			"Consul resources watched in a region: services and Patroni KV prefixes.", []string{"region"}, nil),
+			"Consul resources watched in a region: services, Patroni KV prefixes and leader keys.", []string{"region"}, nil),
 		following: prometheus.NewDesc("regiondns_region_consul_following",
 			"Resources of a region followed with a blocking query (one connection to the agent each): every service, and the KV prefixes of unsettled or recently changed clusters.",
 			[]string{"region"}, nil),

@@ -159,10 +159,10 @@ func TestRegionResourceMetrics(t *testing.T) {
 	}
 	m := newMetrics(w)
 	want := `
-# HELP regiondns_region_consul_resources Consul resources watched in a region: services and Patroni KV prefixes.
+# HELP regiondns_region_consul_resources Consul resources watched in a region: services, Patroni KV prefixes and leader keys.
 # TYPE regiondns_region_consul_resources gauge
-regiondns_region_consul_resources{region="main"} 2
-regiondns_region_consul_resources{region="standby"} 2
+regiondns_region_consul_resources{region="main"} 3
+regiondns_region_consul_resources{region="standby"} 3
 `
 	if err := testutil.GatherAndCompare(m.registry, strings.NewReader(want), "regiondns_region_consul_resources"); err != nil {
 		t.Error(err)
