@@ -222,7 +222,7 @@ func (h *Handler) answerWire(q []byte, tcp bool, out []byte, rot uint32) fastRes
 	if snap == nil {
 		return fastResult{}
 	}
-	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
+	w, neg, res := snap.LookupWireZone(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
 		return h.answerDelegated(q, &fq, tcp, out)
 	}
@@ -234,7 +234,7 @@ func (h *Handler) answerWire(q []byte, tcp bool, out []byte, rot uint32) fastRes
 		}
 		return h.writeAnswer(q, &fq, w, limit, out)
 	case cache.NXDomain, cache.NoData:
-		neg := snap.NegativeWire()
+		// The SOA of the name's zone: the apex's, or its cluster's.
 		if neg == nil {
 			return fastResult{}
 		}
