@@ -94,8 +94,8 @@ func (w *Watcher) inputLocked(cl *zones.Cluster) policy.Input {
 
 // region assembles one cluster's view of one region from its resources. The
 // region is known once every resource has been read, and stale while any
-// of them fails. Its Index is the highest of its resources' changedAt; w.mu
-// must be held.
+// of them fails. Its Index is the highest of its resources' changedAt, once
+// it is known; w.mu must be held.
 func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 	ck := clusterKeysOf(cl, name)
 	reg := policy.Region{Name: name, Known: true}
@@ -129,6 +129,12 @@ func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 	if ck.hasPool {
 		reg.PoolRW = read(ck.poolRW).instances
 		reg.PoolRO = read(ck.poolRO).instances
+	}
+	if !reg.Known {
+		// Not every resource has been read: the region's data, and its
+		// index, are not there yet. A partial index would let the answers
+		// change, once the rest is read, with no index to show it.
+		reg.Index = 0
 	}
 	return reg
 }
