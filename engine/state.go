@@ -53,6 +53,10 @@ type ObservedState struct {
 	Bouncers  []InstanceState `json:"bouncers,omitempty"`
 	PoolRW    []InstanceState `json:"pool_rw,omitempty"`
 	PoolRO    []InstanceState `json:"pool_ro,omitempty"`
+	// LeaderKeyRead says that Patroni's lock decides who leads (see
+	// policy/lock.go): the leader key was read, in a KV prefix that holds
+	// Patroni's keys.
+	LeaderKeyRead bool `json:"leader_key_read,omitempty"`
 }
 
 // InstanceState is one registered instance, with its health in words
@@ -62,6 +66,9 @@ type InstanceState struct {
 	Role     string `json:"role,omitempty"`
 	Health   string `json:"health"`
 	Timeline int64  `json:"timeline,omitempty"`
+	// KeyRole is the role the member's members/ key says, when it has
+	// one Patroni wrote a role in.
+	KeyRole string `json:"key_role,omitempty"`
 }
 
 // State returns what the engine knows now.
@@ -84,13 +91,20 @@ func (e *Engine) State() State {
 			if r.Name == "" {
 				continue
 			}
-			cs.Observed[r.Name] = ObservedState{
+			obs := ObservedState{
 				Known: r.Known, Stale: r.Stale, LeaderKey: r.LeaderKey,
 				Members:  instances(r.Members, r.Timelines, true),
 				Bouncers: instances(r.Bouncers, nil, false),
 				PoolRW:   instances(r.PoolRW, nil, false),
 				PoolRO:   instances(r.PoolRO, nil, false),
 			}
+			obs.LeaderKeyRead = r.LeaderKeyRead
+			for j := range obs.Members {
+				if kr, ok := r.KeyRoles[obs.Members[j].Member]; ok {
+					obs.Members[j].KeyRole = kr.String()
+				}
+			}
+			cs.Observed[r.Name] = obs
 		}
 		st.Clusters = append(st.Clusters, cs)
 	}
