@@ -30,6 +30,10 @@ func (w *Watcher) poke(r *resource, window bool) <-chan struct{} {
 	if window {
 		r.followUntil = time.Now().Add(w.opts.KVFollow)
 	}
+	// The next query reads, whatever the follow window says: a blocking
+	// one on a prefix that has not changed would keep the caller of wake
+	// waiting for nothing.
+	r.readNow = true
 	if r.running {
 		r.poked = true
 		r.mu.Unlock()

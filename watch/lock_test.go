@@ -192,3 +192,34 @@ func TestWatcherRegionIndexMovesOnlyWithWhatThePolicyReads(t *testing.T) {
 		t.Errorf("standby index %d, want 10: nothing changed there", got)
 	}
 }
+
+// A change of a Patroni service reads its scope's KV prefixes in every
+// region at once, with a read that does not block: the prefix of a region
+// where nothing changed answers at once too, and the change is announced
+// without waiting for a blocking query that has nothing to say.
+func TestWatcherWakeReadsEveryPrefixAtOnce(t *testing.T) {
+	main, standby := lockedConsul(t, "dc1"), lockedConsul(t, "dc2")
+	opts := fastOptions
+	opts.WaitTime = time.Minute
+	opts.KVRefresh = time.Hour
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
+	waitFor(t, "ready", w.Ready)
+	waitFor(t, "KV idle in both regions", func() bool {
+		st := w.Status()
+		return st[0].Following == 2 && st[1].Following == 2
+	})
+	before := len(standby.Requests())
+	main.Set(func(f *consultest.Fake) {
+		f.Index = 11
+		f.Entries["orders"][1].Checks[1].Status = api.HealthCritical
+	})
+	waitFor(t, "the change", func() bool { return w.Inputs()["orders"].Main.Members[1].Health == policy.HealthCritical })
+	waitFor(t, "the standby prefix read without a wait index", func() bool {
+		for _, r := range standby.Requests()[before:] {
+			if r.Path == "/v1/kv/service/orders/" && (r.Index == "" || r.Index == "0") {
+				return true
+			}
+		}
+		return false
+	})
+}

@@ -131,6 +131,7 @@ type resource struct {
 	// followUntil is the end of the KV prefix's follow window.
 	running     bool
 	poked       bool
+	readNow     bool // the next query reads at once: a poke asked for it
 	waiter      chan struct{}
 	refresh     *time.Timer
 	followUntil time.Time
@@ -269,6 +270,8 @@ func (r *resource) step(w *Watcher) {
 	r.mu.Lock()
 	r.poked = false
 	first := !r.attempted
+	readNow := r.readNow
+	r.readNow = false
 	r.mu.Unlock()
 	release := func() {}
 	if first {
@@ -287,13 +290,13 @@ func (r *resource) step(w *Watcher) {
 	)
 	r.conn.Load().queryAsync(func(p path, done func(error)) {
 		at := lp.idx
-		if !block || lp.broken || p.addr+dcSuffix(p.dc) != lp.lastVia {
-			// A KV prefix not followed is read, not waited on. After a
-			// failure, or on another path than the one that answered last
-			// (its agent is gone, or the own agents are tried again), the
-			// read does not block either: the recovery or the switch shows
-			// (stale, via, last contact) at once, not only after the next
-			// change, up to a wait time later.
+		if !block || readNow || lp.broken || p.addr+dcSuffix(p.dc) != lp.lastVia {
+			// A KV prefix not followed, or poked, is read, not waited on.
+			// After a failure, or on another path than the one that
+			// answered last (its agent is gone, or the own agents are
+			// tried again), the read does not block either: the recovery
+			// or the switch shows (stale, via, last contact) at once, not
+			// only after the next change, up to a wait time later.
 			at = 0
 		}
 		wait := o.WaitTime
