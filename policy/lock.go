@@ -10,7 +10,11 @@ package policy
 //
 //   - the member it names leads (or, in a standby cluster, is the standby
 //     leader) as soon as its members/ key says so and neither its node's
-//     nor its service's health is critical, whatever its tags say yet;
+//     nor its service's health is critical, whatever its tags say yet. A
+//     critical check of Patroni's endpoint for another role (/replica on a
+//     member that was just promoted) does not count: Patroni registers the
+//     check of the new role right after the promotion, and Consul keeps the
+//     old check's status until the new check runs, an interval later;
 //   - a member tagged as a leader (or standby leader) that the key does not
 //     name, the key being gone (expired with its session, or deleted) or
 //     naming another member, leads nothing, whatever its tags still say:
@@ -45,10 +49,20 @@ func memberRole(r *Region, m *Instance, warningOK bool) (Role, bool) {
 	if tagged {
 		role, counts = m.Role, true
 	}
-	if kr := r.KeyRoles[m.Member]; leads(kr) && kr > role && m.Health != HealthCritical {
+	if kr := r.KeyRoles[m.Member]; leads(kr) && kr > role && lockHealth(m, kr) != HealthCritical {
 		role, counts = kr, true
 	}
 	return role, counts
+}
+
+// lockHealth returns the health of m as the leader (role) its members/ key
+// says it is: without a check of Patroni's endpoint for another role, which
+// tests what m was before (see the rules above).
+func lockHealth(m *Instance, role Role) Health {
+	if m.CheckRole != RoleUnknown && m.CheckRole != role {
+		return m.OtherHealth
+	}
+	return m.Health
 }
 
 // leads reports whether a role is a leader's: read-write or standby.

@@ -99,6 +99,36 @@ func TestLockDrivenLeader(t *testing.T) {
 			wantRW: 0, wantRO: []int{1, 3}, wantState: policy.StateNone,
 		},
 		{
+			name: "key names a promoted member whose /replica check is critical, its node passing: answered",
+			mutate: func(fx regionFixture) regionFixture {
+				fx = setMember(fx, 1, replica, P)
+				fx = setMember(fx, 2, replica, C)
+				fx.region.Members[1].CheckRole, fx.region.Members[1].OtherHealth = replica, P
+				return withLock(fx, lockState{key: 2, roles: map[int]policy.Role{1: replica, 2: leader, 3: replica}})
+			},
+			wantRW: 2, wantRO: []int{1, 3}, wantState: policy.StatePrimary,
+		},
+		{
+			name: "key names a promoted member whose /replica check is critical and its node too: not answered",
+			mutate: func(fx regionFixture) regionFixture {
+				fx = setMember(fx, 1, replica, P)
+				fx = setMember(fx, 2, replica, C)
+				fx.region.Members[1].CheckRole, fx.region.Members[1].OtherHealth = replica, C
+				return withLock(fx, lockState{key: 2, roles: map[int]policy.Role{1: replica, 2: leader, 3: replica}})
+			},
+			wantRW: 0, wantRO: []int{1, 3}, wantState: policy.StateNone,
+		},
+		{
+			name: "key names a promoted member whose /primary check is critical: not answered",
+			mutate: func(fx regionFixture) regionFixture {
+				fx = setMember(fx, 1, replica, P)
+				fx = setMember(fx, 2, leader, C)
+				fx.region.Members[1].CheckRole, fx.region.Members[1].OtherHealth = leader, P
+				return withLock(fx, lockState{key: 2, roles: map[int]policy.Role{1: replica, 2: leader, 3: replica}})
+			},
+			wantRW: 0, wantRO: []int{1, 3}, wantState: policy.StateNone,
+		},
+		{
 			name: "key names a promoted member in warning: not critical, answered",
 			mutate: func(fx regionFixture) regionFixture {
 				fx = setMember(fx, 1, replica, P)
@@ -254,6 +284,17 @@ func TestLockAcrossRegions(t *testing.T) {
 			main: func() regionFixture { return mainSite.build(fixNone) },
 			standby: func() regionFixture {
 				return withLock(standbySite.build(fixStandby), lockState{key: 1, roles: map[int]policy.Role{1: leader}})
+			},
+			wantActive: "us", wantRW: []policy.Endpoint{standbySite.memberEP(1)},
+			wantReason: "standby region was promoted",
+		},
+		{
+			name: "standby promoted, its /standby-leader check critical until the new one runs: rw moves",
+			main: func() regionFixture { return mainSite.build(fixNone) },
+			standby: func() regionFixture {
+				fx := setMember(standbySite.build(fixStandby), 1, sleader, C)
+				fx.region.Members[0].CheckRole, fx.region.Members[0].OtherHealth = sleader, P
+				return withLock(fx, lockState{key: 1, roles: map[int]policy.Role{1: leader}})
 			},
 			wantActive: "us", wantRW: []policy.Endpoint{standbySite.memberEP(1)},
 			wantReason: "standby region was promoted",

@@ -146,6 +146,15 @@ type Instance struct {
 	Role Role `json:"-"`
 	// Health is the worst of the instance's checks.
 	Health Health `json:"-"`
+	// CheckRole is the role Patroni's check of the instance tests (its
+	// REST API endpoint: /primary, /replica, /standby-leader), RoleUnknown
+	// when it has none; OtherHealth is the worst of its other checks, the
+	// node's included (Health when it has no role check). Patroni
+	// re-registers a member's check for its new role right after a
+	// promotion, and Consul keeps the old check's status until the new one
+	// runs, an interval later.
+	CheckRole   Role   `json:"-"`
+	OtherHealth Health `json:"-"`
 }
 
 // Region is what one region's Consul datacenter reports about one cluster.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"github.com/hashicorp/consul/api"
@@ -44,6 +45,7 @@ func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) (out []po
 			Role:    tags.Classify(e.Service.Tags),
 			Health:  health(e.Checks),
 		}
+		in.CheckRole, in.OtherHealth = roleCheck(e.Checks, e.Service.ID)
 		if e.Node != nil {
 			in.Node = e.Node.Node
 		}
@@ -67,6 +69,57 @@ func health(checks api.HealthChecks) policy.Health {
 	default:
 		return policy.HealthCritical
 	}
+}
+
+// roleCheck finds, among the checks of the instance of service serviceID,
+// Patroni's check of its REST API role endpoint, and returns the role it
+// tests and the worst status of the other checks (the node's included).
+// Consul does not return a check's URL, but an HTTP check's output starts
+// with it: "HTTP GET http://<api>/replica: 200 OK Output: ...".
+func roleCheck(checks api.HealthChecks, serviceID string) (policy.Role, policy.Health) {
+	role, at := policy.RoleUnknown, -1
+	for i, c := range checks {
+		if c == nil || c.ServiceID != serviceID {
+			continue
+		}
+		if r := checkedRole(c.Output); r != policy.RoleUnknown {
+			role, at = r, i
+			break
+		}
+	}
+	if at < 0 {
+		return policy.RoleUnknown, health(checks)
+	}
+	others := make(api.HealthChecks, 0, len(checks)-1)
+	others = append(others, checks[:at]...)
+	return role, health(append(others, checks[at+1:]...))
+}
+
+// checkedRole returns the role whose Patroni REST API endpoint an HTTP
+// check's output names: /master, /primary or /read-write for a leader,
+// /replica for a replica, /standby-leader for a standby leader.
+func checkedRole(output string) policy.Role {
+	rest, ok := strings.CutPrefix(output, "HTTP GET ")
+	if !ok {
+		return policy.RoleUnknown
+	}
+	target, _, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return policy.RoleUnknown
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return policy.RoleUnknown
+	}
+	switch strings.Trim(u.Path, "/") {
+	case "master", "primary", "read-write":
+		return policy.RoleLeader
+	case "replica":
+		return policy.RoleReplica
+	case "standby-leader", "standby_leader":
+		return policy.RoleStandbyLeader
+	}
+	return policy.RoleUnknown
 }
 
 // readConfig tells from Patroni's config value whether the cluster is a

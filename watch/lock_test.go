@@ -223,3 +223,49 @@ func TestWatcherWakeReadsEveryPrefixAtOnce(t *testing.T) {
 		return false
 	})
 }
+
+// The role a Patroni check tests, from its output (Consul does not return
+// its URL), and the health of the instance's other checks.
+func TestRoleCheck(t *testing.T) {
+	check := func(id, service, status, output string) *api.HealthCheck {
+		return &api.HealthCheck{CheckID: id, ServiceID: service, Status: status, Output: output}
+	}
+	serf := check("serfHealth", "", api.HealthPassing, "Agent alive and reachable")
+	for _, tc := range []struct {
+		name      string
+		checks    api.HealthChecks
+		wantRole  policy.Role
+		wantOther policy.Health
+	}{
+		{"a promoted member's /replica check, failing", api.HealthChecks{serf,
+			check("service:orders/pg-2", "orders/pg-2", api.HealthCritical, "HTTP GET http://10.0.0.2:8008/replica: 503 Service Unavailable Output: {}")},
+			policy.RoleReplica, policy.HealthPassing},
+		{"a leader's check", api.HealthChecks{serf,
+			check("service:orders/pg-2", "orders/pg-2", api.HealthPassing, "HTTP GET http://10.0.0.2:8008/primary: 200 OK Output: {}")},
+			policy.RoleLeader, policy.HealthPassing},
+		{"Patroni 3.0's /master", api.HealthChecks{serf,
+			check("service:orders/pg-2", "orders/pg-2", api.HealthPassing, "HTTP GET http://10.0.0.2:8008/master: 200 OK Output: {}")},
+			policy.RoleLeader, policy.HealthPassing},
+		{"a standby leader's check, the node failing", api.HealthChecks{check("serfHealth", "", api.HealthCritical, "Agent not live or unreachable"),
+			check("service:orders/pg-2", "orders/pg-2", api.HealthPassing, "HTTP GET https://[fd00::2]:8008/standby-leader: 200 OK Output: {}")},
+			policy.RoleStandbyLeader, policy.HealthCritical},
+		{"a check that is not Patroni's", api.HealthChecks{serf,
+			check("service:orders/pg-2", "orders/pg-2", api.HealthCritical, "TCP connect 10.0.0.2:5432: connection refused")},
+			policy.RoleUnknown, policy.HealthCritical},
+		{"another endpoint", api.HealthChecks{serf,
+			check("service:orders/pg-2", "orders/pg-2", api.HealthWarning, "HTTP GET http://10.0.0.2:8008/health: 429 Too Many Requests")},
+			policy.RoleUnknown, policy.HealthWarning},
+		{"another service's check", api.HealthChecks{serf,
+			check("service:pgbouncer", "pgbouncer", api.HealthCritical, "HTTP GET http://10.0.0.2:8008/replica: 503")},
+			policy.RoleUnknown, policy.HealthCritical},
+		{"a second check of the service counts with the others", api.HealthChecks{serf,
+			check("service:orders/pg-2", "orders/pg-2", api.HealthCritical, "HTTP GET http://10.0.0.2:8008/replica: 503"),
+			check("disk", "orders/pg-2", api.HealthWarning, "disk 91% full")},
+			policy.RoleReplica, policy.HealthWarning},
+	} {
+		role, other := roleCheck(tc.checks, "orders/pg-2")
+		if role != tc.wantRole || other != tc.wantOther {
+			t.Errorf("%s: role %s, other checks %s; want %s, %s", tc.name, role, other, tc.wantRole, tc.wantOther)
+		}
+	}
+}
