@@ -214,7 +214,8 @@ func (e *env) measure(t *testing.T, tr transition, trigger func()) {
 	if tr.keyAgent == nil {
 		how = tr.to.Name + "'s REST API says leader"
 	}
-	e.result(t, "%s: Patroni leader change (%s) %.2fs after the trigger", tr.name, how, lc.Sub(t0).Seconds())
+	e.result(t, "%s: Patroni leader change (%s) %.2fs after the trigger, at %s", tr.name, how, lc.Sub(t0).Seconds(),
+		lc.UTC().Format("15:04:05.000"))
 	e.result(t, "%s:   %s's member key says primary %s", tr.name, tr.to.Name, since("memberkey"))
 	e.timing(tr.name, t0, first)
 	seqMu.Lock()

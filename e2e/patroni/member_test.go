@@ -221,12 +221,12 @@ func (m *member) patronictl(t *testing.T, args ...string) string {
 
 // zoneCheckPeriod is PgBouncer's dns_zone_check_period in seconds:
 // $REGIONDNS_PATRONI_ZONE_CHECK, 1 by default (0 turns the check off, as
-// PgBouncer's own default does).
-func zoneCheckPeriod() int {
-	if v, err := strconv.Atoi(os.Getenv("REGIONDNS_PATRONI_ZONE_CHECK")); err == nil && v >= 0 {
-		return v
+// PgBouncer's own default does; PgBouncer takes fractions of a second).
+func zoneCheckPeriod() string {
+	if v, err := strconv.ParseFloat(os.Getenv("REGIONDNS_PATRONI_ZONE_CHECK"), 64); err == nil && v >= 0 {
+		return strconv.FormatFloat(v, 'f', -1, 64)
 	}
-	return 1
+	return "1"
 }
 
 // bouncer is one PgBouncer process and its Consul service.
@@ -278,7 +278,7 @@ pidfile = %s
 ; server connections after a second of use and fail a client waiting for a
 ; server after 2 s.
 resolv_conf = %s
-dns_zone_check_period = %d
+dns_zone_check_period = %s
 server_login_retry = 0.2
 server_connect_timeout = 2
 server_lifetime = 1

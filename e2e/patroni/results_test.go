@@ -47,7 +47,7 @@ func (e *env) resultsTable() []string {
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%+d", d.Milliseconds()) }
 	lines := []string{
-		fmt.Sprintf("PgBouncer: dns_max_ttl at its default (15 s), dns_zone_check_period = %d", zoneCheckPeriod()),
+		fmt.Sprintf("PgBouncer: dns_max_ttl at its default (15 s), dns_zone_check_period = %s", zoneCheckPeriod()),
 		"",
 		"| event | leader change after trigger (s) | member key says primary | regiondns rw | plain Consul DNS | first write: RW pool | per-node bouncer | direct | rw − member key | Consul DNS − member key | pool − rw | per-node − rw |",
 		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
