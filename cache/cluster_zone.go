@@ -197,7 +197,8 @@ func (p *part) wire(name string, qtype uint16) *Packed {
 // zone that no node has: the cluster whose apex is the name's last label
 // before the zone's, if any, else the apex's.
 func zoneOf[T string | []byte](s *Snapshot, name T) *part {
-	if i := cutAt(name, len(s.zone)); i >= 0 {
+	// At 0, the cut would be name itself, which no node has.
+	if i := cutAt(name, len(s.zone)); i > 0 {
 		if n, ok := s.names[string(name[i:])]; ok && n.part != 0 {
 			return s.parts[n.part]
 		}
