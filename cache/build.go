@@ -60,10 +60,15 @@ func Rebuild(prev *Snapshot, cfg *zones.Config, decisions map[string]policy.Deci
 	s.glue = b.glue
 	before := prev.partsByLabel(reuse)
 	names := len(s.parts[0].names)
+	// One decision read at a time, at one address: what reflect compares
+	// lives on the heap, and a variable per cluster would be a copy there
+	// per cluster and rebuild.
+	d := new(policy.Decision)
+	var known bool
 	for i := range cfg.Clusters {
 		label := cfg.Clusters[i].Label
-		d, known := decisions[label]
-		if reuse && prev.parts[i+1].builtFrom(label, &d, known) {
+		*d, known = decisions[label]
+		if reuse && prev.parts[i+1].builtFrom(label, d, known) {
 			s.parts = append(s.parts, prev.parts[i+1])
 			names += len(prev.parts[i+1].names)
 			continue
@@ -74,11 +79,11 @@ func Rebuild(prev *Snapshot, cfg *zones.Config, decisions map[string]policy.Deci
 		} else {
 			last = before[label]
 		}
-		b.cluster(strings.ToLower(label), &d, known)
+		b.cluster(strings.ToLower(label), d, known)
 		z := b.clusterZone(strings.ToLower(label)+"."+b.zone, last.serialOr0())
 		p := b.finish()
-		p.label, p.decision, p.known = label, d, known
-		b.zoneSerial(p, last, &d, known, z)
+		p.label, p.decision, p.known = label, *d, known
+		b.zoneSerial(p, last, d, known, z)
 		s.parts = append(s.parts, p)
 		names += len(p.names)
 	}
