@@ -1,7 +1,6 @@
 package watch
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -85,7 +84,11 @@ type query struct {
 // does not exist), or an api.StatusError for any other status, as
 // consul/api reports it. done reads and closes the body of the answer
 // (decode).
-func (p path) start(ctx context.Context, apiPath string, q query, notFound bool, done func(*http.Response, error)) {
+//
+// The request has no context: a parked one would register with its
+// context, for each request, what it takes to interrupt it. sent gets each
+// exchange (see pollTransport.Go), which the caller aborts to stop it.
+func (p path) start(apiPath string, q query, notFound bool, sent func(*exchange), done func(*http.Response, error)) {
 	ep := p.ep
 	var raw strings.Builder
 	raw.Grow(64 + len(q.params) + len(ep.extra))
@@ -113,7 +116,7 @@ func (p path) start(ctx context.Context, apiPath string, q query, notFound bool,
 		Header: ep.header,
 		Host:   ep.host,
 	}
-	ep.tr.Go(req.WithContext(ctx), func(resp *http.Response, err error) {
+	ep.tr.Go(req, sent, func(resp *http.Response, err error) {
 		if err == nil && resp.StatusCode/100 != 2 && (!notFound || resp.StatusCode != http.StatusNotFound) {
 			// The transport kept the first errorBodyKeep bytes of it.
 			body, _ := io.ReadAll(resp.Body)

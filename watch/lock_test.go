@@ -2,6 +2,8 @@ package watch
 
 import (
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +45,18 @@ func TestWatcherFollowsTheLeaderKey(t *testing.T) {
 	waitFor(t, "leader key parked at index 10", func() bool { return main.Parked("/v1/kv/service/orders/leader", 10) })
 	if kvBlocking(main, 0) {
 		t.Error("the KV prefix of a settled scope was followed")
+	}
+	// It waits five times as long as the services' queries (the first
+	// wait of a loop: a random half to all of it).
+	keyWait := 5 * opts.WaitTime
+	for _, r := range main.Requests() {
+		if r.Path != "/v1/kv/service/orders/leader" || r.Index != "10" {
+			continue
+		}
+		ms, err := strconv.ParseInt(strings.TrimSuffix(r.Wait, "ms"), 10, 64)
+		if err != nil || ms < keyWait.Milliseconds()/2 || ms > keyWait.Milliseconds() {
+			t.Errorf("leader key's blocking query waits %q, want %d to %dms", r.Wait, keyWait.Milliseconds()/2, keyWait.Milliseconds())
+		}
 	}
 	in := w.Inputs()["orders"]
 	if !in.Main.LeaderKeyRead || in.Main.LeaderKey != "pg-1" {

@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -91,9 +92,10 @@ const (
 // newTransport returns the transport of every Consul client, with the TLS
 // settings of the Consul environment (CONSUL_CACERT, CONSUL_CLIENT_CERT,
 // ...), bodies bounded by maxBody, and liveness checks of the agents. A
-// blocking query returns within wait plus Consul's jitter of wait/16; past
-// that margin the agent is hung, and the next path should be tried (the
-// liveness checks notice most hung agents much sooner).
+// blocking query returns within its wait (wait is the longest) plus
+// Consul's jitter of wait/16; past that margin the agent is hung, and the
+// next path should be tried (the liveness checks notice most hung agents
+// much sooner).
 func newTransport(wait time.Duration, maxBody int64) (*pollTransport, error) {
 	cfg := api.DefaultConfig()
 	tlsConfig, err := api.SetupTLSConfig(&cfg.TLSConfig)
@@ -158,6 +160,10 @@ func (rc *regionConn) queryAsync(try func(p path, done func(error)), done func(p
 			case isDenied(err) || errors.Is(err, ErrResponseTooLarge):
 				rc.counters.errors.Add(1)
 				done(p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err))
+				return
+			case errors.Is(err, errAborted) || errors.Is(err, context.Canceled):
+				// Stopped: no other path.
+				done(p, err)
 				return
 			}
 			rc.counters.errors.Add(1)

@@ -129,6 +129,8 @@ type resource struct {
 	// poke started from idle has finished (only such a poke makes one, so
 	// there is at most one); refresh is an idle KV prefix's timer;
 	// followUntil is the end of the KV prefix's follow window.
+	// inflight is the exchange of the query out, if any (see abort).
+	inflight    *exchange
 	running     bool
 	poked       bool
 	readNow     bool // the next query reads at once: a poke asked for it
@@ -202,6 +204,11 @@ func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Dura
 // result and index, on the goroutine that waited for the answer. The
 // transport bounds the wait (see newTransport).
 func (r *resource) fetchAsync(ctx context.Context, p path, idx uint64, wait time.Duration, done func(result, uint64, error)) {
+	if err := ctx.Err(); err != nil {
+		// The request would have no context to stop it.
+		done(result{}, 0, err)
+		return
+	}
 	q := query{index: idx, wait: wait}
 	apiPath, notFound := "/v1/health/service/"+r.key.name, false
 	switch {
@@ -212,7 +219,14 @@ func (r *resource) fetchAsync(ctx context.Context, p path, idx uint64, wait time
 	case r.key.tag != "":
 		q.params = "&tag=" + url.QueryEscape(r.key.tag)
 	}
-	p.start(ctx, apiPath, q, notFound, func(resp *http.Response, err error) {
+	p.start(apiPath, q, notFound, r.sent, func(resp *http.Response, err error) {
+		r.answered()
+		if ctx.Err() != nil {
+			if err == nil {
+				resp.Body.Close()
+			}
+			err = ctx.Err()
+		}
 		if err != nil {
 			done(result{}, 0, err)
 			return
@@ -224,6 +238,37 @@ func (r *resource) fetchAsync(ctx context.Context, p path, idx uint64, wait time
 		}
 		done(res, index(resp), nil)
 	})
+}
+
+// sent records x, the exchange of the resource's query, for abort; one
+// sent after the resource stopped is aborted at once.
+func (r *resource) sent(x *exchange) {
+	r.mu.Lock()
+	r.inflight = x
+	stopped := r.ctx != nil && r.ctx.Err() != nil
+	r.mu.Unlock()
+	if stopped {
+		x.abort()
+	}
+}
+
+// answered forgets the exchange whose answer (or error) is in.
+func (r *resource) answered() {
+	r.mu.Lock()
+	r.inflight = nil
+	r.mu.Unlock()
+}
+
+// abort interrupts the resource's query in flight, if any: a stopped
+// resource's query must not wait out its wait time.
+func (r *resource) abort() {
+	r.mu.Lock()
+	x := r.inflight
+	r.inflight = nil
+	r.mu.Unlock()
+	if x != nil {
+		x.abort()
+	}
 }
 
 // convert decodes an answer to the resource's query and closes it.
@@ -300,6 +345,9 @@ func (r *resource) step(w *Watcher) {
 			at = 0
 		}
 		wait := o.WaitTime
+		if r.key.kind == kindKey {
+			wait = o.KeyWait
+		}
 		if at != 0 {
 			wait = lp.waitTime(wait)
 		}

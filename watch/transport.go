@@ -160,27 +160,53 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // its answer: with Go, what waits is a goroutine a few frames deep, whose
 // stack stays at the minimum, rather than the caller's, with everything
 // above it (and everything the caller grew its stack for).
-func (t *pollTransport) Go(req *http.Request, done func(*http.Response, error)) {
+//
+// sent, when not nil, is told of each exchange before its wait starts (a
+// second one when the request is sent again): the caller may abort it
+// (exchange.abort), which a request without a context of its own needs to
+// stop.
+func (t *pollTransport) Go(req *http.Request, sent func(*exchange), done func(*http.Response, error)) {
 	if err := t.admit(req); err != nil {
 		done(nil, err)
 		return
 	}
-	t.goSend(req, false, done)
+	t.goSend(req, false, sent, done)
 }
 
 // goSend sends req (on a new connection with fresh) and starts the wait
 // for its answer.
-func (t *pollTransport) goSend(req *http.Request, fresh bool, done func(*http.Response, error)) {
+func (t *pollTransport) goSend(req *http.Request, fresh bool, sent func(*exchange), done func(*http.Response, error)) {
 	x, err := t.send(req, fresh)
 	if err != nil {
 		if x.retry(err) {
-			t.goSend(req, true, done)
+			t.goSend(req, true, sent, done)
 			return
 		}
 		done(nil, err)
 		return
 	}
+	x.sent = sent
+	if sent != nil {
+		sent(x)
+	}
 	go x.await(done)
+}
+
+// errAborted is what an aborted exchange fails with.
+var errAborted = errors.New("request aborted")
+
+// abort makes x fail at once with errAborted, without sending it again:
+// its wait, or its reading, is interrupted.
+func (x *exchange) abort() {
+	// Under the lock that a failed liveness check kills under: the first
+	// kill's error is the one reported.
+	x.t.mu.Lock()
+	if !x.pc.killed.Load() {
+		x.pc.killErr = errAborted
+		x.pc.killed.Store(true)
+	}
+	x.t.mu.Unlock()
+	_ = x.pc.SetDeadline(time.Unix(1, 0))
 }
 
 // await waits for the first byte of x's answer, then reads the rest on the
@@ -200,7 +226,7 @@ func (x *exchange) answered(first byte, err error, done func(*http.Response, err
 		return
 	}
 	if x.retry(err) {
-		x.t.goSend(x.req, true, done)
+		x.t.goSend(x.req, true, x.sent, done)
 		return
 	}
 	done(nil, err)
@@ -232,19 +258,23 @@ type exchange struct {
 	stop     func() bool
 	// gotAnswer is set once any of the answer arrived.
 	gotAnswer bool
+	// sent is Go's hook, for a request sent again.
+	sent func(*exchange)
 }
 
 // retry reports whether the request that failed with err should be sent
 // once more, on a new connection: nothing of the answer arrived, on a
-// connection that was reused (the agent may have closed it while idle), and
-// sending again is safe. x is nil when no connection was had.
+// connection that was reused (the agent may have closed it while idle), not
+// killed (a failed liveness check, an abort), and sending again is safe. x
+// is nil when no connection was had.
 func (x *exchange) retry(err error) bool {
 	if x == nil || x.pc == nil {
 		return false
 	}
 	req := x.req
-	return !x.gotAnswer && x.pc.reused && req.Context().Err() == nil && !errors.Is(err, context.DeadlineExceeded) &&
-		!errors.Is(err, errAgentUnresponsive) && (req.Method == http.MethodGet || req.Method == http.MethodHead)
+	return !x.gotAnswer && x.pc.reused && !x.pc.killed.Load() && req.Context().Err() == nil &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errAgentUnresponsive) &&
+		(req.Method == http.MethodGet || req.Method == http.MethodHead)
 }
 
 // send takes a connection to req's agent (a new one with fresh) and writes

@@ -27,6 +27,11 @@ type Options struct {
 	// a random half to all of it, so that loops started together do not
 	// stay together.
 	WaitTime time.Duration
+	// KeyWait is WaitTime for Patroni's leader keys, which change only
+	// with leadership: a longer wait costs nothing in how soon a change is
+	// seen, and fewer answers that say nothing. Zero: five times WaitTime,
+	// at most Consul's longest wait, 10 minutes.
+	KeyWait time.Duration
 	// MinInterval is the shortest time between two queries of one resource.
 	MinInterval time.Duration
 	// MinBackoff and MaxBackoff bound the jittered backoff after errors.
@@ -56,6 +61,9 @@ type Options struct {
 	Redactor *Redactor
 }
 
+// maxWait is Consul's longest blocking wait: a longer one is cut to it.
+const maxWait = 10 * time.Minute
+
 // DefaultOptions are the options used where a field is zero.
 var DefaultOptions = Options{
 	WaitTime:    60 * time.Second,
@@ -78,6 +86,9 @@ var DefaultOptions = Options{
 func (o Options) withDefaults() Options {
 	if o.WaitTime <= 0 {
 		o.WaitTime = DefaultOptions.WaitTime
+	}
+	if o.KeyWait <= 0 {
+		o.KeyWait = min(5*o.WaitTime, maxWait)
 	}
 	if o.MinInterval <= 0 {
 		o.MinInterval = DefaultOptions.MinInterval
@@ -153,7 +164,7 @@ type Watcher struct {
 // be built (a bad address, an unreadable token file).
 func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error) {
 	opts = opts.withDefaults()
-	tr, err := newTransport(opts.WaitTime, opts.MaxResponse)
+	tr, err := newTransport(max(opts.WaitTime, opts.KeyWait), opts.MaxResponse)
 	if err != nil {
 		return nil, err
 	}
@@ -285,6 +296,7 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 		}
 		if old.cancel != nil {
 			old.cancel()
+			old.abort()
 		}
 	}
 	link(cfg, next)
@@ -380,6 +392,12 @@ func (w *Watcher) Run(ctx context.Context) {
 	w.launchMu.Lock()
 	w.stopping = true
 	w.launchMu.Unlock()
+	// The queries out have no context to end them: each is aborted.
+	w.mu.RLock()
+	for _, r := range w.resources {
+		r.abort()
+	}
+	w.mu.RUnlock()
 	w.wg.Wait()
 }
 
