@@ -192,6 +192,10 @@ func (t *pollTransport) goSend(req *http.Request, fresh bool, sent func(*exchang
 	go x.await(done)
 }
 
+// noStop is the stop of an exchange whose context cannot be canceled: as
+// context.AfterFunc's, it reports that the cancellation did not run.
+func noStop() bool { return true }
+
 // errAborted is what an aborted exchange fails with.
 var errAborted = errors.New("request aborted")
 
@@ -212,8 +216,13 @@ func (x *exchange) abort() {
 // await waits for the first byte of x's answer, then reads the rest on the
 // same goroutine. Kept small: its frame is what a parked query holds.
 func (x *exchange) await(done func(*http.Response, error)) {
+	// Straight on the connection, no helper in between: every frame here
+	// is stack that each parked query keeps.
 	var first [1]byte
-	_, err := io.ReadFull(x.pc, first[:])
+	n, err := x.pc.Conn.Read(first[:])
+	for n == 0 && err == nil {
+		n, err = x.pc.Conn.Read(first[:])
+	}
 	x.answered(first[0], err, done)
 }
 
@@ -292,8 +301,12 @@ func (t *pollTransport) send(req *http.Request, fresh bool) (*exchange, error) {
 	}
 	_ = pc.SetDeadline(x.deadline) // zero: none
 	// Cancellation interrupts the blocked read or write: no goroutine waits
-	// for it.
-	x.stop = context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
+	// for it. A request without a context that can be canceled (the
+	// watch's, which abort stops) registers nothing.
+	x.stop = noStop
+	if ctx.Done() != nil {
+		x.stop = context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
+	}
 	if err := t.track(req, pc); err != nil {
 		return x, x.fail(err)
 	}
