@@ -85,14 +85,18 @@ test: lint unit rules-test browser-test fuzz e2e e2e-patroni
 
 # The end-to-end tests with real Patroni, PostgreSQL and PgBouncer in two
 # regions (e2e/patroni): installs the Debian packages they run (idempotent),
-# then runs them as root; the convergence figures land in
-# .cache/e2e-patroni/results.txt.
+# then runs them as root, twice: PgBouncer with dns_zone_check_period = 1
+# (figures in .cache/e2e-patroni/results.txt), then without the zone check
+# (results-no-zone-check.txt).
 .PHONY: e2e-patroni
 e2e-patroni: $(CONSUL)
 	./scripts/install-patroni-deps.sh
 	cd e2e && REGIONDNS_E2E_PATRONI=1 REGIONDNS_CONSUL_BIN=$(CONSUL) \
 		REGIONDNS_PATRONI_RESULTS=$(CACHE)/e2e-patroni/results.txt \
-		$(GO) test -race -count=1 -timeout 15m -v -run '^TestPatroni' ./patroni/
+		$(GO) test -race -count=1 -timeout 20m -v -run '^TestPatroni' ./patroni/
+	cd e2e && REGIONDNS_E2E_PATRONI=1 REGIONDNS_CONSUL_BIN=$(CONSUL) REGIONDNS_PATRONI_ZONE_CHECK=0 \
+		REGIONDNS_PATRONI_RESULTS=$(CACHE)/e2e-patroni/results-no-zone-check.txt \
+		$(GO) test -race -count=1 -timeout 20m -v -run '^TestPatroni' ./patroni/
 
 demo: $(CONSUL)
 	./scripts/demo.sh

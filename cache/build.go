@@ -53,19 +53,38 @@ func Rebuild(prev *Snapshot, cfg *zones.Config, decisions map[string]policy.Deci
 	s.negative = []dns.RR{b.negative}
 	s.negativeWire = b.wb.negative(b.zone, b.negative)
 	s.parts = append(s.parts, b.finish())
+	s.parts[0].negative, s.parts[0].negativeWire = s.negative, s.negativeWire
 	reuse := prev != nil && prev.cfg == cfg && len(prev.parts) == len(cfg.Clusters)+1
+	if prev != nil && prev.cfg == cfg {
+		b.glue = prev.glue // the cluster zones' glue: one set per configuration
+	}
+	s.glue = b.glue
+	before := prev.partsByLabel(reuse)
 	names := len(s.parts[0].names)
+	// One decision read at a time, at one address: what reflect compares
+	// lives on the heap, and a variable per cluster would be a copy there
+	// per cluster and rebuild.
+	d := new(policy.Decision)
+	var known bool
 	for i := range cfg.Clusters {
 		label := cfg.Clusters[i].Label
-		d, known := decisions[label]
-		if reuse && prev.parts[i+1].builtFrom(label, &d, known) {
+		*d, known = decisions[label]
+		if reuse && prev.parts[i+1].builtFrom(label, d, known) {
 			s.parts = append(s.parts, prev.parts[i+1])
 			names += len(prev.parts[i+1].names)
 			continue
 		}
-		b.cluster(strings.ToLower(label), &d, known)
+		var last *part // the cluster's part before, for its zone's serial
+		if reuse {
+			last = prev.parts[i+1]
+		} else {
+			last = before[label]
+		}
+		b.cluster(strings.ToLower(label), d, known)
+		z := b.clusterZone(strings.ToLower(label)+"."+b.zone, last.serialOr0())
 		p := b.finish()
-		p.label, p.decision, p.known = label, d, known
+		p.label, p.decision, p.known = label, *d, known
+		b.zoneSerial(p, last, d, known, z)
 		s.parts = append(s.parts, p)
 		names += len(p.names)
 	}
@@ -100,6 +119,11 @@ type builder struct {
 	// regions name the region-pinned read names, ro.<region>.<cluster>.
 	regions []zones.Region
 	nodes   map[string]*pending
+	// soa, ns and glue are the apex's SOA, NS records and their glue,
+	// which every cluster zone's apex repeats (see clusterZone).
+	soa  *dns.SOA
+	ns   []*dns.NS
+	glue []dns.RR
 	// order holds the nodes in the order they were added, from pendings.
 	order    []*pending
 	pendings slab[pending]
@@ -171,6 +195,7 @@ func (b *builder) apex(cfg *zones.Config, gen uint64) {
 	}
 	b.push(&p.soa, soa)
 	p.anyType = dns.TypeSOA
+	b.soa = soa
 
 	// RFC 2308 §5: a negative answer is cached for the SOA's TTL, which must
 	// not exceed its MINIMUM; the configured negative TTL caps both.
@@ -180,7 +205,9 @@ func (b *builder) apex(cfg *zones.Config, gen uint64) {
 
 	for _, ns := range cfg.NS {
 		name := canonical(ns.Name)
-		b.push(&p.ns, &dns.NS{Hdr: header(b.zone, dns.TypeNS, b.ttl.NS), Ns: name})
+		nsRR := &dns.NS{Hdr: header(b.zone, dns.TypeNS, b.ttl.NS), Ns: name}
+		b.push(&p.ns, nsRR)
+		b.ns = append(b.ns, nsRR)
 		if !inZone(name, b.zone) {
 			continue
 		}
@@ -193,6 +220,7 @@ func (b *builder) apex(cfg *zones.Config, gen uint64) {
 			rr := b.mem.address(name, addr.Unmap(), b.ttl.NS)
 			b.addAddress(host, rr)
 			b.push(&p.nsExtra, rr)
+			b.glue = append(b.glue, rr)
 		}
 	}
 }

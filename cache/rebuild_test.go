@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -20,7 +21,9 @@ var queryTypes = []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns
 
 // sameAnswers fails t unless got and want answer every name of either, and
 // a name of neither, alike: Lookup's records, and LookupWire's result and
-// bytes for every rotation.
+// bytes for every rotation. The cluster zones' SOA serials are left out:
+// a snapshot built after others carries their history (cluster_zone.go),
+// which TestClusterZoneSerial checks.
 func sameAnswers(t *testing.T, where string, got, want *Snapshot) {
 	t.Helper()
 	names := slices.Collect(maps.Keys(want.names))
@@ -33,8 +36,8 @@ func sameAnswers(t *testing.T, where string, got, want *Snapshot) {
 	for _, name := range names {
 		for _, qtype := range queryTypes {
 			g, w := got.Lookup(name, qtype), want.Lookup(name, qtype)
-			if g.Result != w.Result || !slices.Equal(rrStrings(g.Answer), rrStrings(w.Answer)) ||
-				!slices.Equal(rrStrings(g.Extra), rrStrings(w.Extra)) || !slices.Equal(rrStrings(g.Ns), rrStrings(w.Ns)) {
+			if g.Result != w.Result || !slices.Equal(unserial(g.Answer), unserial(w.Answer)) ||
+				!slices.Equal(rrStrings(g.Extra), rrStrings(w.Extra)) || !slices.Equal(unserial(g.Ns), unserial(w.Ns)) {
 				t.Fatalf("%s: %s %s: got %v %v %v, want %v %v %v", where, name, dns.TypeToString[qtype],
 					g.Result, g.Answer, g.Extra, w.Result, w.Answer, w.Extra)
 			}
@@ -46,13 +49,38 @@ func sameAnswers(t *testing.T, where string, got, want *Snapshot) {
 						t.Fatalf("%s: %s %s rotation %d cased %t: wire result %v (template %t), want %v (template %t)",
 							where, name, dns.TypeToString[qtype], rot, cased, gr, gw != nil, wr, ww != nil)
 					}
-					if gw != nil && (!bytes.Equal(gw.Msg, ww.Msg) || gw.Extra != ww.Extra) {
+					if gw != nil && (!bytes.Equal(unserialWire(got, name, qtype, gw.Msg), unserialWire(want, name, qtype, ww.Msg)) || gw.Extra != ww.Extra) {
 						t.Fatalf("%s: %s %s rotation %d cased %t: templates differ", where, name, dns.TypeToString[qtype], rot, cased)
 					}
 				}
 			}
 		}
 	}
+}
+
+// unserial returns the records as strings, the serial of a cluster zone's
+// SOA as 0.
+func unserial(rrs []dns.RR) []string {
+	out := rrStrings(rrs)
+	for i, rr := range rrs {
+		if soa, ok := rr.(*dns.SOA); ok && soa.Serial != 0 && strings.Count(soa.Hdr.Name, ".") > strings.Count(testzone.Zone, ".") {
+			c := *soa
+			c.Serial = 0
+			out[i] = c.String()
+		}
+	}
+	return out
+}
+
+// unserialWire returns msg, the packed answer to name's qtype in s, with
+// the serial of a cluster zone's SOA as 0 when name is a cluster's apex.
+func unserialWire(s *Snapshot, name string, qtype uint16, msg []byte) []byte {
+	if (qtype != dns.TypeSOA && qtype != dns.TypeANY) || name == s.zone || cutAt(name, len(s.zone)) != 0 || len(msg) < 20 {
+		return msg
+	}
+	out := bytes.Clone(msg)
+	clear(out[len(out)-20 : len(out)-16])
+	return out
 }
 
 // mutate returns a copy of d with one change, picked by r: a failover, a

@@ -96,6 +96,10 @@ type Snapshot struct {
 	// negativeWire is negative packed for the fast path (nil when it
 	// cannot be packed).
 	negativeWire *NegativeWire
+	// glue are the A and AAAA records of the in-zone name servers that
+	// the cluster zones' NS answers carry: shared by the snapshots of one
+	// configuration.
+	glue []dns.RR
 	// rotation picks the A/AAAA rotation of each answer.
 	rotation atomic.Uint32
 }
@@ -114,6 +118,34 @@ type part struct {
 	label    string
 	decision policy.Decision
 	known    bool
+	// serial is the SOA serial of a cluster's zone (see cluster_zone.go);
+	// negative and negativeWire are the authority section of the negative
+	// answers of the part's zone, and packed (nil when it could not be).
+	serial       uint32
+	negative     []dns.RR
+	negativeWire *NegativeWire
+}
+
+// serialOr0 returns p's zone serial; 0 for no part.
+func (p *part) serialOr0() uint32 {
+	if p == nil {
+		return 0
+	}
+	return p.serial
+}
+
+// partsByLabel returns s's cluster parts by label, for a build under
+// another configuration; nil when there is no s, or with same (s's
+// configuration is the new one: its parts are found by index).
+func (s *Snapshot) partsByLabel(same bool) map[string]*part {
+	if s == nil || same {
+		return nil
+	}
+	out := make(map[string]*part, len(s.parts))
+	for _, p := range s.parts[1:] {
+		out[p.label] = p
+	}
+	return out
 }
 
 // namedNode is one name of a part and its node (whose part is set when a
@@ -254,11 +286,11 @@ func (s *Snapshot) Lookup(qname string, qtype uint16) Answer {
 	}
 	n, ok := s.names[qname]
 	if !ok {
-		return Answer{Result: NXDomain, Ns: s.negative}
+		return Answer{Result: NXDomain, Ns: zoneOf(s, qname).negative}
 	}
 	set := s.find(n, qtype)
 	if set == nil {
-		return Answer{Result: NoData, Ns: s.negative}
+		return Answer{Result: NoData, Ns: negativeOf(s, n, qname, qtype).negative}
 	}
 	// One counter serves every name: the order a given client sees still
 	// changes between queries, and a single atomic add is all a query
@@ -285,16 +317,25 @@ func (s *Snapshot) Lookup(qname string, qtype uint16) Answer {
 // and NoData answers are built from NegativeWire. It does not allocate, but
 // for the first cased question of an answer.
 func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32, cased bool) (*Packed, Result) {
+	w, _, res := s.LookupWireZone(name, qtype, rot, cased)
+	return w, res
+}
+
+// LookupWireZone is LookupWire that also returns, for NXDomain and NoData,
+// the packed authority section of the answer: the negative SOA of the
+// name's zone, the apex's or a cluster's (nil when it could not be
+// packed). It does not allocate, but as LookupWire.
+func (s *Snapshot) LookupWireZone(name []byte, qtype uint16, rot uint32, cased bool) (*Packed, *NegativeWire, Result) {
 	if !inZoneWire(name, s.zone) {
-		return nil, OutOfZone
+		return nil, nil, OutOfZone
 	}
 	n, ok := s.names[string(name)]
 	if !ok {
-		return nil, NXDomain
+		return nil, zoneOf(s, name).negativeWire, NXDomain
 	}
 	i := n.slot(typeSlot(qtype))
 	if i == noRRset {
-		return nil, NoData
+		return nil, negativeOf(s, n, name, qtype).negativeWire, NoData
 	}
 	p := s.parts[n.part]
 	wi := n.first + (i &^ slotRotated)
@@ -307,18 +348,19 @@ func (s *Snapshot) LookupWire(name []byte, qtype uint16, rot uint32, cased bool)
 	w := &p.wires[wi]
 	switch {
 	case w.Lower.Msg == nil:
-		return nil, Success
+		return nil, nil, Success
 	case !cased:
-		return &w.Lower, Success
+		return &w.Lower, nil, Success
 	}
 	if c := w.cased.Load(); c != nil {
-		return c.orNil(), Success
+		return c.orNil(), nil, Success
 	}
-	return casedAnswer(w, string(name), set, order, p.rrs), Success
+	return casedAnswer(w, string(name), set, order, p.rrs), nil, Success
 }
 
-// NegativeWire returns the packed authority section of NXDOMAIN and NODATA
-// answers, or nil when it could not be packed.
+// NegativeWire returns the packed authority section of the apex zone's
+// NXDOMAIN and NODATA answers, or nil when it could not be packed; a name
+// under a cluster has its cluster zone's (LookupWireZone).
 func (s *Snapshot) NegativeWire() *NegativeWire { return s.negativeWire }
 
 // inZoneWire is inZone for a name without escapes.

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -13,11 +14,19 @@ import (
 func TestLookup(t *testing.T) {
 	s := testSnapshot(t)
 	const negSOA = zone + "\t1\tIN\tSOA\tns1." + zone + " hostmaster.example.internal. 7 3600 600 86400 5"
+	// The SOA of a cluster's zone: its serial comes from the decisions'
+	// Consul indexes, none here.
+	clusterSOA := func(label string, ttl int) string {
+		return fmt.Sprintf("%s.%s\t%d\tIN\tSOA\tns1.%s hostmaster.example.internal. 0 3600 600 86400 5", label, zone, ttl, zone)
+	}
 	tests := []struct {
 		name   string
 		qname  string
 		qtype  uint16
 		result Result
+		// neg is the cluster whose zone's SOA a negative answer carries;
+		// "" for the apex's.
+		neg string
 		// answer and extra are compared as sets: A/AAAA rotate.
 		answer, extra []string
 	}{
@@ -38,7 +47,7 @@ func TestLookup(t *testing.T) {
 		{name: "name server A", qname: "ns1." + zone, qtype: dns.TypeA, result: Success, answer: []string{"ns1." + zone + "\t300\tIN\tA\t10.0.0.53"}},
 		{name: "name server AAAA", qname: "ns1." + zone, qtype: dns.TypeAAAA, result: Success, answer: []string{"ns1." + zone + "\t300\tIN\tAAAA\tfd00::53"}},
 		{name: "rw A", qname: "rw.orders." + zone, qtype: dns.TypeA, result: Success, answer: []string{"rw.orders." + zone + "\t5\tIN\tA\t10.0.0.1"}},
-		{name: "rw AAAA is NODATA", qname: "rw.orders." + zone, qtype: dns.TypeAAAA, result: NoData},
+		{name: "rw AAAA is NODATA", qname: "rw.orders." + zone, qtype: dns.TypeAAAA, result: NoData, neg: "orders"},
 		{
 			name: "rw SRV with target in additional", qname: "rw.orders." + zone, qtype: dns.TypeSRV, result: Success,
 			answer: []string{"rw.orders." + zone + "\t5\tIN\tSRV\t0 1 5432 pg-1.main.orders." + zone},
@@ -63,8 +72,8 @@ func TestLookup(t *testing.T) {
 			},
 		},
 		{name: "passive-rw A", qname: "passive-rw.orders." + zone, qtype: dns.TypeA, result: Success, answer: []string{"passive-rw.orders." + zone + "\t15\tIN\tA\t10.1.0.5"}},
-		{name: "empty passive-ro A is NODATA", qname: "passive-ro.orders." + zone, qtype: dns.TypeA, result: NoData},
-		{name: "empty passive-ro SRV is NODATA", qname: "passive-ro.orders." + zone, qtype: dns.TypeSRV, result: NoData},
+		{name: "empty passive-ro A is NODATA", qname: "passive-ro.orders." + zone, qtype: dns.TypeA, result: NoData, neg: "orders"},
+		{name: "empty passive-ro SRV is NODATA", qname: "passive-ro.orders." + zone, qtype: dns.TypeSRV, result: NoData, neg: "orders"},
 		{
 			name: "empty passive-ro TXT says why", qname: "passive-ro.orders." + zone, qtype: dns.TypeTXT, result: Success,
 			answer: []string{"passive-ro.orders." + zone + "\t20\tIN\tTXT\t\"passive-ro: region standby (standby, leader pg-5, timeline 3); no endpoints; main region is primary; fresh\""},
@@ -75,7 +84,7 @@ func TestLookup(t *testing.T) {
 		},
 		{name: "target A", qname: "pg-1.main.orders." + zone, qtype: dns.TypeA, result: Success, answer: []string{"pg-1.main.orders." + zone + "\t5\tIN\tA\t10.0.0.1"}},
 		{name: "target AAAA", qname: "pg-3.main.orders." + zone, qtype: dns.TypeAAAA, result: Success, answer: []string{"pg-3.main.orders." + zone + "\t10\tIN\tAAAA\tfd00::3"}},
-		{name: "target other type is NODATA", qname: "pg-1.main.orders." + zone, qtype: dns.TypeTXT, result: NoData},
+		{name: "target other type is NODATA", qname: "pg-1.main.orders." + zone, qtype: dns.TypeTXT, result: NoData, neg: "orders"},
 		{name: "target ANY is its address", qname: "pg-3.main.orders." + zone, qtype: dns.TypeANY, result: Success, answer: []string{"pg-3.main.orders." + zone + "\t10\tIN\tAAAA\tfd00::3"}},
 		// pg-5 is also ro.standby's (ttl.ro): its records take the shorter TTL.
 		{name: "passive target", qname: "pg-5.standby.orders." + zone, qtype: dns.TypeA, result: Success, answer: []string{"pg-5.standby.orders." + zone + "\t10\tIN\tA\t10.1.0.5"}},
@@ -116,21 +125,35 @@ func TestLookup(t *testing.T) {
 			name: "region-pinned TXT of the passive region", qname: "ro.standby.orders." + zone, qtype: dns.TypeTXT, result: Success,
 			answer: []string{"ro.standby.orders." + zone + "\t20\tIN\tTXT\t\"ro.standby: region standby (standby, leader pg-5, timeline 3); endpoints pg-5 10.1.0.5:5432; main region is primary; fresh\""},
 		},
-		{name: "region-pinned name without a decision", qname: "ro.main.billing." + zone, qtype: dns.TypeA, result: NoData},
+		{name: "region-pinned name without a decision", qname: "ro.main.billing." + zone, qtype: dns.TypeA, result: NoData, neg: "billing"},
 		{
 			name: "sync without a decision: TXT", qname: "sync.billing." + zone, qtype: dns.TypeTXT, result: Success,
 			answer: []string{"sync.billing." + zone + "\t20\tIN\tTXT\t\"sync: no decision yet; no endpoints; stale\""},
 		},
-		{name: "below a region-pinned name", qname: "x.ro.main.orders." + zone, qtype: dns.TypeA, result: NXDomain},
-		{name: "cluster is an empty non-terminal", qname: "orders." + zone, qtype: dns.TypeA, result: NoData},
-		{name: "region is an empty non-terminal", qname: "main.orders." + zone, qtype: dns.TypeA, result: NoData},
-		{name: "passive region is an empty non-terminal", qname: "standby.orders." + zone, qtype: dns.TypeTXT, result: NoData},
-		{name: "unknown label under a cluster", qname: "nope.orders." + zone, qtype: dns.TypeA, result: NXDomain},
-		{name: "below a name", qname: "x.rw.orders." + zone, qtype: dns.TypeA, result: NXDomain},
+		{name: "below a region-pinned name", qname: "x.ro.main.orders." + zone, qtype: dns.TypeA, result: NXDomain, neg: "orders"},
+		{name: "cluster zone SOA at the cut", qname: "orders." + zone, qtype: dns.TypeSOA, result: Success,
+			answer: []string{clusterSOA("orders", 60)}},
+		{
+			name: "cluster zone NS at the cut equal to the apex's, with its glue", qname: "orders." + zone, qtype: dns.TypeNS, result: Success,
+			answer: []string{"orders." + zone + "\t300\tIN\tNS\tns1." + zone, "orders." + zone + "\t300\tIN\tNS\tns.other.example."},
+			extra:  []string{"ns1." + zone + "\t300\tIN\tA\t10.0.0.53", "ns1." + zone + "\t300\tIN\tAAAA\tfd00::53"},
+		},
+		{name: "cluster zone ANY is the SOA", qname: "pay." + zone, qtype: dns.TypeANY, result: Success, answer: []string{clusterSOA("pay", 60)}},
+		{name: "cluster apex A is NODATA", qname: "orders." + zone, qtype: dns.TypeA, result: NoData, neg: "orders"},
+		{name: "DS at the cut is the parent's NODATA", qname: "orders." + zone, qtype: dns.TypeDS, result: NoData},
+		{name: "cluster zone without decision has its SOA", qname: "billing." + zone, qtype: dns.TypeSOA, result: Success,
+			answer: []string{clusterSOA("billing", 60)}},
+		{name: "region is an empty non-terminal", qname: "main.orders." + zone, qtype: dns.TypeA, result: NoData, neg: "orders"},
+		{name: "passive region is an empty non-terminal", qname: "standby.orders." + zone, qtype: dns.TypeTXT, result: NoData, neg: "orders"},
+		{name: "unknown label under a cluster", qname: "nope.orders." + zone, qtype: dns.TypeA, result: NXDomain, neg: "orders"},
+		{name: "below a name", qname: "x.rw.orders." + zone, qtype: dns.TypeA, result: NXDomain, neg: "orders"},
+		{name: "below a target", qname: "x.pg-1.main.orders." + zone, qtype: dns.TypeA, result: NXDomain, neg: "orders"},
 		{name: "unknown cluster", qname: "rw.unknown." + zone, qtype: dns.TypeA, result: NXDomain},
+		{name: "unknown name under the apex", qname: "unknown." + zone, qtype: dns.TypeA, result: NXDomain},
+		{name: "below a name server", qname: "x.ns1." + zone, qtype: dns.TypeA, result: NXDomain},
 		{name: "decision without configured cluster", qname: "rw.not-configured." + zone, qtype: dns.TypeA, result: NXDomain},
-		{name: "cluster without decision: A", qname: "rw.billing." + zone, qtype: dns.TypeA, result: NoData},
-		{name: "cluster without decision: SRV", qname: "passive-ro.billing." + zone, qtype: dns.TypeSRV, result: NoData},
+		{name: "cluster without decision: A", qname: "rw.billing." + zone, qtype: dns.TypeA, result: NoData, neg: "billing"},
+		{name: "cluster without decision: SRV", qname: "passive-ro.billing." + zone, qtype: dns.TypeSRV, result: NoData, neg: "billing"},
 		{
 			name: "cluster without decision: TXT", qname: "ro.billing." + zone, qtype: dns.TypeTXT, result: Success,
 			answer: []string{"ro.billing." + zone + "\t20\tIN\tTXT\t\"ro: no decision yet; no endpoints; stale\""},
@@ -143,8 +166,9 @@ func TestLookup(t *testing.T) {
 			name: "ANY is the A RRset", qname: "ro.orders." + zone, qtype: dns.TypeANY, result: Success,
 			answer: []string{"ro.orders." + zone + "\t10\tIN\tA\t10.0.0.2", "ro.orders." + zone + "\t10\tIN\tA\t10.0.0.4"},
 		},
-		{name: "ANY at an empty non-terminal", qname: "orders." + zone, qtype: dns.TypeANY, result: NoData},
-		{name: "unsupported type", qname: "rw.orders." + zone, qtype: dns.TypeDNSKEY, result: NoData},
+		{name: "ANY at an empty non-terminal", qname: "main.orders." + zone, qtype: dns.TypeANY, result: NoData, neg: "orders"},
+		{name: "unsupported type", qname: "rw.orders." + zone, qtype: dns.TypeDNSKEY, result: NoData, neg: "orders"},
+		{name: "other type at the apex", qname: zone, qtype: dns.TypeMX, result: NoData},
 		{name: "parent of zone", qname: "example.internal.", qtype: dns.TypeA, result: OutOfZone},
 		{name: "suffix that is not a label", qname: "xpg.example.internal.", qtype: dns.TypeA, result: OutOfZone},
 		{name: "escaped dot is not a label boundary", qname: `a\.pg.example.internal.`, qtype: dns.TypeA, result: OutOfZone},
@@ -161,7 +185,11 @@ func TestLookup(t *testing.T) {
 			assertSet(t, "extra", got.Extra, tc.extra)
 			switch tc.result {
 			case NoData, NXDomain:
-				assertSet(t, "ns", got.Ns, []string{negSOA})
+				want := negSOA
+				if tc.neg != "" {
+					want = clusterSOA(tc.neg, 1)
+				}
+				assertSet(t, "ns", got.Ns, []string{want})
 			default:
 				assertSet(t, "ns", got.Ns, nil)
 			}

@@ -273,6 +273,9 @@ type wireBuilder struct {
 	// far, which spans place in its wires.
 	msg, buf []byte
 	spans    []wireSpan
+	// negRR and negPtrs are negative's scratch.
+	negRR   []byte
+	negPtrs []int
 }
 
 // wireSpan says where in wireBuilder.buf the message of wires[wire] is.
@@ -362,30 +365,51 @@ func (wb *wireBuilder) keep(wires []Wire) {
 // negative packs the negative SOA after a question for the apex, and
 // records where its pointers are; nil when it cannot be packed.
 func (wb *wireBuilder) negative(zone string, soa dns.RR) *NegativeWire {
-	if !packable(zone) {
+	neg := &NegativeWire{}
+	if !wb.negativeInto(neg, zone, soa) {
 		return nil
 	}
-	neg := &NegativeWire{}
-	for _, v := range []struct {
-		cased bool
-		into  *NegativeRR
-	}{{false, &neg.Lower}, {true, &neg.Cased}} {
+	return neg
+}
+
+// negativeInto is negative, packing into neg; false when it cannot be
+// packed.
+func (wb *wireBuilder) negativeInto(neg *NegativeWire, zone string, soa dns.RR) bool {
+	if !packable(zone) {
+		return false
+	}
+	// Both packings, and both lists of pointers, share one array each:
+	// every cluster zone has its own.
+	rrs, ptrs := wb.negRR[:0], wb.negPtrs[:0]
+	defer func() { wb.negRR, wb.negPtrs = rrs[:0], ptrs[:0] }()
+	var ends [2]int
+	var pends [2]int
+	for i, cased := range []bool{false, true} {
 		p := &wb.p
 		p.reset()
+		p.b = wb.msg[:0]
 		p.header(dns.RcodeSuccess, 0, 1, 0)
-		p.question(zone, dns.TypeSOA, v.cased)
+		p.question(zone, dns.TypeSOA, cased)
 		start := len(p.b)
 		p.recording = true
 		if !p.rr(soa) {
-			return nil
+			return false
 		}
-		v.into.RR = append([]byte(nil), p.b[start:]...)
+		wb.msg = p.b[:0]
+		rrs = append(rrs, p.b[start:]...)
 		for _, off := range p.ptrs {
-			v.into.Pointers = append(v.into.Pointers, off-start)
+			ptrs = append(ptrs, off-start)
 		}
+		ends[i], pends[i] = len(rrs), len(ptrs)
 		neg.ApexLen = start - dnswire.HeaderLen - 4
 	}
-	return neg
+	mem := make([]byte, len(rrs))
+	copy(mem, rrs)
+	pmem := make([]int, len(ptrs))
+	copy(pmem, ptrs)
+	neg.Lower = NegativeRR{RR: mem[:ends[0]:ends[0]], Pointers: pmem[:pends[0]:pends[0]]}
+	neg.Cased = NegativeRR{RR: mem[ends[0]:ends[1]:ends[1]], Pointers: pmem[pends[0]:pends[1]:pends[1]]}
+	return true
 }
 
 // casedAnswer packs the response of w, order r of set (the part's records

@@ -38,7 +38,7 @@ func confEDNSTests(t *testing.T, w *confWorld) {
 	})
 
 	t.Run("version 1 gets BADVERS", func(t *testing.T) {
-		for _, name := range []string{rw, "nosuch." + confZone, "master.orders.service.dc1.consul."} {
+		for _, name := range []string{rw, "nosuch." + confZone, "orders." + confZone, "master.orders.service.dc1.consul."} {
 			for _, tcp := range []bool{false, true} {
 				q := confQuery(name, dns.TypeA, true)
 				confEDNS(q, 1232, 1, false)
@@ -288,6 +288,7 @@ func confEDNSTests(t *testing.T, w *confWorld) {
 			{"ro.orders." + confZone, dns.TypeA},
 			{confMixCase(rw), dns.TypeA},
 			{confZone, dns.TypeSOA},
+			{confMixCase("orders." + confZone), dns.TypeSOA},
 		} {
 			q := confQuery(tc.name, dns.TypeANY, false)
 			resp, _ := confExchangeUDP(t, w.Addr, q)

@@ -122,6 +122,8 @@ func confTCPTests(t *testing.T, w *confWorld) {
 			{confQuery("Master.Orders.Service.DC1.Consul.", dns.TypeA, true), want{dns.RcodeSuccess, 1}},
 			{confQuery(rw, dns.TypeTXT, false), want{dns.RcodeSuccess, 1}},
 			{confQuery(confZone, dns.TypeSOA, false), want{dns.RcodeSuccess, 1}},
+			{confQuery("orders."+confZone, dns.TypeSOA, false), want{dns.RcodeSuccess, 1}},
+			{confQuery("nosuch.orders."+confZone, dns.TypeA, false), want{dns.RcodeNameError, 0}},
 		}
 		var buf []byte
 		byID := map[uint16]int{}

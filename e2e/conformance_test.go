@@ -31,6 +31,7 @@ func TestConformance(t *testing.T) {
 	t.Run("TCP", func(t *testing.T) { confTCPTests(t, w) })
 	t.Run("Delegation", func(t *testing.T) { confDelegation(t, w) })
 	t.Run("DelegationFaithful", func(t *testing.T) { confDelegationFaithful(t, w) })
+	t.Run("ClusterZones", func(t *testing.T) { confClusterZones(t, w) })
 	t.Logf("conformance tests took %s", time.Since(start).Round(time.Millisecond))
 }
 
@@ -49,6 +50,10 @@ func confRFC1035(t *testing.T, w *confWorld) {
 					{confMixCase(rw), dns.RcodeSuccess},
 					{strings.ToUpper("ro.orders." + confZone), dns.RcodeSuccess},
 					{confMixCase("nosuch." + confZone), dns.RcodeNameError},
+					// A cluster zone's apex (NODATA for A) and a name
+					// under it that does not exist.
+					{confMixCase("orders." + confZone), dns.RcodeSuccess},
+					{confMixCase("nosuch.orders." + confZone), dns.RcodeNameError},
 				} {
 					q := confQuery(tc.name, dns.TypeA, rd)
 					wire := confPack(t, q)
@@ -334,8 +339,17 @@ func confRFC2308(t *testing.T, w *confWorld) {
 				t.Errorf("%s: authority %v, want the zone's SOA alone", where, resp.Ns)
 				continue
 			}
-			if neg.Hdr.Name != confZone || neg.Ns != soa.Ns || neg.Mbox != soa.Mbox || neg.Minttl != soa.Minttl {
-				t.Errorf("%s: authority SOA %v, want the apex SOA %v", where, neg, soa)
+			// The SOA of the name's zone: a cluster's under it (its own
+			// serial), the apex's otherwise; the rest as the apex's.
+			owner := confZoneOf(name, qtype)
+			if !strings.EqualFold(neg.Hdr.Name, owner) || neg.Ns != soa.Ns || neg.Mbox != soa.Mbox || neg.Minttl != soa.Minttl {
+				t.Errorf("%s: authority SOA %v, want the SOA of %s like the apex SOA %v", where, neg, owner, soa)
+			}
+			if owner != confZone {
+				at := confExchangeTCP(t, w.Addr, confQuery(owner, dns.TypeSOA, false))
+				if cut := confSOA(at.Answer); cut == nil || cut.Serial != neg.Serial {
+					t.Errorf("%s: authority SOA serial %d, want the serial of %s's SOA (%v)", where, neg.Serial, owner, at.Answer)
+				}
 			}
 			if neg.Hdr.Ttl != wantTTL {
 				t.Errorf("%s: SOA TTL %d, want min(SOA TTL %d, MINIMUM %d) = %d", where, neg.Hdr.Ttl, soa.Hdr.Ttl, soa.Minttl, wantTTL)
@@ -347,11 +361,17 @@ func confRFC2308(t *testing.T, w *confWorld) {
 		check(t, "nosuch."+confZone, dns.TypeA, dns.RcodeNameError)
 		check(t, "NoSuch."+confZone, dns.TypeSRV, dns.RcodeNameError)
 		check(t, "ns1.orders."+confZone, dns.TypeA, dns.RcodeNameError)
+		check(t, "NoSuch.Big."+confZone, dns.TypeA, dns.RcodeNameError)
+		check(t, "rw.nosuchcluster."+confZone, dns.TypeA, dns.RcodeNameError)
 	})
 	t.Run("NODATA carries the SOA", func(t *testing.T) {
 		check(t, "rw.orders."+confZone, dns.TypeAAAA, dns.RcodeSuccess)
 		check(t, "ro.orders."+confZone, dns.TypeMX, dns.RcodeSuccess)
 		check(t, confZone, dns.TypeA, dns.RcodeSuccess)
+		check(t, "orders."+confZone, dns.TypeA, dns.RcodeSuccess)
+		check(t, "Orders."+confZone, dns.TypeMX, dns.RcodeSuccess)
+		// DS at a cut belongs to the parent zone (RFC 4035 §3.1.4.1).
+		check(t, "orders."+confZone, dns.TypeDS, dns.RcodeSuccess)
 	})
 	t.Run("RFC8020 nothing under an NXDOMAIN", func(t *testing.T) {
 		for _, name := range []string{"x.nosuch.", "a.b.nosuch.", "x.ns1.orders.", "rw.nosuch.", "ro.nosuch."} {

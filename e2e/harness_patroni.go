@@ -243,10 +243,12 @@ func (m *PatroniMember) Promote(timeline int) {
 // RejoinAsStandby makes the member's cluster a standby cluster again, as an
 // operator does to end a split brain: standby_cluster (replicating from
 // host) goes back into the config, and the member steps down from leader to
-// standby leader (re-registered with the standby-leader tag and check).
+// standby leader, which holds the standby cluster's leader key as Patroni's
+// does (re-registered with the standby-leader tag and check).
 func (m *PatroniMember) RejoinAsStandby(host string) {
 	m.t.Helper()
 	m.putJSON("config", patroniConfig(host))
+	m.TakeLeaderKey()
 	m.mu.Lock()
 	m.role = RoleStandbyLeader
 	m.mu.Unlock()

@@ -238,3 +238,40 @@ func (m *PatroniMember) PutSync(standbys ...string) {
 	}
 	m.putJSON("sync", map[string]any{"leader": m.Name, "sync_standby": list})
 }
+
+// RewriteMemberKey writes the member key again with a new WAL position and
+// nothing else changed, as Patroni does every loop_wait while PostgreSQL
+// takes writes. It returns the key's new ModifyIndex.
+func (m *PatroniMember) RewriteMemberKey() uint64 {
+	m.t.Helper()
+	m.mu.Lock()
+	m.xlog += 4096
+	m.mu.Unlock()
+	m.putMemberKey()
+	pair, _, err := m.Agent.API().KV().Get(m.key("members/"+m.Name), nil)
+	if err != nil || pair == nil {
+		m.t.Fatalf("read back member key of %s: %v, %v", m.Name, pair, err)
+	}
+	return pair.ModifyIndex
+}
+
+// WaitCheckOutput waits until the catalog has the output of the member's
+// check for its current role's endpoint: a re-registered check keeps its
+// last output until it runs again, and the agent syncs that output (a
+// write to the catalog) when it does.
+func (m *PatroniMember) WaitCheckOutput(timeout time.Duration) {
+	m.t.Helper()
+	path := "/" + strings.ReplaceAll(string(m.Role()), "_", "-")
+	WaitFor(m.t, timeout, func() (bool, string) {
+		checks, _, err := m.Agent.API().Health().Checks(m.ServiceName(), nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range checks {
+			if c.ServiceID == m.ServiceID() && c.CheckID == m.svc.checkID() {
+				return strings.Contains(c.Output, path+":"), fmt.Sprintf("check of %s: output %q, want one of %s", m.Name, c.Output, path)
+			}
+		}
+		return false, "no check of " + m.ServiceID()
+	})
+}

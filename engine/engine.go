@@ -264,6 +264,9 @@ func (e *Engine) decideLocked(start time.Time, inputs map[string]policy.Input, a
 		in.Main.LagHeld = before.LagHeld(in.Main.Name)
 		in.Standby.LagHeld = before.LagHeld(in.Standby.Name)
 		d := policy.Decide(in)
+		if had {
+			d = keepIndexes(&before, d)
+		}
 		changed = changed || !had || !reflect.DeepEqual(&before, &d)
 		// Entries are replaced, never written into: the snapshot keeps
 		// the decisions it was built from.
@@ -290,4 +293,21 @@ func (e *Engine) decideLocked(start time.Time, inputs map[string]policy.Input, a
 		e.reportLocked(c, ready)
 	}
 	e.logged = e.logged || ready
+}
+
+// keepIndexes returns d with before's region indexes when nothing else
+// differs: a Consul index that moved under data that decides nothing new
+// (a reads cluster's positions, rewritten every loop_wait) makes no
+// snapshot; the cluster zone's serial takes the indexes of the next
+// decision that changes an answer.
+func keepIndexes(before *policy.Decision, d policy.Decision) policy.Decision {
+	if before.Main.Index == d.Main.Index && before.Standby.Index == d.Standby.Index {
+		return d
+	}
+	probe := d
+	probe.Main.Index, probe.Standby.Index = before.Main.Index, before.Standby.Index
+	if reflect.DeepEqual(before, &probe) {
+		return probe
+	}
+	return d
 }

@@ -31,6 +31,13 @@ func (cs *ClusterState) region(name string) policy.Region {
 		PoolRW: instancesBack(o.PoolRW), PoolRO: instancesBack(o.PoolRO),
 		Timelines: o.Timelines, MemberKeys: o.MemberKeys,
 		Optime: o.Optime, SyncMode: o.SynchronousMode, LagHeld: o.LagHeld,
+		LeaderKeyRead: o.LeaderKeyRead, Index: o.Index,
+	}
+	for m, kr := range o.KeyRoles {
+		if r.KeyRoles == nil {
+			r.KeyRoles = make(map[string]policy.Role, len(o.KeyRoles))
+		}
+		r.KeyRoles[m] = roleNamed(kr)
 	}
 	if o.Sync != nil {
 		r.Sync = *o.Sync
@@ -61,6 +68,10 @@ func instancesBack(in []InstanceState) []policy.Instance {
 	for i, s := range in {
 		out[i] = s.Instance
 		out[i].Role, out[i].Health = roleNamed(s.Role), healthNamed(s.Health)
+		out[i].CheckRole = roleNamed(s.CheckRole)
+		if s.OtherHealth != "" {
+			out[i].OtherHealth = healthNamed(s.OtherHealth)
+		}
 	}
 	return out
 }

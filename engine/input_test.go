@@ -17,7 +17,7 @@ func fullInput() policy.Input {
 	at := time.Date(2030, 1, 2, 15, 0, 0, 0, time.UTC)
 	inst := func(id, member, node, addr string, port uint16, role policy.Role, h policy.Health, tags ...string) policy.Instance {
 		return policy.Instance{ID: id, Member: member, Node: node, Address: netip.MustParseAddr(addr), Port: port,
-			Tags: tags, Role: role, Health: h}
+			Tags: tags, Role: role, Health: h, CheckRole: role, OtherHealth: h}
 	}
 	region := func(name, prefix string) policy.Region {
 		return policy.Region{
@@ -42,6 +42,10 @@ func fullInput() policy.Input {
 			SyncMode: true,
 			Sync:     policy.SyncKey{Leader: prefix + "1", Standbys: []string{prefix + "2"}, Quorum: 1},
 			LagHeld:  map[string]time.Time{prefix + "2": at.Add(-time.Minute)},
+			// The lock: m1's key says it leads, m9 has a key but no service.
+			LeaderKeyRead: true,
+			KeyRoles:      map[string]policy.Role{prefix + "1": policy.RoleLeader, prefix + "9": policy.RoleReplica},
+			Index:         4711,
 		}
 	}
 	in := policy.Input{

@@ -80,6 +80,16 @@ type ObservedState struct {
 	LagHeld         map[string]time.Time `json:"lag_held,omitempty"`
 	SynchronousMode bool                 `json:"synchronous_mode,omitempty"`
 	Sync            *policy.SyncKey      `json:"sync,omitempty"`
+	// LeaderKeyRead says that Patroni's lock decides who leads (see
+	// policy/lock.go): the leader key was read, in a KV prefix that holds
+	// Patroni's keys.
+	LeaderKeyRead bool `json:"leader_key_read,omitempty"`
+	// KeyRoles is the role each members/ key says (policy.Region.KeyRoles),
+	// also shown on each member as KeyRole.
+	KeyRoles map[string]string `json:"key_roles,omitempty"`
+	// Index is the Consul index of the data the region was read from
+	// (policy.Region.Index), from which the cluster zone's serial is made.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // InstanceState is one registered instance, with its health in words
@@ -93,6 +103,13 @@ type InstanceState struct {
 	// replication state for clusters that follow reads, tags), if
 	// anything.
 	MemberKey *policy.MemberKey `json:"member_key,omitempty"`
+	// KeyRole is the role the member's members/ key says, when it has
+	// one Patroni wrote a role in.
+	KeyRole string `json:"key_role,omitempty"`
+	// CheckRole is the role Patroni's role check of the instance tests,
+	// and OtherHealth the worst of its other checks ("" when passing).
+	CheckRole   string `json:"check_role,omitempty"`
+	OtherHealth string `json:"other_health,omitempty"`
 }
 
 // State returns what the engine knows now.
@@ -137,9 +154,19 @@ func clusterState(cl *zones.Cluster, in policy.Input, d policy.Decision) Cluster
 			Timelines:  r.Timelines,
 			Optime:     r.Optime, SynchronousMode: r.SyncMode, LagHeld: r.LagHeld,
 		}
+		obs.LeaderKeyRead, obs.Index = r.LeaderKeyRead, r.Index
+		for m, kr := range r.KeyRoles {
+			if obs.KeyRoles == nil {
+				obs.KeyRoles = make(map[string]string, len(r.KeyRoles))
+			}
+			obs.KeyRoles[m] = kr.String()
+		}
 		for i := range obs.Members {
 			if k, ok := r.MemberData[obs.Members[i].Member]; ok {
 				obs.Members[i].MemberKey = &k
+			}
+			if kr, ok := r.KeyRoles[obs.Members[i].Member]; ok {
+				obs.Members[i].KeyRole = kr.String()
 			}
 		}
 		if r.Sync.Leader != "" || len(r.Sync.Standbys) > 0 || r.Sync.Quorum != 0 {
@@ -163,6 +190,12 @@ func instances(in []policy.Instance, timelines map[string]int64, members bool) [
 		s := InstanceState{Instance: i, Health: i.Health.String(), Timeline: timelines[i.Member]}
 		if members {
 			s.Role = i.Role.String()
+			if i.CheckRole != policy.RoleUnknown {
+				s.CheckRole = i.CheckRole.String()
+			}
+		}
+		if i.OtherHealth != policy.HealthPassing {
+			s.OtherHealth = i.OtherHealth.String()
 		}
 		out = append(out, s)
 	}

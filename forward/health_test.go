@@ -220,7 +220,7 @@ func TestHealthTransitionLogRateLimited(t *testing.T) {
 	local := startUpstream(t, switchable("10.0.0.1", &alive))
 	other := startUpstream(t, answerA(0, "10.0.0.2"))
 	clock := newTestClock()
-	f, logs := healthForwarder(clock, 50*time.Millisecond, []string{local.addr}, []string{other.addr})
+	f, logs := healthForwarder(clock, 100*time.Millisecond, []string{local.addr}, []string{other.addr})
 
 	name := 0
 	ask := func() {
@@ -236,9 +236,17 @@ func TestHealthTransitionLogRateLimited(t *testing.T) {
 	}
 	up := func() {
 		alive.Store(true)
-		clock.Advance(backoff(downAfter + 1)) // the backoff is over: the next query probes
-		ask()
-		eventually(t, "the upstream to be up", func() bool { return f.Stats()[0].Up })
+		// The backoff is over: the next query probes. On a loaded machine
+		// more than downAfter failures may have been counted, so the wait
+		// is the upstream's own.
+		u := (*f.groups.Load())[0][0]
+		clock.Advance(max(time.Unix(0, u.downUntil.Load()).Sub(clock.Now()), 0) + time.Millisecond)
+		// A query starts a probe unless the last one is still finishing:
+		// ask until one has brought the upstream back.
+		eventually(t, "the upstream to be up", func() bool {
+			ask()
+			return f.Stats()[0].Up
+		})
 	}
 	start := clock.Now()
 	down() // the first line
@@ -255,7 +263,9 @@ func TestHealthTransitionLogRateLimited(t *testing.T) {
 	}
 	clock.Advance(transitionLogEvery)
 	up()
-	l := logs.lines("upstream up")
+	// The line follows the transition that Stats shows: wait for it.
+	var l []string
+	eventually(t, "the up line", func() bool { l = logs.lines("upstream up"); return len(l) > 0 })
 	if len(l) != 1 || !strings.Contains(l[0], fmt.Sprintf("transitions_not_logged=%d", 2*flaps)) {
 		t.Errorf("up lines %q, want one counting the %d transitions left out", l, 2*flaps)
 	}

@@ -114,18 +114,31 @@ func chooseActive(main, standby *reading) (active, passive *reading, reason stri
 
 // read classifies a region: its state, leader and passing replicas.
 func read(r *Region, warningOK bool) reading {
-	out := reading{region: r, view: RegionView{Name: r.Name, Stale: r.Stale || !r.Known}}
+	out := reading{region: r, view: RegionView{Name: r.Name, Stale: r.Stale || !r.Known, Index: r.Index}}
 	if !r.Known {
 		out.view.State = StateUnknown
 		return out
 	}
 	var leaders, standbyLeaders []*Instance
+	// Passing members tagged as leaders and as standby leaders, whatever
+	// the lock says.
+	var tagged [RoleLeader + 1]int
 	for i := range r.Members {
 		m := &r.Members[i]
-		if !passing(m.Health, warningOK) {
+		if passing(m.Health, warningOK) {
+			tagged[m.Role]++
+		}
+		role, ok := memberRole(r, m, warningOK)
+		if !ok {
 			continue
 		}
-		switch m.Role {
+		if role != m.Role {
+			// The lock made it a leader before its tags did.
+			c := *m
+			c.Role = role
+			m = &c
+		}
+		switch role {
 		case RoleLeader:
 			leaders = append(leaders, m)
 		case RoleStandbyLeader:
@@ -152,6 +165,11 @@ func read(r *Region, warningOK bool) reading {
 		}
 	default:
 		out.view.State = StateNone
+	}
+	if r.LeaderKeyRead && (tagged[RoleLeader] > 1 || tagged[RoleStandbyLeader] > 1) {
+		// The lock picked the leader; the region still reports that
+		// several members claim to lead.
+		out.view.State = StateConflict
 	}
 	if out.leader != nil {
 		out.view.Leader = out.leader.Member

@@ -148,6 +148,15 @@ type Instance struct {
 	Role Role `json:"-"`
 	// Health is the worst of the instance's checks.
 	Health Health `json:"-"`
+	// CheckRole is the role Patroni's check of the instance tests (its
+	// REST API endpoint: /primary, /replica, /standby-leader), RoleUnknown
+	// when it has none; OtherHealth is the worst of its other checks, the
+	// node's included (Health when it has no role check). Patroni
+	// re-registers a member's check for its new role right after a
+	// promotion, and Consul keeps the old check's status until the new one
+	// runs, an interval later.
+	CheckRole   Role   `json:"-"`
+	OtherHealth Health `json:"-"`
 }
 
 // Region is what one region's Consul datacenter reports about one cluster.
@@ -192,6 +201,21 @@ type Region struct {
 	// under the limit (zero: it was not). Whoever calls Decide again
 	// carries them over from that decision (Decision.LagHeld), with Now.
 	LagHeld map[string]time.Time
+	// LeaderKeyRead is true once Patroni's leader key has been read: then
+	// LeaderKey is the lock as it is (empty: nobody holds it), and the lock
+	// decides who leads the region (see lock.go). False when the key could
+	// never be read: leaders come from their tags alone, as before.
+	LeaderKeyRead bool
+	// KeyRoles maps member names to the role their members/ key says
+	// (Patroni's "role": master or primary, replica, standby_leader).
+	// Patroni writes it as soon as a role change is done, before its
+	// service's tags and check follow.
+	KeyRoles map[string]Role
+	// Index is the Consul index of the data the region was read from: it
+	// only grows, and grows whenever what the policy reads changes. Decide
+	// does not read it; it carries it into RegionView, from which the
+	// cluster zone's SOA serial is made.
+	Index uint64
 }
 
 // ClusterConfig is what Patroni's dynamic configuration (the config key)
@@ -289,6 +313,8 @@ type RegionView struct {
 	RO []Endpoint `json:"ro"`
 	// Excluded are the region's replicas that serve no reads, and why.
 	Excluded []Exclusion `json:"excluded,omitempty"`
+	// Index is the region's Region.Index.
+	Index uint64 `json:"index,omitempty"`
 }
 
 // Decision is what the four names of a cluster answer, and why.

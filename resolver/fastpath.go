@@ -226,7 +226,7 @@ func (h *Handler) answerWire(q []byte, src netip.Addr, tcp bool, out []byte, rot
 	if snap == nil {
 		return fastResult{}
 	}
-	w, res := snap.LookupWire(name[:k], fq.qtype, rot, fq.cased)
+	w, neg, res := snap.LookupWireZone(name[:k], fq.qtype, rot, fq.cased)
 	if res == cache.OutOfZone {
 		if h.opts.Delegator == nil || !h.scope.allowsClient(src) || !h.scope.coversName(name[:k]) {
 			return h.writeRefused(q, &fq, out)
@@ -241,7 +241,7 @@ func (h *Handler) answerWire(q []byte, src netip.Addr, tcp bool, out []byte, rot
 		}
 		return h.writeAnswer(q, &fq, w, limit, out)
 	case cache.NXDomain, cache.NoData:
-		neg := snap.NegativeWire()
+		// The SOA of the name's zone: the apex's, or its cluster's.
 		if neg == nil {
 			return fastResult{}
 		}

@@ -17,6 +17,7 @@ import (
 // names that do not exist, and names outside the zone.
 func fastNames(tb testing.TB) []string {
 	names := []string{zone, "ns1." + zone, "nope." + zone, "x.rw.orders." + zone, "a.b.c.nope." + zone,
+		"nope.orders." + zone, "a.b.main.orders." + zone, "x.ns1." + zone,
 		"example.com.", ".", "xpg.example.internal.", "consul.", "pg.example.internal.x."}
 	snap := testStore(tb).Load()
 	for _, c := range []string{"orders", "pay", "split", "big", "billing"} {
@@ -162,7 +163,7 @@ func checkFast(t *testing.T, desc string, h *Handler, query []byte, tcp bool) bo
 func TestFastPathMatchesHandleRequest(t *testing.T) {
 	h := New(testStore(t), Options{}, nil)
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypeSOA, dns.TypeNS, dns.TypeANY,
-		dns.TypeMX, dns.TypeCNAME, dns.TypeOPT, dns.TypeAXFR, 0, 65280}
+		dns.TypeMX, dns.TypeCNAME, dns.TypeDS, dns.TypeOPT, dns.TypeAXFR, 0, 65280}
 	fastCount, total := 0, 0
 	for _, name := range fastNames(t) {
 		for _, qtype := range types {
@@ -211,10 +212,13 @@ var fastQueries = []struct {
 	{name: "UDP/A", msg: query("ro.orders."+zone, dns.TypeA, 0)},
 	{name: "UDP/SRV", msg: query("ro.orders."+zone, dns.TypeSRV, 0)},
 	{name: "UDP/NXDOMAIN", msg: query("nope."+zone, dns.TypeA, 0)},
+	{name: "UDP/cluster-SOA", msg: query("orders."+zone, dns.TypeSOA, 0)},
+	{name: "UDP/cluster-NXDOMAIN", msg: query("nope.orders."+zone, dns.TypeA, 0)},
 	{name: "UDP/truncated", msg: query("ro.big."+zone, dns.TypeA, 0), trunc: true},
 	{name: "UDPEDNS/A", msg: query("ro.orders."+zone, dns.TypeA, 1232)},
 	{name: "UDPEDNS/SRV", msg: query("ro.orders."+zone, dns.TypeSRV, 1232)},
 	{name: "UDPEDNS/NODATA", msg: query("ro.orders."+zone, dns.TypeMX, 1232)},
+	{name: "UDPEDNS/cluster-SOA", msg: query("orders."+zone, dns.TypeSOA, 1232)},
 	{name: "UDPEDNS/mixed-case", msg: query("RO.ORDERS.PG.EXAMPLE.INTERNAL.", dns.TypeA, 1232)},
 	{name: "TCP/A", msg: query("ro.orders."+zone, dns.TypeA, 0), tcp: true},
 	{name: "TCP/SRV-big", msg: query("ro.big."+zone, dns.TypeSRV, 0), tcp: true},

@@ -67,14 +67,23 @@ func TestHandleRequest(t *testing.T) {
 			first: "rw.pay." + zone + "\t5\tIN\tSRV\t0 1 6432 pay-1.main.pay." + zone},
 		{name: "SRV target", req: query("pay-3.standby.pay."+zone, dns.TypeA, 0), answer: 1, aa: true,
 			first: "pay-3.standby.pay." + zone + "\t15\tIN\tA\t10.3.0.3"},
-		{name: "empty name is NODATA with SOA", req: query("passive-ro.orders."+zone, dns.TypeA, 0), ns: 1, aa: true,
-			check: wantNegativeSOA},
-		{name: "no decision yet is NODATA", req: query("rw.billing."+zone, dns.TypeA, 0), ns: 1, aa: true, check: wantNegativeSOA},
-		{name: "empty non-terminal", req: query("orders."+zone, dns.TypeA, 0), ns: 1, aa: true},
-		{name: "unknown name is NXDOMAIN with SOA", req: query("nope.orders."+zone, dns.TypeA, 0), rcode: dns.RcodeNameError, ns: 1, aa: true,
-			check: wantNegativeSOA},
+		{name: "empty name is NODATA with its cluster's SOA", req: query("passive-ro.orders."+zone, dns.TypeA, 0), ns: 1, aa: true,
+			check: wantNegativeSOA("orders." + zone)},
+		{name: "no decision yet is NODATA", req: query("rw.billing."+zone, dns.TypeA, 0), ns: 1, aa: true, check: wantNegativeSOA("billing." + zone)},
+		{name: "empty non-terminal", req: query("main.orders."+zone, dns.TypeA, 0), ns: 1, aa: true, check: wantNegativeSOA("orders." + zone)},
+		{name: "unknown name under a cluster is NXDOMAIN with its SOA", req: query("nope.orders."+zone, dns.TypeA, 0), rcode: dns.RcodeNameError, ns: 1, aa: true,
+			check: wantNegativeSOA("orders." + zone)},
+		{name: "unknown name under the apex is NXDOMAIN with the apex SOA", req: query("nope."+zone, dns.TypeA, 0), rcode: dns.RcodeNameError, ns: 1, aa: true,
+			check: wantNegativeSOA(zone)},
 		{name: "apex SOA", req: query(zone, dns.TypeSOA, 0), answer: 1, aa: true},
 		{name: "apex NS with glue", req: query(zone, dns.TypeNS, 0), answer: 2, extra: 2, aa: true},
+		{name: "cluster zone SOA at the cut", req: query("orders."+zone, dns.TypeSOA, 0), answer: 1, aa: true,
+			first: "orders." + zone + "\t60\tIN\tSOA\tns1." + zone + " hostmaster.example.internal. 0 3600 600 86400 5"},
+		{name: "cluster zone NS at the cut, with glue", req: query("orders."+zone, dns.TypeNS, 1232), answer: 2, extra: 2, aa: true},
+		{name: "cluster apex A is NODATA with its SOA", req: query("orders."+zone, dns.TypeA, 0), ns: 1, aa: true,
+			check: wantNegativeSOA("orders." + zone)},
+		{name: "DS at the cut is the parent's NODATA", req: query("orders."+zone, dns.TypeDS, 0), ns: 1, aa: true,
+			check: wantNegativeSOA(zone)},
 		{name: "ANY is minimal", req: query("rw.orders."+zone, dns.TypeANY, 0), answer: 1, aa: true,
 			first: "rw.orders." + zone + "\t5\tIN\tA\t10.0.0.1"},
 		{name: "split brain TXT", req: query("rw.split."+zone, dns.TypeTXT, 0), answer: 1, aa: true,
@@ -155,11 +164,15 @@ func TestHandleRequest(t *testing.T) {
 	}
 }
 
-func wantNegativeSOA(t *testing.T, resp *dns.Msg) {
-	t.Helper()
-	soa, ok := resp.Ns[0].(*dns.SOA)
-	if !ok || soa.Hdr.Name != zone || soa.Hdr.Ttl != 1 {
-		t.Errorf("authority %v, want the zone SOA with the negative TTL", resp.Ns)
+// wantNegativeSOA checks that a negative answer carries the SOA of the zone
+// whose apex is owner, with the negative TTL.
+func wantNegativeSOA(owner string) func(*testing.T, *dns.Msg) {
+	return func(t *testing.T, resp *dns.Msg) {
+		t.Helper()
+		soa, ok := resp.Ns[0].(*dns.SOA)
+		if !ok || soa.Hdr.Name != owner || soa.Hdr.Ttl != 1 {
+			t.Errorf("authority %v, want the SOA of %s with the negative TTL", resp.Ns, owner)
+		}
 	}
 }
 

@@ -53,6 +53,11 @@ type controlState struct {
 	// readAt is when the read answered; after a failed read, when it
 	// failed (see setFailed).
 	readAt time.Time
+	// index holds, by cluster label, the highest ModifyIndex of the
+	// cluster's keys: part of the Consul index of the data behind its
+	// answers (policy.Region.Index), taken from the keys themselves so
+	// that two instances reading the same keys agree.
+	index map[string]uint64
 }
 
 // controlKey returns the resource key of region's control prefix in cfg.
@@ -73,7 +78,14 @@ func convertControl(prefix string, pairs api.KVPairs, readAt time.Time) controlS
 			continue
 		}
 		kind, after, _ := strings.Cut(rest, "/")
-		switch label, member, _ := strings.Cut(after, "/"); {
+		label, member, _ := strings.Cut(after, "/")
+		if label != "" && (kind == "pin" || kind == "drain") {
+			if st.index == nil {
+				st.index = map[string]uint64{}
+			}
+			st.index[label] = max(st.index[label], p.ModifyIndex)
+		}
+		switch {
 		case kind == "pin" && label != "" && member == "" && !strings.Contains(after, "/"):
 			c := st.clusters[label]
 			pin := policy.ParsePin(p.Value)

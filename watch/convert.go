@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -45,6 +46,7 @@ func convertEntries(entries []*api.ServiceEntry, tags policy.RoleTags) (out []po
 			Role:    tags.Classify(e.Service.Tags),
 			Health:  health(e.Checks),
 		}
+		in.CheckRole, in.OtherHealth = roleCheck(e.Checks, e.Service.ID)
 		if e.Node != nil {
 			in.Node = e.Node.Node
 		}
@@ -68,6 +70,57 @@ func health(checks api.HealthChecks) policy.Health {
 	default:
 		return policy.HealthCritical
 	}
+}
+
+// roleCheck finds, among the checks of the instance of service serviceID,
+// Patroni's check of its REST API role endpoint, and returns the role it
+// tests and the worst status of the other checks (the node's included).
+// Consul does not return a check's URL, but an HTTP check's output starts
+// with it: "HTTP GET http://<api>/replica: 200 OK Output: ...".
+func roleCheck(checks api.HealthChecks, serviceID string) (policy.Role, policy.Health) {
+	role, at := policy.RoleUnknown, -1
+	for i, c := range checks {
+		if c == nil || c.ServiceID != serviceID {
+			continue
+		}
+		if r := checkedRole(c.Output); r != policy.RoleUnknown {
+			role, at = r, i
+			break
+		}
+	}
+	if at < 0 {
+		return policy.RoleUnknown, health(checks)
+	}
+	others := make(api.HealthChecks, 0, len(checks)-1)
+	others = append(others, checks[:at]...)
+	return role, health(append(others, checks[at+1:]...))
+}
+
+// checkedRole returns the role whose Patroni REST API endpoint an HTTP
+// check's output names: /master, /primary or /read-write for a leader,
+// /replica for a replica, /standby-leader for a standby leader.
+func checkedRole(output string) policy.Role {
+	rest, ok := strings.CutPrefix(output, "HTTP GET ")
+	if !ok {
+		return policy.RoleUnknown
+	}
+	target, _, ok := strings.Cut(rest, ": ")
+	if !ok {
+		return policy.RoleUnknown
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return policy.RoleUnknown
+	}
+	switch strings.Trim(u.Path, "/") {
+	case "master", "primary", "read-write":
+		return policy.RoleLeader
+	case "replica":
+		return policy.RoleReplica
+	case "standby-leader", "standby_leader":
+		return policy.RoleStandbyLeader
+	}
+	return policy.RoleUnknown
 }
 
 // patroniConfig is the part of Patroni's config value regiondns reads.
@@ -197,17 +250,19 @@ func readOptime(value []byte, legacy bool) int64 {
 }
 
 // convertKV reads Patroni's keys under prefix ("service/<scope>/"): the
-// leader key, the config, each member key (timeline, tags and, with reads,
-// WAL positions and replication state), the sync key and, with reads, the
-// leader's position (status, or the legacy optime/leader). Unreadable
-// member values are skipped; a timeline is only a tie-breaker.
+// leader key, the config, each member key (timeline, role, tags and, with
+// reads, WAL positions and replication state), the sync key and, with
+// reads, the leader's position (status, or the legacy optime/leader).
+// Unreadable member values are skipped: a timeline is only a tie-breaker,
+// and a role only makes a member lead earlier than its tags would.
 func convertKV(prefix string, pairs api.KVPairs, reads bool) kvState {
-	st := kvState{timelines: map[string]int64{}}
+	st := kvState{timelines: map[string]int64{}, roles: map[string]policy.Role{}}
 	var status, legacy []byte
 	for _, p := range pairs {
 		if p == nil {
 			continue
 		}
+		st.any = true
 		rest := strings.TrimPrefix(p.Key, prefix)
 		switch {
 		case rest == "leader":
@@ -230,6 +285,9 @@ func convertKV(prefix string, pairs api.KVPairs, reads bool) kvState {
 			if m.Timeline > 0 {
 				st.timelines[name] = m.Timeline
 			}
+			if role := policy.KeyRole(m.Role); role != policy.RoleUnknown {
+				st.roles[name] = role
+			}
 			if k := readMember(&m, reads); k != (policy.MemberKey{}) {
 				if st.memberData == nil {
 					st.memberData = map[string]policy.MemberKey{}
@@ -247,4 +305,16 @@ func convertKV(prefix string, pairs api.KVPairs, reads bool) kvState {
 		}
 	}
 	return st
+}
+
+// keyValue returns the value of key among pairs (a single key's answer:
+// one pair, or none when the key does not exist), trimmed as Patroni's
+// leader key is read; "" when key is not there.
+func keyValue(key string, pairs api.KVPairs) string {
+	for _, p := range pairs {
+		if p != nil && p.Key == key {
+			return strings.TrimSpace(string(p.Value))
+		}
+	}
+	return ""
 }

@@ -12,7 +12,8 @@ import (
 
 // holdingConsul answers every request after hold (no instances, no keys),
 // and counts the first requests of each path and datacenter in flight at
-// once. Requests for a path in stuck wait until the test ends.
+// once. Requests for a path in stuck, and blocking queries at its index
+// (5), wait until the test ends.
 type holdingConsul struct {
 	srv     *httptest.Server
 	hold    time.Duration
@@ -46,7 +47,9 @@ func newHoldingConsul(t *testing.T, hold time.Duration, stuck ...string) *holdin
 				h.mu.Unlock()
 			}()
 		}
-		if h.stuck[r.URL.Path] {
+		if h.stuck[r.URL.Path] || r.URL.Query().Get("index") == "5" {
+			// Stuck, or a blocking query at the current index, which
+			// waits as Consul's would.
 			select {
 			case <-h.release:
 			case <-r.Context().Done():
@@ -98,12 +101,13 @@ func TestWatcherBoundsFirstReads(t *testing.T) {
 	if most < 2 {
 		t.Errorf("at most %d read in flight: the reads did not overlap at all", most)
 	}
-	// 20 clusters: a health service and a KV prefix each, and the control
-	// prefix, in two regions served by the same fake, as its own agent (no
-	// dc). A liveness check of the agent (probePath) is not a resource.
+	// 20 clusters: a health service, a KV prefix and a leader key each,
+	// and the control prefix, in two regions served by the same fake, as
+	// its own agent (no dc). A liveness check of the agent (probePath) is
+	// not a resource.
 	delete(seen, probePath+"?dc=")
-	if len(seen) != 41 {
-		t.Errorf("%d paths read, want 41: %v", len(seen), seen)
+	if len(seen) != 61 {
+		t.Errorf("%d paths read, want 61: %v", len(seen), seen)
 	}
 }
 
@@ -124,6 +128,6 @@ func TestWatcherFirstReadDoesNotWaitForAStuckAgent(t *testing.T) {
 	startWatcherWith(t, cfg, opts)
 	waitFor(t, "the first read of every path", func() bool {
 		_, seen := h.stats()
-		return len(seen) >= 12
+		return len(seen) >= 18
 	})
 }

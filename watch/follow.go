@@ -6,9 +6,8 @@ import (
 	"github.com/regiondns/regiondns/policy"
 )
 
-// launch runs the next step of r's loop on a new goroutine: a loop's stack
-// grows while it decodes an answer, and a fresh goroutine waits for the next
-// one on a small stack. It does nothing once Run is stopping.
+// launch runs the next step of r's loop on a new goroutine, which starts
+// with a small stack. It does nothing once Run is stopping.
 func (w *Watcher) launch(r *resource) {
 	w.launchMu.Lock()
 	defer w.launchMu.Unlock()
@@ -16,12 +15,7 @@ func (w *Watcher) launch(r *resource) {
 		return
 	}
 	w.wg.Add(1)
-	go func() {
-		defer w.wg.Done()
-		if r.step(w) {
-			w.launch(r)
-		}
-	}()
+	go r.step(w)
 }
 
 // poke asks for a read of the KV prefix r and, with window, follows it for
@@ -36,6 +30,10 @@ func (w *Watcher) poke(r *resource, window bool) <-chan struct{} {
 	if window {
 		r.followUntil = time.Now().Add(w.opts.KVFollow)
 	}
+	// The next query reads, whatever the follow window says: a blocking
+	// one on a prefix that has not changed would keep the caller of wake
+	// waiting for nothing.
+	r.readNow = true
 	if r.running {
 		r.poked = true
 		r.mu.Unlock()
@@ -87,6 +85,19 @@ func (w *Watcher) wake(r *resource) {
 	}
 }
 
+// lockMoved reads, and follows for KVFollow, the KV prefix of the leader
+// key r's scope, whose value just changed: the new holder's members/ key
+// says when it has been promoted, and a followed prefix shows that within
+// moments. The read is announced on its own, after the key's change.
+func (w *Watcher) lockMoved(r *resource) {
+	w.mu.RLock()
+	peers := r.kv
+	w.mu.RUnlock()
+	for _, kv := range peers {
+		w.poke(kv, true)
+	}
+}
+
 // settle runs after the first read of r. For a Patroni service, it reads
 // each KV prefix of its scope that is unsettled and was read before the
 // service was known: the prefix decided then not to follow, knowing
@@ -110,7 +121,10 @@ func (w *Watcher) settle(r *resource) {
 // clusters follows reads, else within its follow window or while its
 // scope is unsettled; a sync key while its prefix says synchronous mode.
 func (w *Watcher) following(r *resource, now time.Time) bool {
-	if r.key.kind == kindSync {
+	switch r.key.kind {
+	case kindKey, kindControl:
+		return true
+	case kindSync:
 		w.mu.RLock()
 		prefix := r.prefix
 		w.mu.RUnlock()
@@ -137,12 +151,19 @@ func (w *Watcher) following(r *resource, now time.Time) bool {
 // service's first read settles it again.
 func (w *Watcher) settled(r *resource) bool {
 	w.mu.RLock()
-	h, others := r.health, r.others
+	h, lock, others := r.health, r.lock, r.others
 	opts := policy.Options{WarningIsPassing: w.cfg.WarningIsPassing}
 	w.mu.RUnlock()
 	kv, kvKnown, kvFailing := r.snapshot()
 	if !kvKnown || kvFailing || h == nil {
 		return false
+	}
+	leader := kv.kv.leader
+	if lock != nil {
+		// The leader key's own blocking query is the fresher reading.
+		if res, known, _ := lock.snapshot(); known {
+			leader = res.key
+		}
 	}
 	members, known, failing := h.snapshot()
 	if !known {
@@ -151,7 +172,7 @@ func (w *Watcher) settled(r *resource) bool {
 	if failing {
 		return false
 	}
-	region := policy.Region{Members: members.instances, LeaderKey: kv.kv.leader, Config: kv.kv.config}
+	region := policy.Region{Members: members.instances, LeaderKey: leader, Config: kv.kv.config}
 	// Two regions: one other, kept on the stack.
 	var buf [1]policy.Region
 	peers := buf[:0]

@@ -127,7 +127,7 @@ func TestFetchBoundsMemory(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(tr.CloseIdleConnections)
-			client, err := newClient(srv.URL, "", tr)
+			p, err := newPath(srv.URL, "", tr)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -138,7 +138,7 @@ func TestFetchBoundsMemory(t *testing.T) {
 			runtime.GC()
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
-			res, _, err := r.fetch(ctx, path{client: client, addr: srv.URL}, 0, time.Second)
+			res, _, err := r.fetch(ctx, p, 0, time.Second)
 			runtime.ReadMemStats(&after)
 
 			if !errors.Is(err, ErrResponseTooLarge) {
@@ -171,7 +171,8 @@ func TestWatcherResponseTooLarge(t *testing.T) {
 	})
 	if st := w.Status()[0]; !strings.Contains(st.LastError, "consul health/service/orders in dc1") &&
 		!strings.Contains(st.LastError, "consul kv/service/orders/ in dc1") &&
-		!strings.Contains(st.LastError, "consul kv/regiondns/ in dc1") {
+		!strings.Contains(st.LastError, "consul kv/regiondns/ in dc1") &&
+		!strings.Contains(st.LastError, "consul kv/service/orders/leader in dc1") {
 		t.Errorf("last error %q does not name the resource", st.LastError)
 	}
 	waitFor(t, "a log line naming the size limit for health/service/orders", func() bool {

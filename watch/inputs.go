@@ -95,14 +95,17 @@ func (w *Watcher) inputLocked(cl *zones.Cluster) policy.Input {
 
 // region assembles one cluster's view of one region from its resources. The
 // region is known once every resource has been read, and stale while any
-// of them fails; w.mu must be held.
+// of them fails. Its Index is the highest of its resources' changedAt, once
+// it is known; w.mu must be held.
 func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 	ck := clusterKeysOf(cl, name)
 	reg := policy.Region{Name: name, Known: true}
 	read := func(key resourceKey) result {
-		res, known, failing := w.resources[key].snapshot()
+		r := w.resources[key]
+		res, known, failing := r.snapshot()
 		reg.Known = reg.Known && known
 		reg.Stale = reg.Stale || failing
+		reg.Index = max(reg.Index, r.changedAt())
 		return res
 	}
 	reg.Members = read(ck.members).instances
@@ -114,6 +117,27 @@ func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 		// read, it is newer than the prefix's copy.
 		if res, known, failing := w.resources[ck.sync].snapshot(); known {
 			reg.Sync, reg.Stale = res.sync, reg.Stale || failing
+			reg.Index = max(reg.Index, w.resources[ck.sync].changedAt())
+		}
+	}
+	reg.KeyRoles = kv.roles
+	lock := read(ck.leader)
+	if _, known, _ := w.resources[ck.leader].snapshot(); known && kv.any {
+		// The lock decides only where Patroni keeps its keys: in a prefix
+		// without any (a namespace Patroni does not use), a missing leader
+		// key says nothing. Of the key's own read and the prefix's, the
+		// later one (the higher index: one datacenter, one index) holds
+		// the key as it is.
+		reg.LeaderKeyRead = true
+		if w.resources[ck.leader].readAt() >= w.resources[ck.kv].readAt() {
+			reg.LeaderKey = lock.key
+		}
+	}
+	if r := w.resources[controlKey(w.cfg, name)]; r != nil {
+		// The cluster's pin and drains in this region's KV are data
+		// behind its answers too.
+		if res, known, _ := r.snapshot(); known {
+			reg.Index = max(reg.Index, res.control.index[cl.Label])
 		}
 	}
 	if ck.hasBouncers {
@@ -122,6 +146,12 @@ func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 	if ck.hasPool {
 		reg.PoolRW = read(ck.poolRW).instances
 		reg.PoolRO = read(ck.poolRO).instances
+	}
+	if !reg.Known {
+		// Not every resource has been read: the region's data, and its
+		// index, are not there yet. A partial index would let the answers
+		// change, once the rest is read, with no index to show it.
+		reg.Index = 0
 	}
 	return reg
 }

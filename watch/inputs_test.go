@@ -75,7 +75,8 @@ func TestWatcherChangesNamesTheChangedCluster(t *testing.T) {
 	if in, all := w.Changes(); !all || len(in) != 2 {
 		t.Errorf("first Changes = %v all %t, want both clusters and all", labels(in), all)
 	}
-	paths := []string{"/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/health/service/billing", "/v1/kv/service/billing/"}
+	paths := []string{"/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/kv/service/orders/leader",
+		"/v1/health/service/billing", "/v1/kv/service/billing/", "/v1/kv/service/billing/leader"}
 	settle(t, w, 10, paths, main, standby)
 	if in, all := w.Changes(); all || len(in) != 0 {
 		t.Fatalf("Changes with nothing changed = %v all %t, want none", labels(in), all)
@@ -90,7 +91,8 @@ func TestWatcherChangesNamesTheChangedCluster(t *testing.T) {
 	})
 	// billing's loops read index 11 too (the same answers) and wait again.
 	waitFor(t, "billing re-read at index 11", func() bool {
-		return main.Parked("/v1/health/service/billing", 11) && main.Parked("/v1/kv/service/billing/", 11)
+		return main.Parked("/v1/health/service/billing", 11) && main.Parked("/v1/kv/service/billing/", 11) &&
+			main.Parked("/v1/kv/service/billing/leader", 11)
 	})
 	in, _ := w.Changes()
 	maps.Copy(got, in)
@@ -112,7 +114,7 @@ func TestWatcherChangesNamesEveryClusterOfASharedResource(t *testing.T) {
 		}
 	}
 	w := startWatcher(t, withClusters(testConfig(main.URL(), standby.URL()), bouncers, "orders", "billing", "events"))
-	paths := []string{"/v1/health/service/pgbouncer", "/v1/health/service/events", "/v1/kv/service/events/"}
+	paths := []string{"/v1/health/service/pgbouncer", "/v1/health/service/events", "/v1/kv/service/events/", "/v1/kv/service/events/leader"}
 	settle(t, w, 10, paths, main, standby)
 
 	main.Set(func(f *consultest.Fake) {
@@ -125,7 +127,8 @@ func TestWatcherChangesNamesEveryClusterOfASharedResource(t *testing.T) {
 		return orders && billing
 	})
 	waitFor(t, "events re-read at index 11", func() bool {
-		return main.Parked("/v1/health/service/events", 11) && main.Parked("/v1/kv/service/events/", 11)
+		return main.Parked("/v1/health/service/events", 11) && main.Parked("/v1/kv/service/events/", 11) &&
+			main.Parked("/v1/kv/service/events/leader", 11)
 	})
 	in, _ := w.Changes()
 	maps.Copy(got, in)

@@ -134,8 +134,10 @@ func (t *pollTransport) probeLoop(key string, a *agentState) {
 		case a.down == nil:
 			a.down = fmt.Errorf("consul agent %s %w within %s: %w", key, errAgentUnresponsive, t.probeTimeout, err)
 			for pc := range a.inflight {
-				pc.killErr = a.down
-				pc.killed.Store(true)
+				if !pc.killed.Load() { // not aborted already
+					pc.killErr = a.down
+					pc.killed.Store(true)
+				}
 				_ = pc.SetDeadline(time.Unix(1, 0))
 				delete(a.inflight, pc)
 			}

@@ -70,7 +70,7 @@ func TestWatcherLeavesAnAgentThatStopsAnswering(t *testing.T) {
 	})
 
 	// The first agent stops: nothing it is asked is answered any more.
-	for _, p := range []string{probePath, "/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/kv/regiondns/"} {
+	for _, p := range []string{probePath, "/v1/health/service/orders", "/v1/kv/service/orders/", "/v1/kv/service/orders/leader", "/v1/kv/regiondns/"} {
 		t.Cleanup(first.Hold(p))
 	}
 	start := time.Now()
@@ -80,8 +80,9 @@ func TestWatcherLeavesAnAgentThatStopsAnswering(t *testing.T) {
 		return len(m.Members) == 1 && m.Members[0].Member == "pg-2" && !m.Stale
 	})
 	t.Logf("the change arrived %v after the first agent stopped", time.Since(start))
-	// Every loop leaves the first agent once its check fails, each on its
-	// own; the control prefix's may still be on its way.
+	// Every loop of the region leaves the first agent once its check
+	// fails, each on its own (the leader key's and the control prefix's
+	// too, whose queries were given up with the others).
 	waitFor(t, "main read through the second agent alone", func() bool {
 		return slices.Equal(w.Status()[0].Via, []string{second.URL()})
 	})

@@ -145,15 +145,15 @@ func setLag(f *consultest.Fake, lag int64) {
 // A cluster with ro_max_lag has its KV prefix followed all the time, and
 // each rewrite of a member key reaches Changes; a cluster without does
 // not: its settled prefix is not followed and positions are not read.
-// Following counts include each region's control prefix (control.go).
+// Following counts include each region's leader key and control prefix.
 func TestWatcherFollowsReads(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		reads  bool
 		follow int
 	}{
-		{name: "ro_max_lag", reads: true, follow: 3},
-		{name: "no read options", reads: false, follow: 2},
+		{name: "ro_max_lag", reads: true, follow: 4},
+		{name: "no read options", reads: false, follow: 3},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			main, standby := readsConsul(t, "dc1", 0), readsConsul(t, "dc2", 0)
@@ -190,8 +190,8 @@ func TestWatcherFollowsReads(t *testing.T) {
 			if got := in["orders"].Main.Optime; got != 0 {
 				t.Errorf("optime = %d, want 0 (no status key)", got)
 			}
-			if st := w.Status(); st[0].Following != 3 {
-				t.Errorf("following %d resources after the change, want 3 (the prefix stays followed)", st[0].Following)
+			if st := w.Status(); st[0].Following != 4 {
+				t.Errorf("following %d resources after the change, want 4 (the prefix stays followed)", st[0].Following)
 			}
 		})
 	}
@@ -222,8 +222,8 @@ func TestWatcherFollowsSyncKey(t *testing.T) {
 	if syncQueried(standby) {
 		t.Error("the standby region's sync key was queried outside synchronous mode")
 	}
-	if st := w.Status(); st[0].Following != 3 || st[0].Resources != 4 || st[1].Resources != 3 {
-		t.Errorf("main follows %d of %d resources, standby has %d; want 3 of 4 (service, sync key, control prefix), 3", st[0].Following, st[0].Resources, st[1].Resources)
+	if st := w.Status(); st[0].Following != 4 || st[0].Resources != 5 || st[1].Resources != 4 {
+		t.Errorf("main follows %d of %d resources, standby has %d; want 4 of 5 (service, leader key, sync key, control prefix), 4", st[0].Following, st[0].Resources, st[1].Resources)
 	}
 	in := w.Inputs()
 	if want := (policy.SyncKey{Leader: "pg-1", Standbys: []string{"pg-2"}}); !in["orders"].Main.SyncMode || !reflect.DeepEqual(in["orders"].Main.Sync, want) {
@@ -253,13 +253,13 @@ func TestReconfigureReads(t *testing.T) {
 	opts := fastOptions
 	opts.KVRefresh = time.Hour
 	w := startWatcherWith(t, cfg, opts)
-	waitFor(t, "one loop per region", func() bool { st := w.Status(); return st[0].Following == 2 && st[1].Following == 2 })
+	waitFor(t, "three loops per region (service, leader key, control prefix)", func() bool { st := w.Status(); return st[0].Following == 3 && st[1].Following == 3 })
 	next := testConfig(main.URL(), standby.URL())
 	next.Clusters[0].RORequireStreaming = true
 	if err := w.Reconfigure(next); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the prefix followed after the reload", func() bool { st := w.Status(); return st[0].Following == 3 && st[1].Following == 3 })
+	waitFor(t, "the prefix followed after the reload", func() bool { st := w.Status(); return st[0].Following == 4 && st[1].Following == 4 })
 	waitFor(t, "the replication state read after the reload", func() bool {
 		return w.Inputs()["orders"].Main.MemberData["pg-2"].ReplicationState == "streaming"
 	})

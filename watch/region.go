@@ -1,6 +1,7 @@
 package watch
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -20,9 +21,9 @@ var ErrUnreachable = errors.New("consul unreachable")
 // path is one way to read a region's datacenter: one agent, and the
 // datacenter to name in the query when the agent belongs to the other region.
 type path struct {
-	client *api.Client
-	addr   string // agent address, for logs and the state endpoint
-	dc     string // "" for the region's own agents
+	ep   *endpoint
+	addr string // agent address, for logs and the state endpoint
+	dc   string // "" for the region's own agents
 }
 
 // regionConn reads one region's datacenter, trying its own agents first and
@@ -52,34 +53,26 @@ const ownRetryInterval = 10 * time.Second
 func newRegionConn(r, other *zones.Region, tr *pollTransport, c *counters) (*regionConn, error) {
 	rc := &regionConn{name: r.Name, dc: r.Datacenter, counters: c}
 	for _, addr := range r.ConsulHTTP {
-		c, err := newClient(addr, r.TokenFile, tr)
+		p, err := newPath(addr, r.TokenFile, tr)
 		if err != nil {
 			return nil, fmt.Errorf("region %s: consul_http %q: %w", r.Name, addr, err)
 		}
-		rc.paths = append(rc.paths, path{client: c, addr: addr})
+		rc.paths = append(rc.paths, p)
 	}
 	rc.own = len(rc.paths)
 	if other != nil {
 		for _, addr := range other.ConsulHTTP {
 			// The region's own token: in a federated ACL system tokens are
 			// global, and this one is the one allowed to read this region.
-			c, err := newClient(addr, r.TokenFile, tr)
+			p, err := newPath(addr, r.TokenFile, tr)
 			if err != nil {
 				return nil, fmt.Errorf("region %s: fallback consul_http %q: %w", r.Name, addr, err)
 			}
-			rc.paths = append(rc.paths, path{client: c, addr: addr, dc: r.Datacenter})
+			p.dc = r.Datacenter
+			rc.paths = append(rc.paths, p)
 		}
 	}
 	return rc, nil
-}
-
-func newClient(addr, tokenFile string, tr *pollTransport) (*api.Client, error) {
-	cfg := clientConfig(addr, tokenFile)
-	// No Timeout: with a transport other than net/http's it costs a
-	// goroutine per request. Each query's context carries its deadline.
-	cfg.HttpClient = &http.Client{Transport: tr}
-	// consul/api's errors name the token file, never the token.
-	return api.NewClient(cfg)
 }
 
 // clientConfig is the consul/api configuration of the agent at addr: the
@@ -120,9 +113,10 @@ const (
 // newTransport returns the transport of every Consul client, with the TLS
 // settings of the Consul environment (CONSUL_CACERT, CONSUL_CLIENT_CERT,
 // ...), bodies bounded by maxBody, and liveness checks of the agents. A
-// blocking query returns within wait plus Consul's jitter of wait/16; past
-// that margin the agent is hung, and the next path should be tried (the
-// liveness checks notice most hung agents much sooner).
+// blocking query returns within its wait (wait is the longest) plus
+// Consul's jitter of wait/16; past that margin the agent is hung, and the
+// next path should be tried (the liveness checks notice most hung agents
+// much sooner).
 func newTransport(wait time.Duration, maxBody int64) (*pollTransport, error) {
 	cfg := api.DefaultConfig()
 	tlsConfig, err := api.SetupTLSConfig(&cfg.TLSConfig)
@@ -160,29 +154,45 @@ func (rc *regionConn) succeeded(i int) {
 	rc.mu.Unlock()
 }
 
-// query runs fn on each path in turn until one answers. It returns the path
-// that answered. An ACL denial, or an answer over the size limit, is
-// returned at once: another agent of the same datacenter would answer the
-// same, and the operator must see it.
-func (rc *regionConn) query(fn func(p path) error) (path, error) {
+// queryAsync runs try on each path in turn until one answers, and then
+// calls done with the path that answered. try calls its own done with the
+// outcome of the attempt, on whatever goroutine learns it; the next path
+// is tried, and done called, from there. An ACL denial, or an answer over
+// the size limit, is final: another agent of the same datacenter would
+// answer the same, and the operator must see it.
+func (rc *regionConn) queryAsync(try func(p path, done func(error)), done func(path, error)) {
+	order := rc.order(time.Now())
 	var errs []error
-	for _, i := range rc.order(time.Now()) {
+	var attempt func(k int)
+	attempt = func(k int) {
+		if k == len(order) {
+			done(path{}, fmt.Errorf("region %s: %w: %w", rc.name, ErrUnreachable, errors.Join(errs...)))
+			return
+		}
+		i := order[k]
 		p := rc.paths[i]
 		rc.counters.requests.Add(1)
-		err := fn(p)
-		if err != nil {
+		try(p, func(err error) {
+			switch {
+			case err == nil:
+				rc.succeeded(i)
+				done(p, nil)
+				return
+			case isDenied(err) || errors.Is(err, ErrResponseTooLarge):
+				rc.counters.errors.Add(1)
+				done(p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err))
+				return
+			case errors.Is(err, errAborted) || errors.Is(err, context.Canceled):
+				// Stopped: no other path.
+				done(p, err)
+				return
+			}
 			rc.counters.errors.Add(1)
-		}
-		if err == nil {
-			rc.succeeded(i)
-			return p, nil
-		}
-		if isDenied(err) || errors.Is(err, ErrResponseTooLarge) {
-			return p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err)
-		}
-		errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))
+			errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))
+			attempt(k + 1)
+		})
 	}
-	return path{}, fmt.Errorf("region %s: %w: %w", rc.name, ErrUnreachable, errors.Join(errs...))
+	attempt(0)
 }
 
 // counters count a region's Consul requests; they outlive reconfigurations.

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ const (
 	kindKV                  // /v1/kv/<prefix>?recurse
 	kindControl             // /v1/kv/<control prefix>/?recurse, see control.go
 	kindSync                // /v1/kv/<prefix>sync: Patroni's sync key alone
+	kindKey                 // /v1/kv/<prefix>leader: Patroni's leader key alone
 )
 
 // resourceKey names one watched Consul resource of one region. Clusters that
@@ -40,7 +43,7 @@ type resourceKey struct {
 // health/service/<name>[?tag=<tag>] or kv/<prefix>.
 func (k resourceKey) path() string {
 	switch {
-	case k.kind == kindKV || k.kind == kindControl:
+	case k.kind != kindHealth:
 		return "kv/" + k.name
 	case k.tag != "":
 		return "health/service/" + k.name + "?tag=" + k.tag
@@ -58,6 +61,7 @@ type result struct {
 	kv      kvState        // kindKV
 	control controlState   // kindControl
 	sync    policy.SyncKey // kindSync
+	key     string         // kindKey: the key's value, "" when there is none
 }
 
 // kvState is what regiondns reads from Patroni's KV prefix of one scope.
@@ -73,6 +77,12 @@ type kvState struct {
 	optime     int64
 	syncMode   bool
 	sync       policy.SyncKey
+	roles      map[string]policy.Role // the role each members/ key says
+	// any is true when the prefix holds any key: Patroni keeps its
+	// config, initialize and history keys whatever its members do, so an
+	// empty prefix is one Patroni does not use (a wrong namespace), where
+	// a missing leader key says nothing.
+	any bool
 }
 
 // resource is one watched Consul resource: its query loop and its latest
@@ -106,11 +116,13 @@ type resource struct {
 	cancel context.CancelFunc
 	ctx    context.Context
 	// kv are the KV prefixes, in every region, of the clusters whose
-	// Patroni service this is; health is the Patroni service of a KV
-	// prefix's scope, and others the Patroni services of its cluster in the
-	// other regions. Linked by the Watcher under its mu.
+	// Patroni service this is (of a leader key: its own region's prefix);
+	// health is the Patroni service of a KV prefix's scope, lock its leader
+	// key, and others the Patroni services of its cluster in the other
+	// regions. Linked by the Watcher under its mu.
 	kv     []*resource
 	health *resource
+	lock   *resource
 	others []*resource
 	// syncKey is a KV prefix's sync key resource, and prefix the KV prefix
 	// of a sync key resource; linked likewise.
@@ -124,8 +136,12 @@ type resource struct {
 
 	mu sync.Mutex
 	// The fields below are guarded by mu.
-	res         result
-	index       uint64
+	res   result
+	index uint64
+	// changed is the Consul index of the read that brought the result's
+	// present content (the first read's, at first): it moves only when
+	// what the policy reads moves, and never backwards.
+	changed     uint64
 	known       bool   // a result was read at least once
 	attempted   bool   // the first read finished, successfully or not
 	failing     bool   // the last read failed on every path
@@ -137,8 +153,11 @@ type resource struct {
 	// poke started from idle has finished (only such a poke makes one, so
 	// there is at most one); refresh is an idle KV prefix's timer;
 	// followUntil is the end of the KV prefix's follow window.
+	// inflight is the exchange of the query out, if any (see abort).
+	inflight    *exchange
 	running     bool
 	poked       bool
+	readNow     bool // the next query reads at once: a poke asked for it
 	waiter      chan struct{}
 	refresh     *time.Timer
 	followUntil time.Time
@@ -153,6 +172,9 @@ type loopState struct {
 	// spread is set once the loop's first blocking query asked for a
 	// shorter wait (see waitTime).
 	spread bool
+	// resume is when the next query may go: MinInterval after the last
+	// one started, or the backoff after an error.
+	resume time.Time
 }
 
 // waitTime returns the wait of a blocking query of the loop. The first one
@@ -175,62 +197,169 @@ func (r *resource) snapshot() (res result, known, failing bool) {
 	return r.res, r.known, r.failing
 }
 
-// fetch runs one blocking query at index idx on path p.
-func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Duration) (result, uint64, error) {
-	// The transport bounds the wait (see newTransport).
-	q := (&api.QueryOptions{WaitIndex: idx, WaitTime: wait, Datacenter: p.dc}).WithContext(ctx)
-	switch r.key.kind {
-	case kindKV:
-		pairs, meta, err := p.client.KV().List(r.key.name, q)
+// readAt returns the Consul index of the resource's last successful read.
+func (r *resource) readAt() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index
+}
+
+// changedAt returns the Consul index of the read that brought the
+// resource's present content; 0 before its first read.
+func (r *resource) changedAt() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+// fetch runs one blocking query at index idx on path p and waits for it
+// (see fetchAsync).
+func (r *resource) fetch(ctx context.Context, p path, idx uint64, wait time.Duration) (res result, next uint64, err error) {
+	read := make(chan struct{})
+	r.fetchAsync(ctx, p, idx, wait, func(got result, n uint64, ferr error) {
+		res, next, err = got, n, ferr
+		close(read)
+	})
+	<-read
+	return res, next, err
+}
+
+// fetchAsync runs one blocking query at index idx on path p; done gets its
+// result and index, on the goroutine that waited for the answer. The
+// transport bounds the wait (see newTransport).
+func (r *resource) fetchAsync(ctx context.Context, p path, idx uint64, wait time.Duration, done func(result, uint64, error)) {
+	if err := ctx.Err(); err != nil {
+		// The request would have no context to stop it.
+		done(result{}, 0, err)
+		return
+	}
+	q := query{index: idx, wait: wait}
+	apiPath, notFound := "/v1/health/service/"+r.key.name, false
+	switch {
+	case r.key.kind == kindKV || r.key.kind == kindControl:
+		apiPath, notFound, q.params = "/v1/kv/"+strings.TrimPrefix(r.key.name, "/"), true, "&recurse="
+	case r.key.kind == kindKey || r.key.kind == kindSync:
+		apiPath, notFound = "/v1/kv/"+strings.TrimPrefix(r.key.name, "/"), true
+	case r.key.tag != "":
+		q.params = "&tag=" + url.QueryEscape(r.key.tag)
+	}
+	p.start(apiPath, q, notFound, r.sent, func(resp *http.Response, err error) {
+		r.answered()
+		if ctx.Err() != nil {
+			if err == nil {
+				resp.Body.Close()
+			}
+			err = ctx.Err()
+		}
 		if err != nil {
-			return result{}, 0, err
+			done(result{}, 0, err)
+			return
 		}
-		return result{kv: convertKV(r.key.name, pairs, r.reads)}, meta.LastIndex, nil
-	case kindControl:
-		pairs, meta, err := p.client.KV().List(r.key.name, q)
+		res, err := r.convert(resp)
 		if err != nil {
-			return result{}, 0, err
+			done(result{}, 0, err)
+			return
 		}
-		return result{control: convertControl(r.key.name, pairs, time.Now())}, meta.LastIndex, nil
-	case kindSync:
-		pair, meta, err := p.client.KV().Get(r.key.name, q)
-		if err != nil {
-			return result{}, 0, err
-		}
-		var res result
-		if pair != nil {
-			res.sync = readSync(pair.Value)
-		}
-		return res, meta.LastIndex, nil
-	default:
-		entries, meta, err := p.client.Health().Service(r.key.name, r.key.tag, false, q)
-		if err != nil {
-			return result{}, 0, err
-		}
-		instances, ignored := convertEntries(entries, r.tags)
-		return result{instances: instances, ignored: ignored}, meta.LastIndex, nil
+		done(res, index(resp), nil)
+	})
+}
+
+// sent records x, the exchange of the resource's query, for abort; one
+// sent after the resource stopped is aborted at once.
+func (r *resource) sent(x *exchange) {
+	r.mu.Lock()
+	r.inflight = x
+	stopped := r.ctx != nil && r.ctx.Err() != nil
+	r.mu.Unlock()
+	if stopped {
+		x.abort()
 	}
 }
 
-// step runs one query of the loop and reports whether the loop goes on;
-// the Watcher runs each step on a new goroutine. It follows Consul's
+// answered forgets the exchange whose answer (or error) is in.
+func (r *resource) answered() {
+	r.mu.Lock()
+	r.inflight = nil
+	r.mu.Unlock()
+}
+
+// abort interrupts the resource's query in flight, if any: a stopped
+// resource's query must not wait out its wait time.
+func (r *resource) abort() {
+	r.mu.Lock()
+	x := r.inflight
+	r.inflight = nil
+	r.mu.Unlock()
+	if x != nil {
+		x.abort()
+	}
+}
+
+// convert decodes an answer to the resource's query and closes it.
+func (r *resource) convert(resp *http.Response) (result, error) {
+	switch r.key.kind {
+	case kindKV, kindKey, kindControl, kindSync:
+		var pairs api.KVPairs
+		if err := decode(resp, &pairs); err != nil {
+			return result{}, err
+		}
+		switch r.key.kind {
+		case kindKV:
+			return result{kv: convertKV(r.key.name, pairs, r.reads)}, nil
+		case kindControl:
+			return result{control: convertControl(r.key.name, pairs, time.Now())}, nil
+		case kindSync:
+			var res result
+			for _, p := range pairs {
+				if p != nil && p.Key == r.key.name {
+					res.sync = readSync(p.Value)
+				}
+			}
+			return res, nil
+		}
+		return result{key: keyValue(r.key.name, pairs)}, nil
+	default:
+		var entries []*api.ServiceEntry
+		if err := decode(resp, &entries); err != nil {
+			return result{}, err
+		}
+		instances, ignored := convertEntries(entries, r.tags)
+		return result{instances: instances, ignored: ignored}, nil
+	}
+}
+
+// step runs one query of the loop, and launches the next step once the
+// answer is in unless the loop ends; the Watcher runs each step on a new
+// goroutine, and the step marks its end with w.wg.Done. The query's wait
+// happens on a goroutine of its own (see pollTransport.Go), the answer is
+// read there and the next step launched from it. It follows Consul's
 // guidance for blocking queries: an index that goes backwards resets to 0,
 // an index of 0 is treated as 1 to avoid a hot loop, calls are rate
 // limited, and errors back off with jitter.
-func (r *resource) step(w *Watcher) bool {
+func (r *resource) step(w *Watcher) {
 	ctx, o, lp := r.ctx, w.opts, &r.lp
+	// The pause the last read asked for (MinInterval between queries, the
+	// backoff after an error), taken while this goroutine's stack is small.
+	if d := time.Until(lp.resume); d > 0 {
+		sleep(ctx, d)
+	}
 	if ctx.Err() != nil {
-		return false
+		w.wg.Done()
+		return
 	}
 	r.mu.Lock()
 	r.poked = false
 	first := !r.attempted
+	readNow := r.readNow
+	r.readNow = false
 	r.mu.Unlock()
+	release := func() {}
 	if first {
-		if release, ok := w.firstReadTurn(ctx); ok {
-			defer release()
+		if rel, ok := w.firstReadTurn(ctx); ok {
+			release = rel
 		} else if ctx.Err() != nil {
-			return false
+			w.wg.Done()
+			return
 		}
 	}
 	started := time.Now()
@@ -239,35 +368,51 @@ func (r *resource) step(w *Watcher) bool {
 		res  result
 		next uint64
 	)
-	p, err := r.conn.Load().query(func(p path) error {
+	r.conn.Load().queryAsync(func(p path, done func(error)) {
 		at := lp.idx
-		if !block || lp.broken || p.addr+dcSuffix(p.dc) != lp.lastVia {
-			// A KV prefix not followed is read, not waited on. After a
-			// failure, or on another path than the one that answered last
-			// (its agent is gone, or the own agents are tried again), the
-			// read does not block either: the recovery or the switch shows
-			// (stale, via, last contact) at once, not only after the next
-			// change, up to a wait time later.
+		if !block || readNow || lp.broken || p.addr+dcSuffix(p.dc) != lp.lastVia {
+			// A KV prefix not followed, or poked, is read, not waited on.
+			// After a failure, or on another path than the one that
+			// answered last (its agent is gone, or the own agents are
+			// tried again), the read does not block either: the recovery
+			// or the switch shows (stale, via, last contact) at once, not
+			// only after the next change, up to a wait time later.
 			at = 0
 		}
 		wait := o.WaitTime
+		if r.key.kind == kindKey {
+			wait = o.KeyWait
+		}
 		if at != 0 {
 			wait = lp.waitTime(wait)
 		}
 		if r.key.kind == kindControl {
 			wait = r.controlWait(wait, time.Now())
 		}
-		var ferr error
-		res, next, ferr = r.fetch(ctx, p, at, wait)
-		if errors.Is(ferr, ErrResponseTooLarge) {
-			dc := p.dc
-			if dc == "" {
-				dc = r.conn.Load().dc
+		r.fetchAsync(ctx, p, at, wait, func(got result, n uint64, ferr error) {
+			if errors.Is(ferr, ErrResponseTooLarge) {
+				dc := p.dc
+				if dc == "" {
+					dc = r.conn.Load().dc
+				}
+				ferr = fmt.Errorf("consul %s in %s: %w (%d bytes)", r.key.path(), dc, ErrResponseTooLarge, o.MaxResponse)
 			}
-			ferr = fmt.Errorf("consul %s in %s: %w (%d bytes)", r.key.path(), dc, ErrResponseTooLarge, o.MaxResponse)
+			res, next = got, n
+			done(ferr)
+		})
+	}, func(p path, err error) {
+		release()
+		if r.read(w, p, res, next, err, first, started) {
+			w.launch(r)
 		}
-		return ferr
+		w.wg.Done()
 	})
+}
+
+// read takes in the outcome of a step's query, read through p (err: on no
+// path), and reports whether the loop goes on.
+func (r *resource) read(w *Watcher, p path, res result, next uint64, err error, first bool, started time.Time) bool {
+	ctx, o, lp := r.ctx, w.opts, &r.lp
 	if ctx.Err() != nil {
 		r.finishRead()
 		return false
@@ -281,7 +426,7 @@ func (r *resource) step(w *Watcher) bool {
 		}
 		w.changed(r) // staleness is part of the answer (TXT, state)
 		r.finishRead()
-		sleep(ctx, jitter(lp.backoff))
+		lp.resume = time.Now().Add(jitter(lp.backoff))
 		lp.backoff = min(lp.backoff*2, o.MaxBackoff)
 		return true // a failing resource, KV prefix or not, keeps trying
 	}
@@ -298,6 +443,13 @@ func (r *resource) step(w *Watcher) bool {
 	switch {
 	case first:
 		w.settle(r)
+	case fresh && r.key.kind == kindKey:
+		// The lock moved: the new holder's members/ key says whether it
+		// has been promoted, and says so within moments. The scope's KV
+		// prefix is read now and followed for a while; the change itself
+		// is announced at once, so that a leader that lost the lock stops
+		// being answered without waiting for that read.
+		w.lockMoved(r)
 	case fresh:
 		// The scope's KV prefixes are read now and followed for a while;
 		// their answer joins this one in the same decision.
@@ -312,16 +464,14 @@ func (r *resource) step(w *Watcher) bool {
 		}
 	}
 	if fresh {
-		w.changed(r)
 		if len(res.ignored) > 0 {
 			w.logger.Warn("consul instances ignored", "region", r.key.region, "resource", r.key.path(),
 				"count", len(res.ignored), "why", Truncate(strings.Join(res.ignored, "; "), MaxErrorText))
 		}
+		w.changed(r)
 	}
 	r.finishRead()
-	if d := o.MinInterval - time.Since(started); d > 0 {
-		sleep(ctx, d)
-	}
+	lp.resume = started.Add(o.MinInterval)
 	if r.key.kind != kindHealth && !w.following(r, time.Now()) {
 		return r.idle(w)
 	}
@@ -396,13 +546,16 @@ func (r *resource) setResult(res result, next, prev uint64, via string) bool {
 	defer r.mu.Unlock()
 	// Patroni rewrites its members/ keys every loop_wait with a new WAL
 	// position: the index moves, but nothing a decision reads does.
-	changed := next != prev && !reflect.DeepEqual(res, r.res)
+	moved := !r.known || (next != prev && !reflect.DeepEqual(res, r.res))
 	if r.key.kind == kindControl {
 		// Each read has a time of its own, and a pin's expiry between
 		// two reads is a change whatever the index says.
-		changed = !r.res.control.same(res.control)
+		moved = !r.known || !r.res.control.same(res.control)
 	}
-	fresh := !r.known || r.failing || changed
+	fresh := moved || r.failing
+	if moved {
+		r.changed = max(r.changed, next)
+	}
 	r.res, r.index, r.known, r.attempted, r.failing = res, next, true, true, false
 	r.lastErr, r.lastContact, r.via = "", time.Now(), via
 	return fresh

@@ -129,30 +129,20 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil {
 		defer req.Body.Close()
 	}
-	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
-		return nil, fmt.Errorf("%w %q", errNoScheme, req.URL.Scheme)
-	}
-	// Already canceled: the cancellation's AfterFunc runs on its own
-	// goroutine and might not interrupt the exchange before it completes.
-	if err := req.Context().Err(); err != nil {
-		return nil, err
-	}
-	// An agent that failed its liveness check is not asked: the request
-	// would wait for nothing.
-	if err := t.agentDown(req); err != nil {
+	if err := t.admit(req); err != nil {
 		return nil, err
 	}
 	for fresh := false; ; fresh = true {
-		pc, err := t.conn(req, fresh)
-		if err != nil {
-			return nil, err
-		}
-		resp, answered, err := t.exchange(req, pc)
+		x, err := t.send(req, fresh)
 		if err == nil {
-			return t.keepErrorBody(resp)
+			var first [1]byte
+			_, err = io.ReadFull(x.pc, first[:])
+			var resp *http.Response
+			if resp, err = x.receive(first[0], err); err == nil {
+				return t.keepErrorBody(resp)
+			}
 		}
-		if answered || !pc.reused || req.Context().Err() != nil || errors.Is(err, context.DeadlineExceeded) ||
-			errors.Is(err, errAgentUnresponsive) || (req.Method != http.MethodGet && req.Method != http.MethodHead) {
+		if !x.retry(err) {
 			return nil, err
 		}
 		// Once, on a new connection: a fresh one is not reused, so a
@@ -160,41 +150,166 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 }
 
-// exchange writes req on pc and reads the response's header. On success the
-// response's body owns pc. answered reports whether any of the response
-// arrived.
-func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Response, answered bool, err error) {
-	ctx := req.Context()
-	deadline, fromCtx := ctx.Deadline()
-	if !fromCtx && t.timeout > 0 {
-		deadline = time.Now().Add(t.timeout)
+// Go is RoundTrip for a caller that does not wait for the answer. It sends
+// req (a GET without a body) on the calling goroutine and returns; a new
+// goroutine waits for the answer and calls done with what RoundTrip would
+// have returned. Unless the request fails before it is sent, in which case
+// done runs on the calling goroutine.
+//
+// A blocking query spends nearly all its life waiting for the first byte of
+// its answer: with Go, what waits is a goroutine a few frames deep, whose
+// stack stays at the minimum, rather than the caller's, with everything
+// above it (and everything the caller grew its stack for).
+//
+// sent, when not nil, is told of each exchange before its wait starts (a
+// second one when the request is sent again): the caller may abort it
+// (exchange.abort), which a request without a context of its own needs to
+// stop.
+func (t *pollTransport) Go(req *http.Request, sent func(*exchange), done func(*http.Response, error)) {
+	if err := t.admit(req); err != nil {
+		done(nil, err)
+		return
 	}
-	_ = pc.SetDeadline(deadline) // zero: none
-	// Cancellation interrupts the blocked read or write: no goroutine waits
-	// for it.
-	stop := context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
-	fail := func(err error) (*http.Response, bool, error) {
-		stop()
-		t.untrack(pc)
-		pc.Close()
-		switch timedOut := errors.Is(err, os.ErrDeadlineExceeded); {
-		case ctx.Err() != nil:
-			err = ctx.Err()
-		case pc.killed.Load():
-			err = pc.killErr
-		case timedOut && fromCtx:
-			// The connection's deadline is the context's: it can expire
-			// before the context's own timer has marked it done.
-			err = context.DeadlineExceeded
-		case timedOut && !deadline.IsZero():
-			err = fmt.Errorf("no answer within %s: %w", t.timeout, err)
+	t.goSend(req, false, sent, done)
+}
+
+// goSend sends req (on a new connection with fresh) and starts the wait
+// for its answer.
+func (t *pollTransport) goSend(req *http.Request, fresh bool, sent func(*exchange), done func(*http.Response, error)) {
+	x, err := t.send(req, fresh)
+	if err != nil {
+		if x.retry(err) {
+			t.goSend(req, true, sent, done)
+			return
 		}
-		return nil, answered, err
+		done(nil, err)
+		return
+	}
+	x.sent = sent
+	if sent != nil {
+		sent(x)
+	}
+	go x.await(done)
+}
+
+// noStop is the stop of an exchange whose context cannot be canceled: as
+// context.AfterFunc's, it reports that the cancellation did not run.
+func noStop() bool { return true }
+
+// errAborted is what an aborted exchange fails with.
+var errAborted = errors.New("request aborted")
+
+// abort makes x fail at once with errAborted, without sending it again:
+// its wait, or its reading, is interrupted.
+func (x *exchange) abort() {
+	// Under the lock that a failed liveness check kills under: the first
+	// kill's error is the one reported.
+	x.t.mu.Lock()
+	if !x.pc.killed.Load() {
+		x.pc.killErr = errAborted
+		x.pc.killed.Store(true)
+	}
+	x.t.mu.Unlock()
+	_ = x.pc.SetDeadline(time.Unix(1, 0))
+}
+
+// await waits for the first byte of x's answer, then reads the rest on the
+// same goroutine. Kept small: its frame is what a parked query holds.
+func (x *exchange) await(done func(*http.Response, error)) {
+	// Straight on the connection, no helper in between: every frame here
+	// is stack that each parked query keeps.
+	var first [1]byte
+	n, err := x.pc.Conn.Read(first[:])
+	for n == 0 && err == nil {
+		n, err = x.pc.Conn.Read(first[:])
+	}
+	x.answered(first[0], err, done)
+}
+
+// answered reads the answer whose first byte (or error) await got, and
+// calls done, after sending the request once more when RoundTrip would.
+func (x *exchange) answered(first byte, err error, done func(*http.Response, error)) {
+	resp, err := x.receive(first, err)
+	if err == nil {
+		done(x.t.keepErrorBody(resp))
+		return
+	}
+	if x.retry(err) {
+		x.t.goSend(x.req, true, x.sent, done)
+		return
+	}
+	done(nil, err)
+}
+
+// admit checks what RoundTrip checks before anything is sent.
+func (t *pollTransport) admit(req *http.Request) error {
+	if req.URL.Scheme != "http" && req.URL.Scheme != "https" {
+		return fmt.Errorf("%w %q", errNoScheme, req.URL.Scheme)
+	}
+	// Already canceled: the cancellation's AfterFunc runs on its own
+	// goroutine and might not interrupt the exchange before it completes.
+	if err := req.Context().Err(); err != nil {
+		return err
+	}
+	// An agent that failed its liveness check is not asked: the request
+	// would wait for nothing.
+	return t.agentDown(req)
+}
+
+// exchange is one request on one connection, from its sending to its
+// answer's header.
+type exchange struct {
+	t        *pollTransport
+	req      *http.Request
+	pc       *pollConn
+	deadline time.Time
+	fromCtx  bool
+	stop     func() bool
+	// gotAnswer is set once any of the answer arrived.
+	gotAnswer bool
+	// sent is Go's hook, for a request sent again.
+	sent func(*exchange)
+}
+
+// retry reports whether the request that failed with err should be sent
+// once more, on a new connection: nothing of the answer arrived, on a
+// connection that was reused (the agent may have closed it while idle), not
+// killed (a failed liveness check, an abort), and sending again is safe. x
+// is nil when no connection was had.
+func (x *exchange) retry(err error) bool {
+	if x == nil || x.pc == nil {
+		return false
+	}
+	req := x.req
+	return !x.gotAnswer && x.pc.reused && !x.pc.killed.Load() && req.Context().Err() == nil &&
+		!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errAgentUnresponsive) &&
+		(req.Method == http.MethodGet || req.Method == http.MethodHead)
+}
+
+// send takes a connection to req's agent (a new one with fresh) and writes
+// req on it. On error the exchange says whether to retry.
+func (t *pollTransport) send(req *http.Request, fresh bool) (*exchange, error) {
+	pc, err := t.conn(req, fresh)
+	if err != nil {
+		return nil, err
+	}
+	ctx := req.Context()
+	x := &exchange{t: t, req: req, pc: pc}
+	x.deadline, x.fromCtx = ctx.Deadline()
+	if !x.fromCtx && t.timeout > 0 {
+		x.deadline = time.Now().Add(t.timeout)
+	}
+	_ = pc.SetDeadline(x.deadline) // zero: none
+	// Cancellation interrupts the blocked read or write: no goroutine waits
+	// for it. A request without a context that can be canceled (the
+	// watch's, which abort stops) registers nothing.
+	x.stop = noStop
+	if ctx.Done() != nil {
+		x.stop = context.AfterFunc(ctx, func() { _ = pc.SetDeadline(time.Unix(1, 0)) })
 	}
 	if err := t.track(req, pc); err != nil {
-		return fail(err)
+		return x, x.fail(err)
 	}
-
 	bw := writers.Get().(*bufio.Writer)
 	bw.Reset(pc)
 	err = req.Write(bw)
@@ -204,28 +319,52 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 	bw.Reset(nil)
 	writers.Put(bw)
 	if err != nil {
-		return fail(err)
+		return x, x.fail(err)
 	}
+	return x, nil
+}
 
-	// Wait for the first byte without a buffer: a blocking query spends
-	// nearly all its life here.
-	var first [1]byte
-	if _, err := io.ReadFull(pc, first[:]); err != nil {
-		return fail(err)
+// fail closes the exchange's connection and returns the error to report.
+func (x *exchange) fail(err error) error {
+	pc, ctx := x.pc, x.req.Context()
+	x.stop()
+	x.t.untrack(pc)
+	pc.Close()
+	switch timedOut := errors.Is(err, os.ErrDeadlineExceeded); {
+	case ctx.Err() != nil:
+		err = ctx.Err()
+	case pc.killed.Load():
+		err = pc.killErr
+	case timedOut && x.fromCtx:
+		// The connection's deadline is the context's: it can expire
+		// before the context's own timer has marked it done.
+		err = context.DeadlineExceeded
+	case timedOut && !x.deadline.IsZero():
+		err = fmt.Errorf("no answer within %s: %w", x.t.timeout, err)
 	}
-	answered = true
-	body := &pollBody{t: t, pc: pc, stop: stop, keep: !req.Close, left: -1}
-	body.wire = wireBudget{r: io.MultiReader(bytes.NewReader(first[:]), pc), n: maxHeaderBytes, err: errHeaderTooLarge}
+	return err
+}
+
+// receive reads the response's header, after its first byte (or the error
+// reading it). On success the response's body owns the connection.
+func (x *exchange) receive(first byte, err error) (*http.Response, error) {
+	if err != nil {
+		return nil, x.fail(err)
+	}
+	x.gotAnswer = true
+	t, pc := x.t, x.pc
+	body := &pollBody{t: t, pc: pc, stop: x.stop, keep: !x.req.Close, left: -1}
+	body.wire = wireBudget{r: io.MultiReader(bytes.NewReader([]byte{first}), pc), n: maxHeaderBytes, err: errHeaderTooLarge}
 	body.br = readers.Get().(*bufio.Reader)
 	body.br.Reset(&body.wire)
-	resp, err = http.ReadResponse(body.br, req)
+	resp, err := http.ReadResponse(body.br, x.req)
 	if err == nil && t.maxBody > 0 && resp.ContentLength > t.maxBody {
 		err = ErrResponseTooLarge
 	}
 	if err != nil {
 		body.br.Reset(nil)
 		readers.Put(body.br)
-		return fail(err)
+		return nil, x.fail(err)
 	}
 	body.wire.n, body.wire.err = math.MaxInt64, ErrResponseTooLarge
 	if t.maxBody > 0 {
@@ -234,7 +373,7 @@ func (t *pollTransport) exchange(req *http.Request, pc *pollConn) (resp *http.Re
 	}
 	body.ReadCloser, body.keep = resp.Body, body.keep && !resp.Close
 	resp.Body = body
-	return resp, true, nil
+	return resp, nil
 }
 
 // keepErrorBody reads the body of resp, when it is not a success and

@@ -16,8 +16,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/consul/api"
 )
 
 func TestPollTransportRoundTrip(t *testing.T) {
@@ -104,32 +102,29 @@ func TestPollTransportConsulKV(t *testing.T) {
 	})
 	tr := newPollTransport(nil)
 	t.Cleanup(tr.CloseIdleConnections)
-	c, err := newClient("http://"+srv.Listener.Addr().String(), "", tr)
+	p, err := newPath("http://"+srv.Listener.Addr().String(), "", tr)
 	if err != nil {
 		t.Fatal(err)
 	}
-
+	key := &resource{key: resourceKey{region: "main", kind: kindKey, name: "k"}}
 	for i := 0; i < 3; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		pair, meta, err := c.KV().Get("k", (&api.QueryOptions{WaitIndex: uint64(i)}).WithContext(ctx))
+		res, idx, err := key.fetch(ctx, p, uint64(i), 0)
 		cancel()
 		if err != nil {
 			t.Fatalf("get %d: %v", i, err)
 		}
-		if pair == nil || pair.Key != "k" || string(pair.Value) != "v" {
-			t.Fatalf("get %d: pair %+v, want k=v", i, pair)
+		if res.key != "v" {
+			t.Fatalf("get %d: value %q, want v", i, res.key)
 		}
-		if meta.LastIndex != 7 {
-			t.Errorf("get %d: LastIndex %d, want 7", i, meta.LastIndex)
-		}
-		if !meta.KnownLeader {
-			t.Errorf("get %d: KnownLeader false", i)
+		if idx != 7 {
+			t.Errorf("get %d: index %d, want 7", i, idx)
 		}
 	}
-	// A missing key is a nil pair, not an error: the 404 went through.
-	pair, _, err := c.KV().Get("missing", nil)
-	if err != nil || pair != nil {
-		t.Errorf("missing key: %+v, %v; want nil, nil", pair, err)
+	// A missing key is an empty value, not an error: the 404 went through.
+	missing := &resource{key: resourceKey{region: "main", kind: kindKey, name: "missing"}}
+	if res, _, err := missing.fetch(context.Background(), p, 0, 0); err != nil || res.key != "" {
+		t.Errorf("missing key: %q, %v; want \"\", nil", res.key, err)
 	}
 	mu.Lock()
 	defer mu.Unlock()

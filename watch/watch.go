@@ -28,6 +28,11 @@ type Options struct {
 	// a random half to all of it, so that loops started together do not
 	// stay together.
 	WaitTime time.Duration
+	// KeyWait is WaitTime for Patroni's leader keys, which change only
+	// with leadership: a longer wait costs nothing in how soon a change is
+	// seen, and fewer answers that say nothing. Zero: five times WaitTime,
+	// at most Consul's longest wait, 10 minutes.
+	KeyWait time.Duration
 	// MinInterval is the shortest time between two queries of one resource.
 	MinInterval time.Duration
 	// MinBackoff and MaxBackoff bound the jittered backoff after errors.
@@ -57,6 +62,9 @@ type Options struct {
 	Redactor *Redactor
 }
 
+// maxWait is Consul's longest blocking wait: a longer one is cut to it.
+const maxWait = 10 * time.Minute
+
 // DefaultOptions are the options used where a field is zero.
 var DefaultOptions = Options{
 	WaitTime:    60 * time.Second,
@@ -79,6 +87,9 @@ var DefaultOptions = Options{
 func (o Options) withDefaults() Options {
 	if o.WaitTime <= 0 {
 		o.WaitTime = DefaultOptions.WaitTime
+	}
+	if o.KeyWait <= 0 {
+		o.KeyWait = min(5*o.WaitTime, maxWait)
 	}
 	if o.MinInterval <= 0 {
 		o.MinInterval = DefaultOptions.MinInterval
@@ -154,7 +165,7 @@ type Watcher struct {
 // be built (a bad address, an unreadable token file).
 func New(cfg *zones.Config, opts Options, logger *slog.Logger) (*Watcher, error) {
 	opts = opts.withDefaults()
-	tr, err := newTransport(opts.WaitTime, opts.MaxResponse)
+	tr, err := newTransport(max(opts.WaitTime, opts.KeyWait), opts.MaxResponse)
 	if err != nil {
 		return nil, err
 	}
@@ -221,12 +232,14 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string
 
 // link pairs each Patroni service with the KV prefixes of its clusters in
 // every region (a change of the service reads them all), each KV prefix
-// with the Patroni services of its cluster (settled reads them), and each
+// with the Patroni services of its cluster and its leader key (settled
+// reads them), each leader key with its prefix (a change of the key reads
+// it), and each
 // resource with the labels of the clusters that read it (a change marks
 // them for Changes).
 func link(cfg *zones.Config, resources map[resourceKey]*resource) {
 	for _, r := range resources {
-		r.kv, r.health, r.others, r.clusters, r.syncKey, r.prefix = nil, nil, nil, nil, nil, nil
+		r.kv, r.health, r.lock, r.others, r.clusters, r.syncKey, r.prefix = nil, nil, nil, nil, nil, nil, nil
 	}
 	// Every cluster reads the control prefixes.
 	labels := make([]string, len(cfg.Clusters))
@@ -252,8 +265,9 @@ func link(cfg *zones.Config, resources map[resourceKey]*resource) {
 			cks[j] = clusterKeysOf(&cfg.Clusters[i], cfg.Regions[j].Name)
 		}
 		for j, ck := range cks {
-			h, kv := resources[ck.members], resources[ck.kv]
-			kv.health = h
+			h, kv, lock := resources[ck.members], resources[ck.kv], resources[ck.leader]
+			kv.health, kv.lock = h, lock
+			lock.kv = appendNew(lock.kv, kv)
 			kv.syncKey, resources[ck.sync].prefix = resources[ck.sync], kv
 			for k, other := range cks {
 				if k != j {
@@ -304,6 +318,7 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 		}
 		if old.cancel != nil {
 			old.cancel()
+			old.abort()
 		}
 	}
 	link(cfg, next)
@@ -323,8 +338,8 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 
 // clusterKeys are the resources of one cluster in one region.
 type clusterKeys struct {
-	members, kv, sync, bouncers, poolRW, poolRO resourceKey
-	hasBouncers, hasPool                        bool
+	members, kv, sync, leader, bouncers, poolRW, poolRO resourceKey
+	hasBouncers, hasPool                                bool
 }
 
 func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
@@ -334,6 +349,7 @@ func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 		members: resourceKey{region: region, kind: kindHealth, name: zones.ServiceName(scope)},
 		kv:      resourceKey{region: region, kind: kindKV, name: prefix},
 		sync:    resourceKey{region: region, kind: kindSync, name: prefix + "sync"},
+		leader:  resourceKey{region: region, kind: kindKey, name: prefix + "leader"},
 	}
 	switch cl.Layout {
 	case policy.LayoutBouncerPerNode:
@@ -348,7 +364,7 @@ func clusterKeysOf(cl *zones.Cluster, region string) clusterKeys {
 }
 
 func (ck clusterKeys) all() []resourceKey {
-	keys := []resourceKey{ck.members, ck.kv, ck.sync}
+	keys := []resourceKey{ck.members, ck.kv, ck.sync, ck.leader}
 	if ck.hasBouncers {
 		keys = append(keys, ck.bouncers)
 	}
@@ -399,6 +415,12 @@ func (w *Watcher) Run(ctx context.Context) {
 	w.launchMu.Lock()
 	w.stopping = true
 	w.launchMu.Unlock()
+	// The queries out have no context to end them: each is aborted.
+	w.mu.RLock()
+	for _, r := range w.resources {
+		r.abort()
+	}
+	w.mu.RUnlock()
 	w.wg.Wait()
 }
 

@@ -122,7 +122,8 @@ func TestWatcherReadsMembersAndKV(t *testing.T) {
 		{ID: "orders/pg-1", Member: "pg-1", Node: "n1", Address: netip.MustParseAddr("10.0.0.1"), Port: 5432,
 			Tags: []string{"master", "primary"}, Role: policy.RoleLeader, Health: policy.HealthPassing},
 		{ID: "orders/pg-2", Member: "pg-2", Node: "n2", Address: netip.MustParseAddr("10.0.0.2"), Port: 5432,
-			Tags: []string{"replica"}, Role: policy.RoleReplica, Health: policy.HealthCritical},
+			Tags: []string{"replica"}, Role: policy.RoleReplica, Health: policy.HealthCritical,
+			OtherHealth: policy.HealthCritical},
 	}
 	if fmt.Sprint(got.Members) != fmt.Sprint(want) {
 		t.Errorf("members = %+v, want %+v", got.Members, want)
@@ -414,6 +415,10 @@ func TestWatcherReconfigure(t *testing.T) {
 		t.Errorf("orders after reconfigure = %+v, want its data kept", in.Main)
 	}
 	waitFor(t, "the new cluster read", func() bool { return len(w.Inputs()["billing"].Main.Members) == 1 })
+	// Its loops wait in their blocking queries, none about to be sent.
+	waitFor(t, "billing parked", func() bool {
+		return main.Parked("/v1/health/service/billing", 10) && main.Parked("/v1/kv/service/billing/leader", 10)
+	})
 
 	// Dropping a cluster stops its loops.
 	if err := w.Reconfigure(testConfig(main.URL(), standby.URL())); err != nil {

@@ -439,3 +439,62 @@ func TestStaticBuild(t *testing.T) {
 		}
 	}
 }
+
+// TestPgBouncerExample keeps the PgBouncer example what docs/operations.md
+// says: the zone check on every second, dns_max_ttl at its default,
+// server_login_retry of a second at most, regiondns as the resolver, and a
+// backend name right under a cluster zone (the zone PgBouncer checks is
+// everything after its first dot).
+func TestPgBouncerExample(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/pgbouncer/pgbouncer.ini")
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	var hosts []string
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, ";") || strings.HasPrefix(line, "[") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("pgbouncer.ini: %q is not key = value", line)
+		}
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		settings[k] = v
+		for _, f := range strings.Fields(v) {
+			if h, ok := strings.CutPrefix(f, "host="); ok {
+				hosts = append(hosts, h)
+			}
+		}
+	}
+	if got := settings["dns_zone_check_period"]; got != "1" {
+		t.Errorf("dns_zone_check_period = %q, want 1", got)
+	}
+	if got, ok := settings["dns_max_ttl"]; ok {
+		t.Errorf("dns_max_ttl = %q, want it left at its default", got)
+	}
+	if v, err := strconv.ParseFloat(settings["server_login_retry"], 64); err != nil || v > 1 {
+		t.Errorf("server_login_retry = %q, want a second or less (15 s by default)", settings["server_login_retry"])
+	}
+	if settings["resolv_conf"] == "" {
+		t.Error("no resolv_conf: PgBouncer would not ask regiondns")
+	}
+	if len(hosts) == 0 {
+		t.Fatal("no database host in pgbouncer.ini")
+	}
+	for _, h := range hosts {
+		labels := strings.Split(strings.TrimSuffix(h, "."), ".")
+		if len(labels) < 3 || (labels[0] != "rw" && labels[0] != "ro") {
+			t.Errorf("database host %q: want rw or ro right under a cluster zone, <name>.<cluster>.<zone>", h)
+		}
+	}
+	resolv, err := os.ReadFile("../../deploy/pgbouncer/resolv.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(resolv), "\nnameserver ") {
+		t.Error("resolv.conf names no nameserver")
+	}
+}

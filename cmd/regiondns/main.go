@@ -23,7 +23,10 @@ import (
 	"github.com/regiondns/regiondns/watch"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	runWithSmallStacks()
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 // run is main without the exit, so that tests can call it.
 func run(args []string, stdout, stderr io.Writer) int {

@@ -192,9 +192,9 @@ func newRegionCollector(w *watch.Watcher) *regionCollector {
 		errors: prometheus.NewDesc("regiondns_region_consul_errors_total",
 			"Failed HTTP requests to Consul for a region.", []string{"region"}, nil),
 		resources: prometheus.NewDesc("regiondns_region_consul_resources",
-			"Consul resources watched in a region: services, Patroni KV prefixes and the control prefix.", []string{"region"}, nil),
+			"Consul resources watched in a region: services, Patroni KV prefixes, leader keys and sync keys, and the control prefix.", []string{"region"}, nil),
 		following: prometheus.NewDesc("regiondns_region_consul_following",
-			"Resources of a region followed with a blocking query (one connection to the agent each): every service, the KV prefixes of unsettled or recently changed clusters and of clusters that follow reads, and the sync keys of clusters in synchronous mode.",
+			"Resources of a region followed with a blocking query (one connection to the agent each): every service, the KV prefixes of unsettled or recently changed clusters and of clusters that follow reads, every leader key, the control prefix, and the sync keys of clusters in synchronous mode.",
 			[]string{"region"}, nil),
 	}
 }

@@ -163,10 +163,10 @@ func TestRegionResourceMetrics(t *testing.T) {
 	}
 	m := newMetrics(w)
 	want := `
-# HELP regiondns_region_consul_resources Consul resources watched in a region: services, Patroni KV prefixes and the control prefix.
+# HELP regiondns_region_consul_resources Consul resources watched in a region: services, Patroni KV prefixes, leader keys and sync keys, and the control prefix.
 # TYPE regiondns_region_consul_resources gauge
-regiondns_region_consul_resources{region="main"} 3
-regiondns_region_consul_resources{region="standby"} 3
+regiondns_region_consul_resources{region="main"} 4
+regiondns_region_consul_resources{region="standby"} 4
 `
 	if err := testutil.GatherAndCompare(m.registry, strings.NewReader(want), "regiondns_region_consul_resources"); err != nil {
 		t.Error(err)

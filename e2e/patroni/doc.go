@@ -51,13 +51,18 @@
 //     reads no port from a resolv.conf nameserver line.
 //
 // The scenarios run in order on the one environment (TestPatroniTwoRegions):
-// steady state, switchover, failover, standby promotion with the main region
-// stopped, split brain, and the Consul agents regiondns reads stopped. The
-// switchover, failover and promotion measure how long after the Patroni
-// leader change regiondns, plain Consul DNS and writes through PgBouncer
-// follow, with every DNS answer seen on the way; the figures are logged and
+// steady state, switchovers (main-1 to main-2 and back, five by default),
+// failover, standby promotion with the main region stopped, split brain,
+// and the Consul agents regiondns reads stopped. The switchovers, failover
+// and promotion measure how long after the Patroni leader change the new
+// leader's member key says primary, and regiondns, plain Consul DNS and
+// writes through each layout follow, with every DNS answer seen on the way;
+// the figures, and a table of them against the targets, are logged and
 // written to results.txt in the run directory and to
-// $REGIONDNS_PATRONI_RESULTS when set.
+// $REGIONDNS_PATRONI_RESULTS when set. Every PgBouncer runs with its default
+// dns_max_ttl (15 s) and dns_zone_check_period =
+// $REGIONDNS_PATRONI_ZONE_CHECK (1 by default; 0 is PgBouncer's default,
+// no zone check).
 //
 // TestPatroniReads (reads_test.go) runs on an environment of its own, which
 // can run beside the one above: a cluster "sales" of three members

@@ -54,6 +54,7 @@ type env struct {
 
 	mu      sync.Mutex
 	results []string
+	timings []timing
 }
 
 // startEnv starts everything and waits until the steady state: main-1 the
@@ -233,8 +234,12 @@ func (e *env) result(t *testing.T, format string, args ...any) {
 // writeResults writes the results to results.txt in the run directory and
 // to $REGIONDNS_PATRONI_RESULTS when set.
 func (e *env) writeResults(t *testing.T) {
+	table := e.resultsTable()
+	for _, l := range table {
+		t.Log(l)
+	}
 	e.mu.Lock()
-	body := strings.Join(e.results, "\n") + "\n"
+	body := strings.Join(e.results, "\n") + "\n\n" + tableOf(table) + "\n"
 	e.mu.Unlock()
 	paths := []string{filepath.Join(e.root, "results.txt")}
 	if p := os.Getenv("REGIONDNS_PATRONI_RESULTS"); p != "" {

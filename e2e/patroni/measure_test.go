@@ -2,6 +2,7 @@ package patroni_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -25,6 +26,9 @@ type transition struct {
 	// watch to's REST API for the leader role instead (a standby leader
 	// holds the leader key already, its promotion does not change it).
 	keyAgent *e2e.Agent
+	// kvAgent is where to watch to's member key for the primary role: an
+	// agent of to's datacenter.
+	kvAgent *e2e.Agent
 	// consulAgent and consulName: the plain Consul DNS name to compare,
 	// asked of consulAgent's DNS interface.
 	consulAgent *e2e.Agent
@@ -96,6 +100,24 @@ func (e *env) measure(t *testing.T, tr transition, trigger func()) {
 			return err == nil && st.IsLeader()
 		})
 	}
+	// The first moment to's member key says it was promoted.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		var idx uint64
+		for ctx.Err() == nil {
+			role, next, err := memberRole(tr.kvAgent, tr.to.Name, (&api.QueryOptions{WaitIndex: idx, WaitTime: 2 * time.Second}).WithContext(ctx))
+			if err != nil {
+				sleepCtx(ctx, 50*time.Millisecond)
+				continue
+			}
+			if role == "master" || role == "primary" {
+				mark("memberkey")
+				return
+			}
+			idx = next
+		}
+	}()
 	// DNS answers, with every change of answer on the way.
 	var seqMu sync.Mutex
 	seqs := map[string][]answerChange{}
@@ -162,7 +184,7 @@ func (e *env) measure(t *testing.T, tr transition, trigger func()) {
 
 	t0 := time.Now()
 	trigger()
-	keys := []string{"leader", "regiondns", "consul", "write-pool", "write-node", "write-direct"}
+	keys := []string{"leader", "memberkey", "regiondns", "consul", "write-pool", "write-node", "write-direct"}
 	for ctx.Err() == nil {
 		mu.Lock()
 		n := len(first)
@@ -192,7 +214,10 @@ func (e *env) measure(t *testing.T, tr transition, trigger func()) {
 	if tr.keyAgent == nil {
 		how = tr.to.Name + "'s REST API says leader"
 	}
-	e.result(t, "%s: Patroni leader change (%s) %.2fs after the trigger", tr.name, how, lc.Sub(t0).Seconds())
+	e.result(t, "%s: Patroni leader change (%s) %.2fs after the trigger, at %s", tr.name, how, lc.Sub(t0).Seconds(),
+		lc.UTC().Format("15:04:05.000"))
+	e.result(t, "%s:   %s's member key says primary %s", tr.name, tr.to.Name, since("memberkey"))
+	e.timing(tr.name, t0, first)
 	seqMu.Lock()
 	defer seqMu.Unlock()
 	e.result(t, "%s:   regiondns rw.%s A = %s %s (answers: %s)", tr.name, direct, tr.to.Addr, since("regiondns"), changes(seqs["regiondns"], lc))
@@ -248,4 +273,23 @@ func changes(seq []answerChange, ref time.Time) string {
 		parts = append(parts, fmt.Sprintf("%s at %+.2fs", c.answer, c.at.Sub(ref).Seconds()))
 	}
 	return strings.Join(parts, " -> ")
+}
+
+// memberRole reads the role in Patroni's member key of member through
+// agent ("" when there is none).
+func memberRole(agent *e2e.Agent, member string, opts *api.QueryOptions) (string, uint64, error) {
+	pair, meta, err := agent.API().KV().Get("service/"+scope+"/members/"+member, opts)
+	if err != nil {
+		return "", 0, err
+	}
+	if pair == nil {
+		return "", meta.LastIndex, nil
+	}
+	var v struct {
+		Role string `json:"role"`
+	}
+	if err := json.Unmarshal(pair.Value, &v); err != nil {
+		return "", meta.LastIndex, nil
+	}
+	return v.Role, meta.LastIndex, nil
 }

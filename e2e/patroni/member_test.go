@@ -230,6 +230,16 @@ func (m *member) patronictl(t *testing.T, args ...string) string {
 	return string(out)
 }
 
+// zoneCheckPeriod is PgBouncer's dns_zone_check_period in seconds:
+// $REGIONDNS_PATRONI_ZONE_CHECK, 1 by default (0 turns the check off, as
+// PgBouncer's own default does; PgBouncer takes fractions of a second).
+func zoneCheckPeriod() string {
+	if v, err := strconv.ParseFloat(os.Getenv("REGIONDNS_PATRONI_ZONE_CHECK"), 64); err == nil && v >= 0 {
+		return strconv.FormatFloat(v, 'f', -1, 64)
+	}
+	return "1"
+}
+
 // bouncer is one PgBouncer process and its Consul service.
 type bouncer struct {
 	Name    string // also the directory name
@@ -272,12 +282,14 @@ ignore_startup_parameters = extra_float_digits
 admin_users = postgres
 logfile = %s
 pidfile = %s
-; Follow a leader change quickly: re-resolve the backend's name after at most
-; a second, retry a failed server login at once, close server connections
-; after a second of use and fail a client waiting for a server after 2 s.
+; DNS as deploy/pgbouncer recommends: dns_max_ttl at its default (15 s),
+; and the zone check (when on) asks each cluster zone's SOA every period,
+; resolving the zone's names again when its serial moves. Follow a leader
+; change quickly otherwise: retry a failed server login at once, close
+; server connections after a second of use and fail a client waiting for a
+; server after 2 s.
 resolv_conf = %s
-dns_max_ttl = 1
-dns_nxdomain_ttl = 1
+dns_zone_check_period = %s
 server_login_retry = 0.2
 server_connect_timeout = 2
 server_lifetime = 1
@@ -286,7 +298,7 @@ server_fast_close = 1
 query_wait_timeout = 2
 server_check_delay = 1
 `, b.Backend, e.pgPort, b.Addr, b.Port, userlist,
-		filepath.Join(b.Dir, "pgbouncer.log"), filepath.Join(b.Dir, "pgbouncer.pid"), resolv)
+		filepath.Join(b.Dir, "pgbouncer.log"), filepath.Join(b.Dir, "pgbouncer.pid"), resolv, zoneCheckPeriod())
 	e.pg.writeFile(t, ini, cfg, 0o644)
 	b.proc = startProc(t, e.pg, "pgbouncer "+b.Name, filepath.Join(b.Dir, "stderr.log"),
 		filepath.Join(b.Dir, "pgbouncer.proc.pid"), pgbouncerBin, ini)

@@ -160,27 +160,46 @@ func testSteadyState(t *testing.T, e *env) {
 	t.Logf("rw.%s TXT: %s", direct, lookupTXT(fqdn("rw", direct)))
 }
 
-// testSwitchover: patronictl switchover main-1 → main-2; rw follows.
+// testSwitchover: patronictl switchover main-1 → main-2, and back and
+// forth (switchovers() in all, ending on main-2); rw follows each.
 func testSwitchover(t *testing.T, e *env) {
-	m1, m2, m3, s1, s2 := e.main[0], e.main[1], e.main[2], e.standby[0], e.standby[1]
+	m1, m2 := e.main[0], e.main[1]
+	n := switchovers()
+	for i := range n {
+		from, to := m1, m2
+		if i%2 == 1 {
+			from, to = m2, m1
+		}
+		name := "switchover"
+		if n > 1 {
+			name = fmt.Sprintf("switchover %d/%d", i+1, n)
+		}
+		e.switchover(t, name, from, to)
+	}
+}
+
+// switchover measures patronictl switchover from → to in the main region.
+func (e *env) switchover(t *testing.T, name string, from, to *member) {
+	m3, s1, s2 := e.main[2], e.standby[0], e.standby[1]
 	e.measure(t, transition{
-		name: "switchover", from: m1, to: m2, keyAgent: e.fed.DC1.Server,
+		name: name, from: from, to: to, keyAgent: e.fed.DC1.Server, kvAgent: e.fed.DC1.Server,
 		consulAgent: e.fed.DC1.Server, consulName: "master." + scope + ".service.dc1.consul",
 		pool: e.pools["main-rw"],
 	}, func() {
-		out := m1.patronictl(t, "switchover", "--leader", m1.Name, "--candidate", m2.Name, "--force")
+		out := from.patronictl(t, "switchover", "--leader", from.Name, "--candidate", to.Name, "--force")
 		t.Logf("patronictl switchover: %s", strings.TrimSpace(out))
 	})
-	m1.waitRole(t, setupTimeout, "replica")
-	waitA(t, e.expectA(view{active: "main", passive: "standby", leader: m2, replicas: []*member{m1, m3},
+	from.waitRole(t, setupTimeout, "replica")
+	waitA(t, e.expectA(view{active: "main", passive: "standby", leader: to, replicas: []*member{from, m3},
 		passiveLeader: s1, passiveReplic: []*member{s2}}))
 	for _, c := range []string{direct, perNode, pool} {
-		waitWhere(t, access{name: fqdn("rw", c)}, "after switchover rw "+c, m2.Addr+"|f")
-		waitWhere(t, access{name: fqdn("ro", c)}, "", m1.Addr+"|t", m3.Addr+"|t")
+		waitWhere(t, access{name: fqdn("rw", c)}, name+" rw "+c, to.Addr+"|f")
+		waitWhere(t, access{name: fqdn("ro", c)}, "", from.Addr+"|t", m3.Addr+"|t")
 	}
 	waitWhere(t, access{name: fqdn("passive-rw", direct)}, "", s1.Addr+"|t")
-	// The standby leader keeps streaming, now in cascade through main-1.
-	e.waitReplicated(t, m2, s1, "switchover marker")
+	// The standby leader keeps streaming, now in cascade through main-1
+	// (or from main-1 itself).
+	e.waitReplicated(t, to, s1, name+" marker")
 }
 
 // testFailover: main-2's Patroni and PostgreSQL are killed; main-1 takes
@@ -188,7 +207,7 @@ func testSwitchover(t *testing.T, e *env) {
 func testFailover(t *testing.T, e *env) {
 	m1, m2, m3, s1, s2 := e.main[0], e.main[1], e.main[2], e.standby[0], e.standby[1]
 	e.measure(t, transition{
-		name: "failover", from: m2, to: m1, keyAgent: e.fed.DC1.Server,
+		name: "failover", from: m2, to: m1, keyAgent: e.fed.DC1.Server, kvAgent: e.fed.DC1.Server,
 		consulAgent: e.fed.DC1.Server, consulName: "master." + scope + ".service.dc1.consul",
 		pool: e.pools["main-rw"],
 	}, m2.crash)
@@ -217,7 +236,7 @@ func testStandbyPromotion(t *testing.T, e *env) {
 	t.Logf("main region stopped: rw.%s TXT: %s", direct, lookupTXT(fqdn("rw", direct)))
 
 	e.measure(t, transition{
-		name: "promotion", to: s1,
+		name: "promotion", to: s1, kvAgent: e.fed.DC2.Server,
 		consulAgent: e.fed.DC2.Server, consulName: "master." + scope + ".service.dc2.consul",
 		pool: e.pools["standby-rw"],
 	}, func() {
