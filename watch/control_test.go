@@ -191,3 +191,59 @@ func TestWatcherControlUnknownKeys(t *testing.T) {
 		t.Errorf("control status = %+v, want unknown keys %q from main", st, want)
 	}
 }
+
+// An empty control prefix's blocking query is answered at every KV write
+// in the datacenter, as Consul does (the fake wakes every blocked query
+// at each write): after an answer that changed nothing, the next query
+// waits ControlQuiet, so that Patroni's writes cost at most one request
+// per ControlQuiet; a pin written in the meantime still applies within it.
+func TestWatcherControlQuietBoundsWakeups(t *testing.T) {
+	const controlPath = "/v1/kv/regiondns/"
+	main, standby := consultest.New(t, "dc1"), consultest.New(t, "dc2")
+	opts := fastOptions
+	opts.WaitTime = time.Minute
+	opts.ControlQuiet = 300 * time.Millisecond
+	w := startWatcherWith(t, testConfig(main.URL(), standby.URL()), opts)
+	waitFor(t, "ready", w.Ready)
+	controlQueries := func() int {
+		n := 0
+		for _, r := range main.Requests() {
+			if r.Path == controlPath {
+				n++
+			}
+		}
+		return n
+	}
+	before := controlQueries()
+	start := time.Now()
+	for i := range 60 {
+		// A member key of a cluster regiondns does not watch, rewritten.
+		main.Set(func(f *consultest.Fake) {
+			f.KV = slices.DeleteFunc(f.KV, func(p *api.KVPair) bool { return p.Key == "service/other/members/m1" })
+			f.KV = append(f.KV, &api.KVPair{Key: "service/other/members/m1", Value: fmt.Appendf(nil, `{"xlog_location":%d}`, i)})
+			f.Index++
+		})
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	got := controlQueries() - before
+	if limit := int(elapsed/opts.ControlQuiet) + 2; got > limit {
+		t.Errorf("%d control prefix queries for 60 writes in %v, want at most %d (one per %v)", got, elapsed, limit, opts.ControlQuiet)
+	}
+	if got == 0 {
+		t.Error("no control prefix query woke at all: the fake no longer wakes blocked queries on a write")
+	}
+
+	// An unrelated write starts a pause; a pin written during it applies
+	// when the pause ends.
+	main.Set(func(f *consultest.Fake) { f.Index++ })
+	time.Sleep(20 * time.Millisecond)
+	main.Set(func(f *consultest.Fake) {
+		setPin(f, `{"active":"main","reason":"drill","expires":"2099-01-01T00:00:00Z"}`)
+	})
+	pinned := time.Now()
+	waitFor(t, "the pin", func() bool { return w.Inputs()["orders"].Control.Pin != nil })
+	if d := time.Since(pinned); d > opts.ControlQuiet+500*time.Millisecond {
+		t.Errorf("the pin applied %v after it was written, want within ControlQuiet (%v) and a margin", d, opts.ControlQuiet)
+	}
+}

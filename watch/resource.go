@@ -472,6 +472,11 @@ func (r *resource) read(w *Watcher, p path, res result, next uint64, err error, 
 	}
 	r.finishRead()
 	lp.resume = started.Add(o.MinInterval)
+	if r.key.kind == kindControl && !fresh {
+		// Most likely a KV write elsewhere in the datacenter woke an
+		// empty prefix's query (see Options.ControlQuiet).
+		lp.resume = time.Now().Add(o.ControlQuiet)
+	}
 	if r.key.kind != kindHealth && !w.following(r, time.Now()) {
 		return r.idle(w)
 	}

@@ -35,6 +35,14 @@ type Options struct {
 	KeyWait time.Duration
 	// MinInterval is the shortest time between two queries of one resource.
 	MinInterval time.Duration
+	// ControlQuiet is the pause after an answer of the control prefix that
+	// changed nothing. Consul answers a blocking list of a prefix that
+	// holds no key at every KV write in the datacenter (it watches the
+	// nearest node of the KV tree that exists), Patroni's member keys
+	// included: the pause bounds that to one request per ControlQuiet and
+	// region. An edit of a control key made meanwhile is read when the
+	// pause ends, so it applies at most ControlQuiet later.
+	ControlQuiet time.Duration
 	// MinBackoff and MaxBackoff bound the jittered backoff after errors.
 	MinBackoff, MaxBackoff time.Duration
 	// KVFollow is how long a Patroni KV prefix is followed with blocking
@@ -67,12 +75,13 @@ const maxWait = 10 * time.Minute
 
 // DefaultOptions are the options used where a field is zero.
 var DefaultOptions = Options{
-	WaitTime:    60 * time.Second,
-	MinInterval: 10 * time.Millisecond,
-	MinBackoff:  250 * time.Millisecond,
-	MaxBackoff:  10 * time.Second,
-	KVFollow:    2 * time.Minute,
-	KVRefresh:   5 * time.Minute,
+	WaitTime:     60 * time.Second,
+	MinInterval:  10 * time.Millisecond,
+	ControlQuiet: time.Second,
+	MinBackoff:   250 * time.Millisecond,
+	MaxBackoff:   10 * time.Second,
+	KVFollow:     2 * time.Minute,
+	KVRefresh:    5 * time.Minute,
 	// The first reads of a whole fleet started together would hold all
 	// their request state at once, and the heap would grow to twice that
 	// before the next collection; a few hundred at a time keep a local
@@ -93,6 +102,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MinInterval <= 0 {
 		o.MinInterval = DefaultOptions.MinInterval
+	}
+	if o.ControlQuiet <= 0 {
+		o.ControlQuiet = DefaultOptions.ControlQuiet
 	}
 	if o.MinBackoff <= 0 {
 		o.MinBackoff = DefaultOptions.MinBackoff
