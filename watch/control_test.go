@@ -247,3 +247,32 @@ func TestWatcherControlQuietBoundsWakeups(t *testing.T) {
 		t.Errorf("the pin applied %v after it was written, want within ControlQuiet (%v) and a margin", d, opts.ControlQuiet)
 	}
 }
+
+// The cluster's own control keys are data behind its answers: their
+// ModifyIndex counts in the region's index (the cluster zone's serial is
+// made from it); another cluster's keys do not.
+func TestWatcherControlKeysCountInTheIndex(t *testing.T) {
+	main, standby := settledConsul(t, "dc1"), settledConsul(t, "dc2")
+	w := startWatcher(t, testConfig(main.URL(), standby.URL()))
+	waitFor(t, "ready", w.Ready)
+	before := w.Inputs()["orders"].Main.Index
+	if before == 0 {
+		t.Fatal("main region index 0 once every resource was read")
+	}
+	main.Set(func(f *consultest.Fake) {
+		f.Index = before + 50
+		f.KV = append(f.KV, &api.KVPair{Key: "regiondns/drain/billing/b-1", Value: []byte("x"), ModifyIndex: before + 50})
+	})
+	waitFor(t, "the other cluster's drain read", func() bool { return main.Parked("/v1/kv/regiondns/", before+50) })
+	if got := w.Inputs()["orders"].Main.Index; got != before {
+		t.Errorf("orders' index %d after another cluster's drain, want %d", got, before)
+	}
+	main.Set(func(f *consultest.Fake) {
+		f.Index = before + 60
+		f.KV = append(f.KV, &api.KVPair{Key: "regiondns/drain/orders/pg-2", Value: []byte("x"), ModifyIndex: before + 60})
+	})
+	waitFor(t, "orders' drain counted in its index", func() bool { return w.Inputs()["orders"].Main.Index == before+60 })
+	if got := w.Inputs()["orders"].Standby.Index; got >= before+60 {
+		t.Errorf("the standby region's index %d took the main region's key", got)
+	}
+}
