@@ -2,6 +2,7 @@ package patroni_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -231,6 +232,13 @@ func (e *env) result(t *testing.T, format string, args ...any) {
 	e.mu.Unlock()
 }
 
+// resultsMu guards resultsStarted: the result files this process has
+// started, which its other tests add to.
+var (
+	resultsMu      sync.Mutex
+	resultsStarted = map[string]bool{}
+)
+
 // writeResults writes the results to results.txt in the run directory and
 // to $REGIONDNS_PATRONI_RESULTS when set.
 func (e *env) writeResults(t *testing.T) {
@@ -245,12 +253,26 @@ func (e *env) writeResults(t *testing.T) {
 	if p := os.Getenv("REGIONDNS_PATRONI_RESULTS"); p != "" {
 		paths = append(paths, p)
 	}
+	resultsMu.Lock()
+	defer resultsMu.Unlock()
 	for _, p := range paths {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Errorf("results: %v", err)
 			continue
 		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		// The tests run in parallel, each with its own results: the first
+		// to finish starts the file, the others add theirs.
+		flag := os.O_CREATE | os.O_WRONLY | os.O_APPEND
+		if !resultsStarted[p] {
+			flag |= os.O_TRUNC
+			resultsStarted[p] = true
+		}
+		f, err := os.OpenFile(p, flag, 0o644)
+		if err == nil {
+			_, err = f.WriteString(body)
+			err = errors.Join(err, f.Close())
+		}
+		if err != nil {
 			t.Errorf("results: %v", err)
 		}
 	}
