@@ -264,10 +264,8 @@ func (e *Engine) decideLocked(start time.Time, inputs map[string]policy.Input, a
 		in.Main.LagHeld = before.LagHeld(in.Main.Name)
 		in.Standby.LagHeld = before.LagHeld(in.Standby.Name)
 		d := policy.Decide(in)
-		if had {
-			d = keepIndexes(&before, d)
-		}
-		changed = changed || !had || !reflect.DeepEqual(&before, &d)
+		same := had && sameButIndexes(&before, &d)
+		changed = changed || !same
 		// Entries are replaced, never written into: the snapshot keeps
 		// the decisions it was built from.
 		e.inputs[label], e.decisions[label] = in, d
@@ -295,19 +293,17 @@ func (e *Engine) decideLocked(start time.Time, inputs map[string]policy.Input, a
 	e.logged = e.logged || ready
 }
 
-// keepIndexes returns d with before's region indexes when nothing else
-// differs: a Consul index that moved under data that decides nothing new
-// (a reads cluster's positions, rewritten every loop_wait) makes no
-// snapshot; the cluster zone's serial takes the indexes of the next
-// decision that changes an answer.
-func keepIndexes(before *policy.Decision, d policy.Decision) policy.Decision {
-	if before.Main.Index == d.Main.Index && before.Standby.Index == d.Standby.Index {
-		return d
+// sameButIndexes reports whether d decides as before, its regions'
+// Consul indexes aside, and then gives d before's indexes: an index that
+// moved under data that decides nothing new (a reads cluster's positions,
+// rewritten every loop_wait) makes no snapshot; the cluster zone's serial
+// takes the indexes of the next decision that changes an answer.
+func sameButIndexes(before, d *policy.Decision) bool {
+	mi, si := d.Main.Index, d.Standby.Index
+	d.Main.Index, d.Standby.Index = before.Main.Index, before.Standby.Index
+	if reflect.DeepEqual(before, d) {
+		return true
 	}
-	probe := d
-	probe.Main.Index, probe.Standby.Index = before.Main.Index, before.Standby.Index
-	if reflect.DeepEqual(before, &probe) {
-		return probe
-	}
-	return d
+	d.Main.Index, d.Standby.Index = mi, si
+	return false
 }

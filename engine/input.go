@@ -33,11 +33,11 @@ func (cs *ClusterState) region(name string) policy.Region {
 		Optime: o.Optime, SyncMode: o.SynchronousMode, LagHeld: o.LagHeld,
 		LeaderKeyRead: o.LeaderKeyRead, Index: o.Index,
 	}
-	for m, kr := range o.KeyRoles {
-		if r.KeyRoles == nil {
-			r.KeyRoles = make(map[string]policy.Role, len(o.KeyRoles))
+	if len(o.KeyRoles) > 0 {
+		r.KeyRoles = make(map[string]policy.Role, len(o.KeyRoles))
+		for m, kr := range o.KeyRoles {
+			r.KeyRoles[m] = roleNamed(kr)
 		}
-		r.KeyRoles[m] = roleNamed(kr)
 	}
 	if o.Sync != nil {
 		r.Sync = *o.Sync

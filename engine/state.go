@@ -155,11 +155,11 @@ func clusterState(cl *zones.Cluster, in policy.Input, d policy.Decision) Cluster
 			Optime:     r.Optime, SynchronousMode: r.SyncMode, LagHeld: r.LagHeld,
 		}
 		obs.LeaderKeyRead, obs.Index = r.LeaderKeyRead, r.Index
-		for m, kr := range r.KeyRoles {
-			if obs.KeyRoles == nil {
-				obs.KeyRoles = make(map[string]string, len(r.KeyRoles))
+		if len(r.KeyRoles) > 0 {
+			obs.KeyRoles = make(map[string]string, len(r.KeyRoles))
+			for m, kr := range r.KeyRoles {
+				obs.KeyRoles[m] = kr.String()
 			}
-			obs.KeyRoles[m] = kr.String()
 		}
 		for i := range obs.Members {
 			if k, ok := r.MemberData[obs.Members[i].Member]; ok {

@@ -307,14 +307,13 @@ func convertKV(prefix string, pairs api.KVPairs, reads bool) kvState {
 	return st
 }
 
-// keyValue returns the value of key among pairs (a single key's answer:
-// one pair, or none when the key does not exist), trimmed as Patroni's
-// leader key is read; "" when key is not there.
-func keyValue(key string, pairs api.KVPairs) string {
+// pairValue returns the value of key among pairs (a single key's answer:
+// one pair, or none when the key does not exist), and whether it is there.
+func pairValue(key string, pairs api.KVPairs) ([]byte, bool) {
 	for _, p := range pairs {
 		if p != nil && p.Key == key {
-			return strings.TrimSpace(string(p.Value))
+			return p.Value, true
 		}
 	}
-	return ""
+	return nil, false
 }

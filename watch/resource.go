@@ -310,14 +310,13 @@ func (r *resource) convert(resp *http.Response) (result, error) {
 			return result{control: convertControl(r.key.name, pairs, time.Now())}, nil
 		case kindSync:
 			var res result
-			for _, p := range pairs {
-				if p != nil && p.Key == r.key.name {
-					res.sync = readSync(p.Value)
-				}
+			if v, ok := pairValue(r.key.name, pairs); ok {
+				res.sync = readSync(v)
 			}
 			return res, nil
 		}
-		return result{key: keyValue(r.key.name, pairs)}, nil
+		v, _ := pairValue(r.key.name, pairs)
+		return result{key: strings.TrimSpace(string(v))}, nil
 	default:
 		var entries []*api.ServiceEntry
 		if err := decode(resp, &entries); err != nil {

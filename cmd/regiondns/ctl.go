@@ -217,13 +217,28 @@ func (c *ctl) pin(label, region string) error {
 	})
 }
 
-// unpin removes cluster label's pin.
-func (c *ctl) unpin(label string) error {
+// target returns cluster label and, with --server, its state on the
+// server (see checkServer).
+func (c *ctl) target(label string) (*zones.Cluster, *engine.ClusterState, error) {
 	cl, err := c.cluster(label)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	cs, err := c.checkServer(label)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cl, cs, nil
+}
+
+// withoutDrain returns drains without member's, in a new slice.
+func withoutDrain(drains []policy.Drain, member string) []policy.Drain {
+	return slices.DeleteFunc(slices.Clone(drains), func(x policy.Drain) bool { return x.Member == member })
+}
+
+// unpin removes cluster label's pin.
+func (c *ctl) unpin(label string) error {
+	cl, cs, err := c.target(label)
 	if err != nil {
 		return err
 	}
@@ -234,11 +249,7 @@ func (c *ctl) unpin(label string) error {
 
 // drain writes the drain key of member.
 func (c *ctl) drain(label, member string) error {
-	cl, err := c.cluster(label)
-	if err != nil {
-		return err
-	}
-	cs, err := c.checkServer(label)
+	cl, cs, err := c.target(label)
 	if err != nil {
 		return err
 	}
@@ -250,7 +261,7 @@ func (c *ctl) drain(label, member string) error {
 		Reason string `json:"reason,omitempty"`
 	}{c.o.reason})
 	change := func(ctl *policy.Control) {
-		ctl.Drains = slices.DeleteFunc(slices.Clone(ctl.Drains), func(x policy.Drain) bool { return x.Member == member })
+		ctl.Drains = withoutDrain(ctl.Drains, member)
 		ctl.Drains = append(ctl.Drains, d)
 		slices.SortFunc(ctl.Drains, func(a, b policy.Drain) int { return strings.Compare(a.Member, b.Member) })
 	}
@@ -260,16 +271,12 @@ func (c *ctl) drain(label, member string) error {
 
 // undrain removes the drain key of member.
 func (c *ctl) undrain(label, member string) error {
-	cl, err := c.cluster(label)
-	if err != nil {
-		return err
-	}
-	cs, err := c.checkServer(label)
+	cl, cs, err := c.target(label)
 	if err != nil {
 		return err
 	}
 	change := func(ctl *policy.Control) {
-		ctl.Drains = slices.DeleteFunc(slices.Clone(ctl.Drains), func(x policy.Drain) bool { return x.Member == member })
+		ctl.Drains = withoutDrain(ctl.Drains, member)
 	}
 	return c.apply(cl, cs, watch.DrainKey(c.cfg.ControlKeyPrefix(), label, member), nil, change,
 		func(got policy.Control) bool { return !got.Drained(member) })
