@@ -12,10 +12,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -29,6 +31,8 @@ type soakSample struct {
 	LogLines, Dropped, RcvbufE int64
 	Counts                     []soakCount
 	Errs                       []string
+	// Notes are what the row should say that is not an error.
+	Notes []string
 }
 
 // soakReport writes the rows and events to the test log and a file.
@@ -113,6 +117,9 @@ func (rep *soakReport) Row(s soakSample) {
 	for _, e := range s.Errs {
 		fmt.Fprintf(&b, "  [%s]", e)
 	}
+	for _, n := range s.Notes {
+		fmt.Fprintf(&b, "  (%s)", n)
+	}
 	rep.Printf("%s", b.String())
 }
 
@@ -156,7 +163,16 @@ func (s *soakSampler) sample(at time.Duration) soakSample {
 	} else {
 		out.FDs = int64(len(fds))
 	}
-	if g, err := s.goroutines(); err != nil {
+	// /metrics is read twice at most: once more a second later when the
+	// first read fails, and the row says so; a figure that cannot be read
+	// twice in a row is an error.
+	g, err := s.goroutines()
+	if err != nil {
+		out.Notes = append(out.Notes, "goroutines read again: "+err.Error())
+		time.Sleep(time.Second)
+		g, err = s.goroutines()
+	}
+	if err != nil {
 		out.Errs = append(out.Errs, "goroutines: "+err.Error())
 	} else {
 		out.Goroutines = g
@@ -175,6 +191,27 @@ func (s *soakSampler) sample(at time.Duration) soakSample {
 		out.Counts = append(out.Counts, c.take())
 	}
 	return out
+}
+
+// soakHost describes what the soak ran on: the processors and the
+// open-file limits of the test and of regiondns (pid), which bound the
+// connections either can hold.
+func soakHost(pid int) string {
+	var lim syscall.Rlimit
+	own := "?"
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil {
+		own = fmt.Sprintf("%d/%d", lim.Cur, lim.Max)
+	}
+	theirs := "?"
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid)); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 5 && strings.HasPrefix(line, "Max open files") {
+				theirs = f[3] + "/" + f[4]
+			}
+		}
+	}
+	return fmt.Sprintf("host: %d CPUs (GOMAXPROCS %d); open files soft/hard: test %s, regiondns %s",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), own, theirs)
 }
 
 // procRSS returns the resident set size of pid (VmRSS).

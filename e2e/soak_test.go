@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,6 +58,15 @@ var soakLimitsIssue12 = soakLimits{
 func TestSoak(t *testing.T) {
 	d := soakDuration(t)
 	bin := soakBinary(t)
+	// Registered first, so run last: the failed checks are the last lines
+	// of the output, after the logs the harness prints for a failed test
+	// (a CI log shows its tail).
+	var failed []string
+	t.Cleanup(func() {
+		if len(failed) > 0 {
+			t.Logf("soak failed %d check(s):\n  %s", len(failed), strings.Join(failed, "\n  "))
+		}
+	})
 	f := StartFederation(t, FederationOptions{ClientAgents: true})
 	fl := startLayoutFleet(t, f)
 	proxies := map[*Datacenter]*soakProxy{}
@@ -99,6 +109,7 @@ func TestSoak(t *testing.T) {
 		fmt.Sprintf("well-behaved clients from %s (answer within %s), hostile ones from %s", soakGoodSrc, soakAnswerTimeout, soakHostileSrc),
 		"rss_MiB, gorout, fds: regiondns's VmRSS, go_goroutines and /proc/<pid>/fd at the end of the window;",
 		"logs: its log lines in the window; dropped: blackhole queries the proxies dropped; rcvbuf: the host's UDP receive-buffer drops",
+		soakHost(r.PID()),
 	})
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -126,6 +137,7 @@ func TestSoak(t *testing.T) {
 		rep.Printf("  %s %s: %s", verdict, c.Name, c.Detail)
 		if !c.OK {
 			t.Errorf("%s: %s", c.Name, c.Detail)
+			failed = append(failed, c.Name+": "+c.Detail)
 		}
 	}
 }
