@@ -19,15 +19,10 @@ type metrics struct {
 	registry        *prometheus.Registry
 	generation      prometheus.Gauge
 	buildDuration   prometheus.Histogram
-	activeRegion    *prometheus.GaugeVec
-	splitBrain      *prometheus.GaugeVec
-	decisionChanges *prometheus.CounterVec
-	endpoints       *prometheus.GaugeVec
-	replicas        *prometheus.GaugeVec
+	clusters        *clusterCollector
 	reloadSuccess   prometheus.Gauge
 	reloadTimestamp prometheus.Gauge
 	reloads         *prometheus.CounterVec
-	control         *controlMetrics
 }
 
 func newMetrics(w *watch.Watcher) *metrics {
@@ -42,26 +37,7 @@ func newMetrics(w *watch.Watcher) *metrics {
 			Help:    "Time to decide the clusters whose input changed and build the answer snapshot.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
-		activeRegion: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "regiondns_cluster_active_region",
-			Help: "1 for the region a cluster's rw and ro names answer from, 0 for the other.",
-		}, []string{"cluster", "region"}),
-		splitBrain: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "regiondns_cluster_split_brain",
-			Help: "1 while both regions of a cluster report a leader.",
-		}, []string{"cluster"}),
-		decisionChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "regiondns_cluster_decision_changes_total",
-			Help: "Changes of a cluster's answers (active region, endpoints, split brain).",
-		}, []string{"cluster"}),
-		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "regiondns_cluster_endpoints",
-			Help: "Endpoints a cluster's name answers with, by name (rw, ro, passive-rw, passive-ro); 0 is NODATA.",
-		}, []string{"cluster", "name"}),
-		replicas: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "regiondns_cluster_replicas",
-			Help: "A cluster's replicas in a region by state: serving reads, or left out of them (lagging, not_streaming, noloadbalance, unhealthy).",
-		}, []string{"cluster", "region", "state"}),
+		clusters: newClusterCollector(),
 		reloadSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "regiondns_config_last_reload_successful",
 			Help: "1 if the last zone file (re)load succeeded, 0 if it failed and the previous configuration is still in use.",
@@ -74,17 +50,15 @@ func newMetrics(w *watch.Watcher) *metrics {
 			Name: "regiondns_config_reloads_total",
 			Help: "Zone file reloads by result (success, failure).",
 		}, []string{"result"}),
-		control: newControlMetrics(),
 	}
 	m.reloadSuccess.Set(1)
 	m.reloadTimestamp.SetToCurrentTime()
 	m.reloads.WithLabelValues("success")
 	m.reloads.WithLabelValues("failure")
-	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads, newBuildInfo(), m.endpoints)
-	m.registry.MustRegister(m.generation, m.buildDuration, m.activeRegion, m.splitBrain, m.decisionChanges, m.replicas,
+	m.registry.MustRegister(m.reloadSuccess, m.reloadTimestamp, m.reloads, newBuildInfo(), m.clusters)
+	m.registry.MustRegister(m.generation, m.buildDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		newRegionCollector(w))
-	m.registry.MustRegister(append(m.control.collectors(), newControlCollector(w))...)
+		newRegionCollector(w), newControlCollector(w))
 	return m
 }
 
@@ -117,13 +91,7 @@ func (m *metrics) Reloaded(err error) {
 
 // Forgot implements engine.Observer: a removed cluster's series go.
 func (m *metrics) Forgot(label string) {
-	l := prometheus.Labels{"cluster": label}
-	m.endpoints.DeletePartialMatch(l)
-	m.activeRegion.DeletePartialMatch(l)
-	m.splitBrain.DeletePartialMatch(l)
-	m.decisionChanges.DeletePartialMatch(l)
-	m.control.forgot(label)
-	m.replicas.DeletePartialMatch(l)
+	m.clusters.forgot(label)
 }
 
 // Built implements engine.Observer.
@@ -134,41 +102,12 @@ func (m *metrics) Built(gen uint64, d time.Duration) {
 
 // Decided implements engine.Observer.
 func (m *metrics) Decided(cfg *zones.Config, cluster string, d policy.Decision) {
-	for name, eps := range map[string][]policy.Endpoint{
-		zones.LabelRW: d.RW, zones.LabelRO: d.RO, zones.LabelPassiveRW: d.PassiveRW, zones.LabelPassiveRO: d.PassiveRO,
-	} {
-		m.endpoints.WithLabelValues(cluster, name).Set(float64(len(eps)))
-	}
-	for _, r := range cfg.Regions {
-		v := 0.0
-		if d.Active == r.Name && len(d.RW) > 0 {
-			v = 1
-		}
-		m.activeRegion.WithLabelValues(cluster, r.Name).Set(v)
-	}
-	v := 0.0
-	if d.SplitBrain {
-		v = 1
-	}
-	m.splitBrain.WithLabelValues(cluster).Set(v)
-	m.control.decided(cluster, d)
-	for _, view := range []*policy.RegionView{&d.Main, &d.Standby} {
-		if view.Name == "" {
-			continue
-		}
-		counts := map[policy.ReplicaState]int{policy.ReplicaServing: len(view.Replicas)}
-		for _, e := range view.Excluded {
-			counts[e.State]++
-		}
-		for _, state := range policy.ReplicaStates {
-			m.replicas.WithLabelValues(cluster, view.Name, string(state)).Set(float64(counts[state]))
-		}
-	}
+	m.clusters.decided(cfg, cluster, d)
 }
 
 // Changed implements engine.Observer.
 func (m *metrics) Changed(cluster string) {
-	m.decisionChanges.WithLabelValues(cluster).Inc()
+	m.clusters.changed(cluster)
 }
 
 // regionCollector reports each region's Consul status at scrape time.

@@ -66,9 +66,7 @@ regiondns_cluster_pin_ignored{cluster="orders",reason="expired"} 1
 	check("no pin", fmt.Sprintf(header, 0, 0, 0))
 
 	m.Forgot("orders")
-	for _, c := range m.control.collectors() {
-		if n := testutil.CollectAndCount(c); n != 0 {
-			t.Errorf("%d series left after the cluster was forgotten, want 0", n)
-		}
+	if n := testutil.CollectAndCount(m.clusters); n != 0 {
+		t.Errorf("%d series left after the cluster was forgotten, want 0", n)
 	}
 }

@@ -57,10 +57,8 @@ regiondns_config_reloads_total{result="success"} 0
 	}
 
 	m.Forgot("orders")
-	for _, c := range []prometheus.Collector{m.activeRegion, m.splitBrain, m.decisionChanges, m.replicas} {
-		if n := testutil.CollectAndCount(c); n != 0 {
-			t.Errorf("%d series left after the cluster was forgotten, want 0", n)
-		}
+	if n := testutil.CollectAndCount(m.clusters); n != 0 {
+		t.Errorf("%d series left after the cluster was forgotten, want 0", n)
 	}
 }
 
@@ -89,7 +87,7 @@ regiondns_cluster_endpoints{cluster="orders",name="rw"} 1
 		t.Error(err)
 	}
 	m.Forgot("orders")
-	if n := testutil.CollectAndCount(m.endpoints); n != 4 {
+	if n := testutil.CollectAndCount(m.clusters, "regiondns_cluster_endpoints"); n != 4 {
 		t.Errorf("%d series after orders was forgotten, want billing's 4", n)
 	}
 }
@@ -127,7 +125,7 @@ regiondns_cluster_replicas{cluster="orders",region="standby",state="unhealthy"} 
 		t.Error(err)
 	}
 	m.Forgot("orders")
-	if n := testutil.CollectAndCount(m.replicas); n != 0 {
+	if n := testutil.CollectAndCount(m.clusters); n != 0 {
 		t.Errorf("%d replica series left after the cluster was forgotten, want 0", n)
 	}
 }

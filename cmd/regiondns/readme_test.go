@@ -95,14 +95,11 @@ func testMetrics(t *testing.T) *metrics {
 	fwd := forward.New(forward.Options{Groups: [][]string{{"127.0.0.1:8600"}}}, forward.NewLRU(forward.LRUOptions{}), nil)
 	m.registry.MustRegister(forward.NewCollector(fwd))
 	m.registry.MustRegister(newDNSCollector(func() resolver.Stats { return resolver.Stats{} }))
-	// Vectors only show up once they have a child.
-	m.endpoints.WithLabelValues("c", "rw")
-	m.activeRegion.WithLabelValues("c", "main")
-	m.splitBrain.WithLabelValues("c")
-	m.decisionChanges.WithLabelValues("c")
-	m.control.decided("c", policy.Decision{Pin: &policy.PinState{Applied: true}})
-	m.control.pinIgnored.WithLabelValues("c", string(policy.PinUnsafe))
-	m.replicas.WithLabelValues("c", "main", "serving")
+	// A cluster's series show up once it was decided; the pin's only
+	// while one applies or is ignored.
+	cfg := &zones.Config{Regions: []zones.Region{{Name: "main"}, {Name: "standby"}}}
+	m.Decided(cfg, "c", policy.Decision{Main: policy.RegionView{Name: "main"}, Pin: &policy.PinState{Applied: true}})
+	m.Decided(cfg, "d", policy.Decision{Pin: &policy.PinState{Ignored: policy.PinUnsafe}})
 	return m
 }
 
