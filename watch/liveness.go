@@ -138,7 +138,7 @@ func (t *pollTransport) probeLoop(key string, a *agentState) {
 					pc.killErr = a.down
 					pc.killed.Store(true)
 				}
-				_ = pc.SetDeadline(time.Unix(1, 0))
+				pc.interrupt()
 				delete(a.inflight, pc)
 			}
 		}

@@ -103,6 +103,18 @@ type pollConn struct {
 	// connection carried a request, after killErr, the reason.
 	killed  atomic.Bool
 	killErr error
+	// parked is the parked wait of the exchange on the connection, while
+	// it has one (see park).
+	parked atomic.Pointer[parkedWait]
+}
+
+// interrupt makes the exchange on pc fail at once: a blocked read returns,
+// a parked wait wakes. killed must be set before.
+func (pc *pollConn) interrupt() {
+	_ = pc.SetDeadline(time.Unix(1, 0))
+	if w := pc.parked.Load(); w != nil {
+		w.wake()
+	}
 }
 
 func newPollTransport(tlsConfig *tls.Config) *pollTransport {
@@ -151,15 +163,16 @@ func (t *pollTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // Go is RoundTrip for a caller that does not wait for the answer. It sends
-// req (a GET without a body) on the calling goroutine and returns; a new
-// goroutine waits for the answer and calls done with what RoundTrip would
-// have returned. Unless the request fails before it is sent, in which case
-// done runs on the calling goroutine.
+// req (a GET without a body) on the calling goroutine and returns; once the
+// answer starts to arrive, a new goroutine reads it and calls done with what
+// RoundTrip would have returned. Unless the request fails before it is
+// sent, in which case done runs on the calling goroutine.
 //
 // A blocking query spends nearly all its life waiting for the first byte of
-// its answer: with Go, what waits is a goroutine a few frames deep, whose
-// stack stays at the minimum, rather than the caller's, with everything
-// above it (and everything the caller grew its stack for).
+// its answer. A request without a context of its own waits parked (see
+// park), with no goroutine at all; otherwise, or where parking is not
+// available, a goroutine a few frames deep waits (await), whose stack stays
+// at the minimum.
 //
 // sent, when not nil, is told of each exchange before its wait starts (a
 // second one when the request is sent again): the caller may abort it
@@ -189,7 +202,11 @@ func (t *pollTransport) goSend(req *http.Request, fresh bool, sent func(*exchang
 	if sent != nil {
 		sent(x)
 	}
-	go x.await(done)
+	// A request with a context that can be canceled waits on a goroutine:
+	// the cancellation interrupts a blocked read, not a parked wait.
+	if req.Context().Done() != nil || !park(x, done) {
+		go x.await(done)
+	}
 }
 
 // noStop is the stop of an exchange whose context cannot be canceled: as
@@ -210,11 +227,12 @@ func (x *exchange) abort() {
 		x.pc.killed.Store(true)
 	}
 	x.t.mu.Unlock()
-	_ = x.pc.SetDeadline(time.Unix(1, 0))
+	x.pc.interrupt()
 }
 
 // await waits for the first byte of x's answer, then reads the rest on the
-// same goroutine. Kept small: its frame is what a parked query holds.
+// same goroutine. Kept small: its frame is what a query that cannot park
+// holds while it waits.
 func (x *exchange) await(done func(*http.Response, error)) {
 	// Straight on the connection, no helper in between: every frame here
 	// is stack that each parked query keeps.

@@ -1,0 +1,207 @@
+//go:build linux
+
+package watch
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Parking: a blocking query waits for the first byte of its answer without
+// a goroutine.
+//
+// A fleet of 1,000 clusters holds 4,000 blocking queries open, each on a
+// connection of its own (Consul speaks HTTP/1.1). A goroutine blocked in
+// Read per query costs its stack, 2 KiB at least, 8 MiB or more in all:
+// the largest single share of the process's memory. Instead, every parked
+// connection is registered with one epoll instance (next to the Go
+// runtime's own registration: a descriptor may be in several), and one
+// goroutine waits for all of them. When a connection becomes readable, or
+// the exchange's deadline passes, or the exchange is interrupted (an
+// abort, a failed liveness check), a goroutine is started that reads the
+// answer as await would have: through the connection, with its deadline,
+// so that every outcome is the one a blocked Read would have had.
+//
+// Only plain TCP connections park: a TLS connection may hold buffered
+// input the descriptor knows nothing about.
+
+// parker is the process's epoll instance for parked exchanges.
+type parker struct {
+	epfd int
+	mu   sync.Mutex
+	// waits are the parked exchanges by id, the id each registration
+	// carries in its event data; guarded by mu.
+	waits map[uint64]*parkedWait
+	next  uint64
+}
+
+// parkedWait is one parked exchange.
+type parkedWait struct {
+	p    *parker
+	id   uint64
+	x    *exchange
+	raw  syscall.RawConn
+	done func(*http.Response, error)
+	// timer wakes the exchange at its deadline; nil when it has none. Set
+	// by park before the wait is parked.
+	timer *time.Timer
+	// state is parking, then parked, then woken; a wake while parking is
+	// left for park to carry out (wakeDue), so that nothing park writes
+	// can come after the answer is read and the connection carries its
+	// next exchange.
+	state atomic.Int32
+}
+
+// The states of a parkedWait.
+const (
+	parking int32 = iota
+	parked
+	wakeDue
+	woken
+)
+
+var (
+	parkOnce   sync.Once
+	theParking *parker // nil when epoll is not available
+)
+
+// theParker returns the process's parker, started on first use; nil when
+// the epoll instance cannot be made (every exchange then waits on a
+// goroutine of its own).
+func theParker() *parker {
+	parkOnce.Do(func() {
+		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+		if err != nil {
+			return
+		}
+		theParking = &parker{epfd: fd, waits: map[uint64]*parkedWait{}}
+		go theParking.loop()
+	})
+	return theParking
+}
+
+// park waits for x's answer without a goroutine, and reports false (the
+// caller waits on a goroutine) when x cannot park: not plain TCP, or
+// epoll refused it.
+func park(x *exchange, done func(*http.Response, error)) bool {
+	p := theParker()
+	tc, ok := x.pc.Conn.(*net.TCPConn)
+	if p == nil || !ok {
+		return false
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	w := &parkedWait{p: p, x: x, raw: raw, done: done}
+	p.mu.Lock()
+	p.next++
+	w.id = p.next
+	p.waits[w.id] = w
+	p.mu.Unlock()
+	var addErr error
+	// Within Control the descriptor cannot be closed and reused.
+	err = raw.Control(func(fd uintptr) {
+		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT,
+			Fd: int32(uint32(w.id)), Pad: int32(uint32(w.id >> 32))}
+		addErr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err != nil || addErr != nil {
+		p.mu.Lock()
+		delete(p.waits, w.id)
+		p.mu.Unlock()
+		return false
+	}
+	if !x.deadline.IsZero() {
+		w.timer = time.AfterFunc(time.Until(x.deadline), w.wake)
+	}
+	// An interrupt sets killed before it looks for a parked wait: either
+	// it finds this one, or this finds killed set.
+	x.pc.parked.Store(w)
+	if x.pc.killed.Load() {
+		w.wake()
+	}
+	if !w.state.CompareAndSwap(parking, parked) {
+		w.fire() // woken while parking
+	}
+	return true
+}
+
+// wake ends the parking of w, once: at once if it is parked, else when
+// park is done with it.
+func (w *parkedWait) wake() {
+	for {
+		switch w.state.Load() {
+		case parking:
+			if w.state.CompareAndSwap(parking, wakeDue) {
+				return
+			}
+		case parked:
+			if w.state.CompareAndSwap(parked, woken) {
+				w.fire()
+				return
+			}
+		default:
+			return
+		}
+	}
+}
+
+// fire unregisters w and starts the goroutine that reads the answer (or
+// the error: a deadline passed, an interrupt).
+func (w *parkedWait) fire() {
+	if w.timer != nil {
+		w.timer.Stop()
+	}
+	p := w.p
+	p.mu.Lock()
+	delete(p.waits, w.id)
+	p.mu.Unlock()
+	// The connection is still open: only the reading goroutine closes it.
+	_ = w.raw.Control(func(fd uintptr) {
+		_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+	})
+	w.x.pc.parked.CompareAndSwap(w, nil)
+	go w.x.await(w.done)
+}
+
+// loop wakes the exchanges whose connection became readable.
+func (p *parker) loop() {
+	events := make([]syscall.EpollEvent, 256)
+	for {
+		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if err != nil {
+			if err == syscall.EINTR {
+				continue
+			}
+			// Not expected; the parked exchanges still wake at their
+			// deadline or interrupt.
+			time.Sleep(time.Second)
+			continue
+		}
+		for _, ev := range events[:n] {
+			id := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
+			p.mu.Lock()
+			w := p.waits[id]
+			p.mu.Unlock()
+			if w != nil {
+				w.wake()
+			}
+		}
+	}
+}
+
+// parkedCount is how many exchanges are parked now (for tests).
+func parkedCount() int {
+	p := theParker()
+	if p == nil {
+		return 0
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.waits)
+}
