@@ -152,7 +152,7 @@ func maxTime(a, b time.Time) time.Time {
 // pin stops applying then, not up to a wait time later.
 func (r *resource) controlWait(wait time.Duration, now time.Time) time.Duration {
 	res, _, _ := r.snapshot()
-	exp, ok := res.control.nextExpiry(now)
+	exp, ok := res.ctl().nextExpiry(now)
 	if !ok {
 		return wait
 	}
@@ -191,9 +191,9 @@ func (w *Watcher) controlSourceLocked() (st *controlState, source string, stale 
 		switch {
 		case !known:
 		case !failing:
-			return &res.control, region.Name, false
+			return res.ctl(), region.Name, false
 		case last == nil:
-			last, lastSource = &res.control, region.Name
+			last, lastSource = res.ctl(), region.Name
 		}
 	}
 	return last, lastSource, last != nil

@@ -132,7 +132,7 @@ func (w *Watcher) following(r *resource, now time.Time) bool {
 			return false
 		}
 		res, known, _ := prefix.snapshot()
-		return known && res.kv.syncMode
+		return known && res.kvs().syncMode
 	}
 	if r.reads {
 		return true
@@ -158,7 +158,7 @@ func (w *Watcher) settled(r *resource) bool {
 	if !kvKnown || kvFailing || h == nil {
 		return false
 	}
-	leader := kv.kv.leader
+	leader := kv.kvs().leader
 	if lock != nil {
 		// The leader key's own blocking query is the fresher reading.
 		if res, known, _ := lock.snapshot(); known {
@@ -172,7 +172,7 @@ func (w *Watcher) settled(r *resource) bool {
 	if failing {
 		return false
 	}
-	region := policy.Region{Members: members.instances, LeaderKey: leader, Config: kv.kv.config}
+	region := policy.Region{Members: members.instances, LeaderKey: leader, Config: kv.kvs().config}
 	// Two regions: one other, kept on the stack.
 	var buf [1]policy.Region
 	peers := buf[:0]

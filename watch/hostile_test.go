@@ -131,7 +131,8 @@ func TestFetchBoundsMemory(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r := &resource{key: resourceKey{region: "main", kind: kindHealth, name: "orders"}, tags: policy.DefaultRoleTags()}
+			tags := policy.DefaultRoleTags()
+			r := &resource{key: resourceKey{region: "main", kind: kindHealth, name: "orders"}, tags: &tags}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 

@@ -109,14 +109,14 @@ func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 		return res
 	}
 	reg.Members = read(ck.members).instances
-	kv := read(ck.kv).kv
+	kv := read(ck.kv).kvs()
 	reg.LeaderKey, reg.Timelines, reg.Config, reg.MemberKeys = kv.leader, kv.timelines, kv.config, kv.members
 	reg.MemberData, reg.Optime, reg.SyncMode, reg.Sync = kv.memberData, kv.optime, kv.syncMode, kv.sync
 	if kv.syncMode {
 		// In synchronous mode the sync key is followed on its own: once
 		// read, it is newer than the prefix's copy.
 		if res, known, failing := w.resources[ck.sync].snapshot(); known {
-			reg.Sync, reg.Stale = res.sync, reg.Stale || failing
+			reg.Sync, reg.Stale = res.syncKey(), reg.Stale || failing
 			reg.Index = max(reg.Index, w.resources[ck.sync].changedAt())
 		}
 	}
@@ -137,7 +137,7 @@ func (w *Watcher) region(cl *zones.Cluster, name string) policy.Region {
 		// The cluster's pin and drains in this region's KV are data
 		// behind its answers too.
 		if res, known, _ := r.snapshot(); known {
-			reg.Index = max(reg.Index, res.control.index[cl.Label])
+			reg.Index = max(reg.Index, res.ctl().index[cl.Label])
 		}
 	}
 	if ck.hasBouncers {

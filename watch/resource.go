@@ -53,15 +53,51 @@ func (k resourceKey) path() string {
 }
 
 // result is the latest converted answer of a resource.
+//
+// What a KV prefix, the control prefix or a sync key read is held by
+// pointer, nil for the other kinds: a resource keeps its result, and a
+// query in flight the one it is reading, 88 bytes instead of 320. What a
+// pointer points to is never modified once stored (see setFailed).
 type result struct {
 	instances []policy.Instance // kindHealth
 	// ignored says which instances were left out and why (see
 	// convertEntries).
 	ignored []string
-	kv      kvState        // kindKV
-	control controlState   // kindControl
-	sync    policy.SyncKey // kindSync
-	key     string         // kindKey: the key's value, "" when there is none
+	kv      *kvState        // kindKV
+	control *controlState   // kindControl
+	sync    *policy.SyncKey // kindSync; nil when the key does not exist
+	key     string          // kindKey: the key's value, "" when there is none
+}
+
+// noKV and noControl are what an unread KV or control prefix holds: read
+// only.
+var (
+	noKV      kvState
+	noControl controlState
+)
+
+// kvs returns the KV prefix's state; empty when there is none.
+func (r result) kvs() *kvState {
+	if r.kv == nil {
+		return &noKV
+	}
+	return r.kv
+}
+
+// ctl returns the control prefix's state; empty when there is none.
+func (r result) ctl() *controlState {
+	if r.control == nil {
+		return &noControl
+	}
+	return r.control
+}
+
+// syncKey returns the sync key's content; empty when there is none.
+func (r result) syncKey() policy.SyncKey {
+	if r.sync == nil {
+		return policy.SyncKey{}
+	}
+	return *r.sync
 }
 
 // kvState is what regiondns reads from Patroni's KV prefix of one scope.
@@ -106,7 +142,9 @@ type kvState struct {
 // another standby, at the cost of a request per change of that one key.
 type resource struct {
 	key  resourceKey
-	tags policy.RoleTags // health resources of Patroni services classify roles
+	// tags classify the roles of a health resource's instances (nil for
+	// the other kinds); shared, never modified.
+	tags *policy.RoleTags
 	// reads: a KV prefix some of whose clusters follow reads.
 	reads bool
 	// conn is swapped by Reconfigure; each query loads it.
@@ -305,13 +343,16 @@ func (r *resource) convert(resp *http.Response) (result, error) {
 		}
 		switch r.key.kind {
 		case kindKV:
-			return result{kv: convertKV(r.key.name, pairs, r.reads)}, nil
+			kv := convertKV(r.key.name, pairs, r.reads)
+			return result{kv: &kv}, nil
 		case kindControl:
-			return result{control: convertControl(r.key.name, pairs, time.Now())}, nil
+			c := convertControl(r.key.name, pairs, time.Now())
+			return result{control: &c}, nil
 		case kindSync:
 			var res result
 			if v, ok := pairValue(r.key.name, pairs); ok {
-				res.sync = readSync(v)
+				s := readSync(v)
+				res.sync = &s
 			}
 			return res, nil
 		}
@@ -322,7 +363,11 @@ func (r *resource) convert(resp *http.Response) (result, error) {
 		if err := decode(resp, &entries); err != nil {
 			return result{}, err
 		}
-		instances, ignored := convertEntries(entries, r.tags)
+		var tags policy.RoleTags
+		if r.tags != nil {
+			tags = *r.tags
+		}
+		instances, ignored := convertEntries(entries, tags)
 		return result{instances: instances, ignored: ignored}, nil
 	}
 }
@@ -454,7 +499,7 @@ func (r *resource) read(w *Watcher, p path, res result, next uint64, err error, 
 		// their answer joins this one in the same decision.
 		w.wake(r)
 	}
-	if res.kv.syncMode {
+	if res.kvs().syncMode {
 		w.mu.RLock()
 		sk := r.syncKey
 		w.mu.RUnlock()
@@ -554,7 +599,7 @@ func (r *resource) setResult(res result, next, prev uint64, via string) bool {
 	if r.key.kind == kindControl {
 		// Each read has a time of its own, and a pin's expiry between
 		// two reads is a change whatever the index says.
-		moved = !r.known || !r.res.control.same(res.control)
+		moved = !r.known || !r.res.ctl().same(*res.ctl())
 	}
 	fresh := moved || r.failing
 	if moved {
@@ -572,8 +617,11 @@ func (r *resource) setFailed(errText string) {
 	r.attempted, r.failing, r.lastErr = true, true, errText
 	if r.key.kind == kindControl && r.known {
 		// The last known keys still expire: their pins are judged at the
-		// time of this attempt.
-		r.res.control.readAt = time.Now()
+		// time of this attempt. A copy: the state read before may be in
+		// use (snapshot).
+		c := *r.res.ctl()
+		c.readAt = time.Now()
+		r.res.control = &c
 	}
 }
 

@@ -224,13 +224,28 @@ func (w *Watcher) plan(cfg *zones.Config) (map[resourceKey]*resource, map[string
 		res.conn.Store(conns[key.region])
 		resources[key] = res
 	}
+	// The role tags of the services, one copy of each set: nearly every
+	// cluster has Patroni's own.
+	var tagSets []*policy.RoleTags
+	tagsOf := func(t policy.RoleTags) *policy.RoleTags {
+		for _, s := range tagSets {
+			if reflect.DeepEqual(*s, t) {
+				return s
+			}
+		}
+		tagSets = append(tagSets, &t)
+		return &t
+	}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
 		reads := cfg.Options(cl).FollowsReads()
 		for _, key := range keys(cfg, cl) {
 			res, ok := resources[key]
 			if !ok {
-				res = &resource{key: key, tags: cl.Tags}
+				res = &resource{key: key}
+				if key.kind == kindHealth {
+					res.tags = tagsOf(cl.Tags)
+				}
 				res.conn.Store(conns[key.region])
 				resources[key] = res
 			}
