@@ -141,7 +141,7 @@ type kvState struct {
 // then) is followed too, so that sync.<cluster> moves when Patroni picks
 // another standby, at the cost of a request per change of that one key.
 type resource struct {
-	key  resourceKey
+	key resourceKey
 	// tags classify the roles of a health resource's instances (nil for
 	// the other kinds); shared, never modified.
 	tags *policy.RoleTags
