@@ -154,45 +154,60 @@ func (rc *regionConn) succeeded(i int) {
 	rc.mu.Unlock()
 }
 
-// queryAsync runs try on each path in turn until one answers, and then
-// calls done with the path that answered. try calls its own done with the
-// outcome of the attempt, on whatever goroutine learns it; the next path
-// is tried, and done called, from there. An ACL denial, or an answer over
-// the size limit, is final: another agent of the same datacenter would
-// answer the same, and the operator must see it.
-func (rc *regionConn) queryAsync(try func(p path, done func(error)), done func(path, error)) {
-	order := rc.order(time.Now())
-	var errs []error
-	var attempt func(k int)
-	attempt = func(k int) {
-		if k == len(order) {
-			done(path{}, fmt.Errorf("region %s: %w: %w", rc.name, ErrUnreachable, errors.Join(errs...)))
-			return
-		}
-		i := order[k]
-		p := rc.paths[i]
-		rc.counters.requests.Add(1)
-		try(p, func(err error) {
-			switch {
-			case err == nil:
-				rc.succeeded(i)
-				done(p, nil)
-				return
-			case isDenied(err) || errors.Is(err, ErrResponseTooLarge):
-				rc.counters.errors.Add(1)
-				done(p, fmt.Errorf("region %s via %s: %w", rc.name, p.addr, err))
-				return
-			case errors.Is(err, errAborted) || errors.Is(err, context.Canceled):
-				// Stopped: no other path.
-				done(p, err)
-				return
-			}
-			rc.counters.errors.Add(1)
-			errs = append(errs, fmt.Errorf("via %s: %w", p.addr, err))
-			attempt(k + 1)
-		})
+// attempts returns the paths of the next query, in the order they are
+// tried.
+func (rc *regionConn) attempts(now time.Time) pathAttempts {
+	return pathAttempts{rc: rc, order: rc.order(now)}
+}
+
+// pathAttempts tries a query on each path of a region in turn until one
+// answers. An ACL denial, or an answer over the size limit, is final:
+// another agent of the same datacenter would answer the same, and the
+// operator must see it.
+type pathAttempts struct {
+	rc    *regionConn
+	order []int
+	// k is the place in order of the path being tried, or next to be.
+	k    int
+	errs []error
+}
+
+// next returns the next path to try and counts its request; false when
+// every path was tried (see unreachable).
+func (a *pathAttempts) next() (path, bool) {
+	if a.k == len(a.order) {
+		return path{}, false
 	}
-	attempt(0)
+	p := a.rc.paths[a.order[a.k]]
+	a.rc.counters.requests.Add(1)
+	return p, true
+}
+
+// outcome takes in the outcome of the attempt on the path next returned:
+// final reports that the query ends with err (the one to report); else
+// the next path is tried.
+func (a *pathAttempts) outcome(err error) (final bool, _ error) {
+	rc, i := a.rc, a.order[a.k]
+	switch {
+	case err == nil:
+		rc.succeeded(i)
+		return true, nil
+	case isDenied(err) || errors.Is(err, ErrResponseTooLarge):
+		rc.counters.errors.Add(1)
+		return true, fmt.Errorf("region %s via %s: %w", rc.name, rc.paths[i].addr, err)
+	case errors.Is(err, errAborted) || errors.Is(err, context.Canceled):
+		// Stopped: no other path.
+		return true, err
+	}
+	rc.counters.errors.Add(1)
+	a.errs = append(a.errs, fmt.Errorf("via %s: %w", rc.paths[i].addr, err))
+	a.k++
+	return false, nil
+}
+
+// unreachable is the error of a query that every path failed.
+func (a *pathAttempts) unreachable() error {
+	return fmt.Errorf("region %s: %w: %w", a.rc.name, ErrUnreachable, errors.Join(a.errs...))
 }
 
 // counters count a region's Consul requests; they outlive reconfigurations.

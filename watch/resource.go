@@ -271,8 +271,17 @@ func (r *resource) fetchAsync(ctx context.Context, p path, idx uint64, wait time
 		done(result{}, 0, err)
 		return
 	}
-	q := query{index: idx, wait: wait}
-	apiPath, notFound := "/v1/health/service/"+r.key.name, false
+	apiPath, q, notFound := r.request(idx, wait)
+	p.start(apiPath, q, notFound, r.sent, func(resp *http.Response, err error) {
+		done(r.answer(ctx, resp, err))
+	})
+}
+
+// request returns the API path of the resource's query at index idx for up
+// to wait, its query, and whether a 404 is an answer (see path.start).
+func (r *resource) request(idx uint64, wait time.Duration) (apiPath string, q query, notFound bool) {
+	q = query{index: idx, wait: wait}
+	apiPath = "/v1/health/service/" + r.key.name
 	switch {
 	case r.key.kind == kindKV || r.key.kind == kindControl:
 		apiPath, notFound, q.params = "/v1/kv/"+strings.TrimPrefix(r.key.name, "/"), true, "&recurse="
@@ -281,25 +290,28 @@ func (r *resource) fetchAsync(ctx context.Context, p path, idx uint64, wait time
 	case r.key.tag != "":
 		q.params = "&tag=" + url.QueryEscape(r.key.tag)
 	}
-	p.start(apiPath, q, notFound, r.sent, func(resp *http.Response, err error) {
-		r.answered()
-		if ctx.Err() != nil {
-			if err == nil {
-				resp.Body.Close()
-			}
-			err = ctx.Err()
+	return apiPath, q, notFound
+}
+
+// answer takes in the answer to the resource's query (see path.start):
+// its result and index, or why there is none; ctx done makes it
+// ctx.Err().
+func (r *resource) answer(ctx context.Context, resp *http.Response, err error) (result, uint64, error) {
+	r.answered()
+	if ctx.Err() != nil {
+		if err == nil {
+			resp.Body.Close()
 		}
-		if err != nil {
-			done(result{}, 0, err)
-			return
-		}
-		res, err := r.convert(resp)
-		if err != nil {
-			done(result{}, 0, err)
-			return
-		}
-		done(res, index(resp), nil)
-	})
+		err = ctx.Err()
+	}
+	if err != nil {
+		return result{}, 0, err
+	}
+	res, err := r.convert(resp)
+	if err != nil {
+		return result{}, 0, err
+	}
+	return res, index(resp), nil
 }
 
 // sent records x, the exchange of the resource's query, for abort; one
@@ -374,14 +386,14 @@ func (r *resource) convert(resp *http.Response) (result, error) {
 
 // step runs one query of the loop, and launches the next step once the
 // answer is in unless the loop ends; the Watcher runs each step on a new
-// goroutine, and the step marks its end with w.wg.Done. The query's wait
-// happens on a goroutine of its own (see pollTransport.Go), the answer is
-// read there and the next step launched from it. It follows Consul's
-// guidance for blocking queries: an index that goes backwards resets to 0,
-// an index of 0 is treated as 1 to avoid a hot loop, calls are rate
-// limited, and errors back off with jitter.
+// goroutine, and the step marks its end with w.wg.Done. The query waits
+// parked (see pollTransport.Go); its answer is read on a goroutine started
+// when it arrives, and the next step launched from there. It follows
+// Consul's guidance for blocking queries: an index that goes backwards
+// resets to 0, an index of 0 is treated as 1 to avoid a hot loop, calls
+// are rate limited, and errors back off with jitter.
 func (r *resource) step(w *Watcher) {
-	ctx, o, lp := r.ctx, w.opts, &r.lp
+	ctx, lp := r.ctx, &r.lp
 	// The pause the last read asked for (MinInterval between queries, the
 	// backoff after an error), taken while this goroutine's stack is small.
 	if d := time.Until(lp.resume); d > 0 {
@@ -397,60 +409,116 @@ func (r *resource) step(w *Watcher) {
 	readNow := r.readNow
 	r.readNow = false
 	r.mu.Unlock()
-	release := func() {}
+	turn := false
 	if first {
-		if rel, ok := w.firstReadTurn(ctx); ok {
-			release = rel
-		} else if ctx.Err() != nil {
+		turn = w.firstReadTurn(ctx)
+		if !turn && ctx.Err() != nil {
 			w.wg.Done()
 			return
 		}
 	}
 	started := time.Now()
-	block := r.key.kind == kindHealth || w.following(r, started)
-	var (
-		res  result
-		next uint64
-	)
-	r.conn.Load().queryAsync(func(p path, done func(error)) {
-		at := lp.idx
-		if !block || readNow || lp.broken || p.addr+dcSuffix(p.dc) != lp.lastVia {
-			// A KV prefix not followed, or poked, is read, not waited on.
-			// After a failure, or on another path than the one that
-			// answered last (its agent is gone, or the own agents are
-			// tried again), the read does not block either: the recovery
-			// or the switch shows (stale, via, last contact) at once, not
-			// only after the next change, up to a wait time later.
-			at = 0
+	q := &stepQuery{r: r, w: w, first: first, readNow: readNow, turn: turn, started: started,
+		block: r.key.kind == kindHealth || w.following(r, started)}
+	q.paths = r.conn.Load().attempts(started)
+	q.attempt()
+}
+
+// stepQuery is the query of one step, from its first path to its answer:
+// one allocation that lives while the query is parked, where a chain of
+// closures took five.
+type stepQuery struct {
+	r *resource
+	w *Watcher
+	// paths are the region's paths in the order they are tried; p is the
+	// one being tried.
+	paths pathAttempts
+	p     path
+	// first: the loop's first read (turn: it holds a first read's turn);
+	// readNow: a poke asked for a read, not a wait; block: the resource
+	// is followed with blocking queries.
+	first, readNow, block, turn bool
+	started                     time.Time
+	// res and next are what the answer brought.
+	res  result
+	next uint64
+}
+
+// attempt sends the query on the next path, or ends the step when every
+// path failed.
+func (q *stepQuery) attempt() {
+	p, ok := q.paths.next()
+	if !ok {
+		q.finish(path{}, q.paths.unreachable())
+		return
+	}
+	q.p = p
+	r, lp, o := q.r, &q.r.lp, q.w.opts
+	at := lp.idx
+	if !q.block || q.readNow || lp.broken || p.addr+dcSuffix(p.dc) != lp.lastVia {
+		// A KV prefix not followed, or poked, is read, not waited on.
+		// After a failure, or on another path than the one that answered
+		// last (its agent is gone, or the own agents are tried again), the
+		// read does not block either: the recovery or the switch shows
+		// (stale, via, last contact) at once, not only after the next
+		// change, up to a wait time later.
+		at = 0
+	}
+	wait := o.WaitTime
+	if r.key.kind == kindKey {
+		wait = o.KeyWait
+	}
+	if at != 0 {
+		wait = lp.waitTime(wait)
+	}
+	if r.key.kind == kindControl {
+		wait = r.controlWait(wait, time.Now())
+	}
+	if err := r.ctx.Err(); err != nil {
+		// The request would have no context to stop it.
+		q.tried(err)
+		return
+	}
+	apiPath, query, notFound := r.request(at, wait)
+	p.start(apiPath, query, notFound, r.sent, q.answered)
+}
+
+// answered takes in the answer on the path being tried (see path.start).
+func (q *stepQuery) answered(resp *http.Response, err error) {
+	r := q.r
+	res, next, err := r.answer(r.ctx, resp, err)
+	if errors.Is(err, ErrResponseTooLarge) {
+		dc := q.p.dc
+		if dc == "" {
+			dc = r.conn.Load().dc
 		}
-		wait := o.WaitTime
-		if r.key.kind == kindKey {
-			wait = o.KeyWait
-		}
-		if at != 0 {
-			wait = lp.waitTime(wait)
-		}
-		if r.key.kind == kindControl {
-			wait = r.controlWait(wait, time.Now())
-		}
-		r.fetchAsync(ctx, p, at, wait, func(got result, n uint64, ferr error) {
-			if errors.Is(ferr, ErrResponseTooLarge) {
-				dc := p.dc
-				if dc == "" {
-					dc = r.conn.Load().dc
-				}
-				ferr = fmt.Errorf("consul %s in %s: %w (%d bytes)", r.key.path(), dc, ErrResponseTooLarge, o.MaxResponse)
-			}
-			res, next = got, n
-			done(ferr)
-		})
-	}, func(p path, err error) {
-		release()
-		if r.read(w, p, res, next, err, first, started) {
-			w.launch(r)
-		}
-		w.wg.Done()
-	})
+		err = fmt.Errorf("consul %s in %s: %w (%d bytes)", r.key.path(), dc, ErrResponseTooLarge, q.w.opts.MaxResponse)
+	}
+	q.res, q.next = res, next
+	q.tried(err)
+}
+
+// tried ends the step with the outcome of the path being tried, or tries
+// the next path.
+func (q *stepQuery) tried(err error) {
+	final, err := q.paths.outcome(err)
+	if !final {
+		q.attempt()
+		return
+	}
+	q.finish(q.p, err)
+}
+
+// finish takes in the step's outcome, read through p (err: on no path),
+// and launches the next step unless the loop ends.
+func (q *stepQuery) finish(p path, err error) {
+	if q.turn {
+		<-q.w.firstReads
+	}
+	if q.r.read(q.w, p, q.res, q.next, err, q.first, q.started) {
+		q.w.launch(q.r)
+	}
+	q.w.wg.Done()
 }
 
 // read takes in the outcome of a step's query, read through p (err: on no
@@ -528,24 +596,24 @@ func (r *resource) read(w *Watcher, p path, res result, next uint64, err error, 
 }
 
 // firstReadTurn waits for a first read's turn (Options.FirstReads) and
-// returns its release. After FirstReadWait without a turn, or once ctx is
-// done, it returns false and the read starts without one (or not at all).
-func (w *Watcher) firstReadTurn(ctx context.Context) (release func(), ok bool) {
-	release = func() { <-w.firstReads }
+// reports whether it got one; the read gives it back with <-w.firstReads.
+// After FirstReadWait without a turn, or once ctx is done, it returns
+// false and the read starts without one (or not at all).
+func (w *Watcher) firstReadTurn(ctx context.Context) bool {
 	select {
 	case w.firstReads <- struct{}{}:
-		return release, true
+		return true
 	default:
 	}
 	t := time.NewTimer(w.opts.FirstReadWait)
 	defer t.Stop()
 	select {
 	case w.firstReads <- struct{}{}:
-		return release, true
+		return true
 	case <-t.C:
 	case <-ctx.Done():
 	}
-	return nil, false
+	return false
 }
 
 // finishRead releases the waiter of the read that just finished.
