@@ -24,7 +24,11 @@ import (
 // the exchange's deadline passes, or the exchange is interrupted (an
 // abort, a failed liveness check), a goroutine is started that reads the
 // answer as await would have: through the connection, with its deadline,
-// so that every outcome is the one a blocked Read would have had.
+// so that every outcome is the one a blocked Read would have had. The
+// deadlines are checked once a second (deadlineTick) by the waiting
+// goroutine, without a timer per query: a parked query's deadline is its
+// wait time and more, a minute or so, and the read that fails it fails
+// only a little later.
 //
 // Only plain TCP connections park: a TLS connection may hold buffered
 // input the descriptor knows nothing about.
@@ -46,9 +50,6 @@ type parkedWait struct {
 	x    *exchange
 	raw  syscall.RawConn
 	done func(*http.Response, error)
-	// timer wakes the exchange at its deadline; nil when it has none. Set
-	// by park before the wait is parked.
-	timer *time.Timer
 	// state is parking, then parked, then woken; a wake while parking is
 	// left for park to carry out (wakeDue), so that nothing park writes
 	// can come after the answer is read and the connection carries its
@@ -116,9 +117,6 @@ func park(x *exchange, done func(*http.Response, error)) bool {
 		p.mu.Unlock()
 		return false
 	}
-	if !x.deadline.IsZero() {
-		w.timer = time.AfterFunc(time.Until(x.deadline), w.wake)
-	}
 	// An interrupt sets killed before it looks for a parked wait: either
 	// it finds this one, or this finds killed set.
 	x.pc.parked.Store(w)
@@ -154,9 +152,6 @@ func (w *parkedWait) wake() {
 // fire unregisters w and starts the goroutine that reads the answer (or
 // the error: a deadline passed, an interrupt).
 func (w *parkedWait) fire() {
-	if w.timer != nil {
-		w.timer.Stop()
-	}
 	p := w.p
 	p.mu.Lock()
 	delete(p.waits, w.id)
@@ -169,11 +164,25 @@ func (w *parkedWait) fire() {
 	go w.x.await(w.done)
 }
 
-// loop wakes the exchanges whose connection became readable.
+// deadlineTick is how often the parked exchanges' deadlines are checked.
+const deadlineTick = time.Second
+
+// loop wakes the exchanges whose connection became readable, and those
+// whose deadline passed.
 func (p *parker) loop() {
 	events := make([]syscall.EpollEvent, 256)
+	var due []*parkedWait
+	nextCheck := time.Now().Add(deadlineTick)
 	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
+		if now := time.Now(); !now.Before(nextCheck) {
+			due = p.expired(now, due[:0])
+			for i, w := range due {
+				w.wake()
+				due[i] = nil
+			}
+			nextCheck = now.Add(deadlineTick)
+		}
+		n, err := syscall.EpollWait(p.epfd, events, int(time.Until(nextCheck)/time.Millisecond)+1)
 		if err != nil {
 			if err == syscall.EINTR {
 				continue
@@ -193,6 +202,18 @@ func (p *parker) loop() {
 			}
 		}
 	}
+}
+
+// expired appends to due the parked exchanges whose deadline passed.
+func (p *parker) expired(now time.Time, due []*parkedWait) []*parkedWait {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.waits {
+		if d := w.x.deadline; !d.IsZero() && !now.Before(d) {
+			due = append(due, w)
+		}
+	}
+	return due
 }
 
 // parkedCount is how many exchanges are parked now (for tests).

@@ -163,8 +163,8 @@ func TestParkedRequestsCostNoGoroutine(t *testing.T) {
 	}
 }
 
-// A parked request without an answer wakes at the transport's timeout and
-// fails as a blocked read would: "no answer within".
+// A parked request without an answer wakes once its timeout passed (within
+// deadlineTick) and fails as a blocked read would: "no answer within".
 func TestParkedRequestTimesOut(t *testing.T) {
 	tr := newPollTransport(nil)
 	tr.timeout = 200 * time.Millisecond
