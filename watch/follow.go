@@ -23,7 +23,7 @@ func (w *Watcher) launch(r *resource) {
 // nil when r's loop was already running (the running loop reads again if
 // it was about to stop).
 func (w *Watcher) poke(r *resource, window bool) <-chan struct{} {
-	if r.ctx == nil || r.ctx.Err() != nil {
+	if r.life.Load() != lifeRunning {
 		return nil
 	}
 	r.mu.Lock()
@@ -79,7 +79,7 @@ func (w *Watcher) wake(r *resource) {
 		case <-done:
 		case <-t.C:
 			return
-		case <-r.ctx.Done():
+		case <-w.runCtx.Done():
 			return
 		}
 	}

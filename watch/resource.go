@@ -149,10 +149,13 @@ type resource struct {
 	reads bool
 	// conn is swapped by Reconfigure; each query loads it.
 	conn atomic.Pointer[regionConn]
-	// cancel stops the loop, and ctx is its context; set before the loop
-	// first runs and guarded by the Watcher's mu.
-	cancel context.CancelFunc
-	ctx    context.Context
+	// life is lifeNew until the Watcher starts the loop, then lifeRunning,
+	// then lifeStopped once a reconfiguration dropped the resource or the
+	// Watcher stopped: the loop ends at its next step. Its pauses end
+	// with the Watcher's run, a dropped resource's when they are over. (A
+	// context per resource would cost a few hundred bytes each, and a
+	// child in the run's context: 2 MB for 1,000 clusters.)
+	life atomic.Int32
 	// kv are the KV prefixes, in every region, of the clusters whose
 	// Patroni service this is (of a leader key: its own region's prefix);
 	// health is the Patroni service of a KV prefix's scope, lock its leader
@@ -199,6 +202,22 @@ type resource struct {
 	waiter      chan struct{}
 	refresh     *time.Timer
 	followUntil time.Time
+}
+
+// The lives of a resource's loop (resource.life).
+const (
+	lifeNew int32 = iota
+	lifeRunning
+	lifeStopped
+)
+
+// stopErr returns context.Canceled once the resource's loop must stop,
+// else nil.
+func (r *resource) stopErr() error {
+	if r.life.Load() == lifeStopped {
+		return context.Canceled
+	}
+	return nil
 }
 
 // loopState is what a resource's loop carries from one query to the next.
@@ -273,7 +292,7 @@ func (r *resource) fetchAsync(ctx context.Context, p path, idx uint64, wait time
 	}
 	apiPath, q, notFound := r.request(idx, wait)
 	p.start(apiPath, q, notFound, r.sent, func(resp *http.Response, err error) {
-		done(r.answer(ctx, resp, err))
+		done(r.answer(ctx.Err(), resp, err))
 	})
 }
 
@@ -294,15 +313,15 @@ func (r *resource) request(idx uint64, wait time.Duration) (apiPath string, q qu
 }
 
 // answer takes in the answer to the resource's query (see path.start):
-// its result and index, or why there is none; ctx done makes it
-// ctx.Err().
-func (r *resource) answer(ctx context.Context, resp *http.Response, err error) (result, uint64, error) {
+// its result and index, or why there is none. A stop (the query's
+// context done, the loop stopped) is the error when not nil.
+func (r *resource) answer(stop error, resp *http.Response, err error) (result, uint64, error) {
 	r.answered()
-	if ctx.Err() != nil {
+	if stop != nil {
 		if err == nil {
 			resp.Body.Close()
 		}
-		err = ctx.Err()
+		err = stop
 	}
 	if err != nil {
 		return result{}, 0, err
@@ -319,7 +338,7 @@ func (r *resource) answer(ctx context.Context, resp *http.Response, err error) (
 func (r *resource) sent(x *exchange) {
 	r.mu.Lock()
 	r.inflight = x
-	stopped := r.ctx != nil && r.ctx.Err() != nil
+	stopped := r.stopErr() != nil
 	r.mu.Unlock()
 	if stopped {
 		x.abort()
@@ -393,13 +412,13 @@ func (r *resource) convert(resp *http.Response) (result, error) {
 // resets to 0, an index of 0 is treated as 1 to avoid a hot loop, calls
 // are rate limited, and errors back off with jitter.
 func (r *resource) step(w *Watcher) {
-	ctx, lp := r.ctx, &r.lp
+	run, lp := w.runCtx, &r.lp
 	// The pause the last read asked for (MinInterval between queries, the
 	// backoff after an error), taken while this goroutine's stack is small.
 	if d := time.Until(lp.resume); d > 0 {
-		sleep(ctx, d)
+		sleep(run, d)
 	}
-	if ctx.Err() != nil {
+	if r.stopErr() != nil || run.Err() != nil {
 		w.wg.Done()
 		return
 	}
@@ -411,8 +430,8 @@ func (r *resource) step(w *Watcher) {
 	r.mu.Unlock()
 	turn := false
 	if first {
-		turn = w.firstReadTurn(ctx)
-		if !turn && ctx.Err() != nil {
+		turn = w.firstReadTurn(run)
+		if !turn && (r.stopErr() != nil || run.Err() != nil) {
 			w.wg.Done()
 			return
 		}
@@ -474,7 +493,7 @@ func (q *stepQuery) attempt() {
 	if r.key.kind == kindControl {
 		wait = r.controlWait(wait, time.Now())
 	}
-	if err := r.ctx.Err(); err != nil {
+	if err := r.stopErr(); err != nil {
 		// The request would have no context to stop it.
 		q.tried(err)
 		return
@@ -486,7 +505,7 @@ func (q *stepQuery) attempt() {
 // answered takes in the answer on the path being tried (see path.start).
 func (q *stepQuery) answered(resp *http.Response, err error) {
 	r := q.r
-	res, next, err := r.answer(r.ctx, resp, err)
+	res, next, err := r.answer(r.stopErr(), resp, err)
 	if errors.Is(err, ErrResponseTooLarge) {
 		dc := q.p.dc
 		if dc == "" {
@@ -524,8 +543,8 @@ func (q *stepQuery) finish(p path, err error) {
 // read takes in the outcome of a step's query, read through p (err: on no
 // path), and reports whether the loop goes on.
 func (r *resource) read(w *Watcher, p path, res result, next uint64, err error, first bool, started time.Time) bool {
-	ctx, o, lp := r.ctx, w.opts, &r.lp
-	if ctx.Err() != nil {
+	o, lp := w.opts, &r.lp
+	if r.stopErr() != nil {
 		r.finishRead()
 		return false
 	}

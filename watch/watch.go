@@ -343,8 +343,8 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 			next[key] = old
 			continue
 		}
-		if old.cancel != nil {
-			old.cancel()
+		if old.life.Load() != lifeNew {
+			old.life.Store(lifeStopped)
 			old.abort()
 		}
 	}
@@ -353,7 +353,7 @@ func (w *Watcher) Reconfigure(cfg *zones.Config) error {
 	w.markAll()
 	if w.runCtx != nil {
 		for _, r := range next {
-			if r.cancel == nil {
+			if r.life.Load() == lifeNew {
 				w.startLocked(r)
 			}
 		}
@@ -442,8 +442,12 @@ func (w *Watcher) Run(ctx context.Context) {
 	w.launchMu.Lock()
 	w.stopping = true
 	w.launchMu.Unlock()
-	// The queries out have no context to end them: each is aborted.
+	// Every loop stops; the queries out have no context to end them: each
+	// is aborted (one sent after its resource stopped aborts itself).
 	w.mu.RLock()
+	for _, r := range w.resources {
+		r.life.Store(lifeStopped)
+	}
 	for _, r := range w.resources {
 		r.abort()
 	}
@@ -455,7 +459,7 @@ func (w *Watcher) Run(ctx context.Context) {
 // sync key has nothing to read until its prefix says synchronous mode
 // (then the prefix pokes it): it counts as read, and waits.
 func (w *Watcher) startLocked(r *resource) {
-	r.ctx, r.cancel = context.WithCancel(w.runCtx)
+	r.life.Store(lifeRunning)
 	r.lp.backoff = w.opts.MinBackoff
 	r.mu.Lock()
 	if r.key.kind == kindSync {
