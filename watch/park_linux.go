@@ -3,8 +3,10 @@
 package watch
 
 import (
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -33,9 +35,15 @@ import (
 // Only plain TCP connections park: a TLS connection may hold buffered
 // input the descriptor knows nothing about.
 
-// parker is the process's epoll instance for parked exchanges.
+// parker is the process's epoll instance for parked exchanges. The
+// instance is itself waited on through the Go runtime's poller (an epoll
+// descriptor is readable while it has events): the waiting goroutine is
+// woken like any other network read, with no thread blocked in
+// epoll_wait and no wait for a processor when it returns.
 type parker struct {
 	epfd int
+	file *os.File        // epfd, non-blocking, in the runtime's poller
+	raw  syscall.RawConn // file's
 	mu   sync.Mutex
 	// waits are the parked exchanges by id, the id each registration
 	// carries in its event data; guarded by mu.
@@ -79,7 +87,18 @@ func theParker() *parker {
 		if err != nil {
 			return
 		}
-		theParking = &parker{epfd: fd, waits: map[uint64]*parkedWait{}}
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			syscall.Close(fd)
+			return
+		}
+		// Non-blocking: a File the runtime polls, with deadlines.
+		file := os.NewFile(uintptr(fd), "regiondns-parked-queries")
+		raw, err := file.SyscallConn()
+		if err != nil {
+			file.Close()
+			return
+		}
+		theParking = &parker{epfd: fd, file: file, raw: raw, waits: map[uint64]*parkedWait{}}
 		go theParking.loop()
 	})
 	return theParking
@@ -182,11 +201,23 @@ func (p *parker) loop() {
 			}
 			nextCheck = now.Add(deadlineTick)
 		}
-		n, err := syscall.EpollWait(p.epfd, events, int(time.Until(nextCheck)/time.Millisecond)+1)
-		if err != nil {
-			if err == syscall.EINTR {
-				continue
-			}
+		_ = p.file.SetReadDeadline(nextCheck)
+		var n int
+		var werr error
+		err := p.raw.Read(func(fd uintptr) bool {
+			// Without waiting: the runtime's poller waits for the next
+			// event (the runtime's registration is edge-triggered, so
+			// the events are taken until none is left).
+			n, werr = syscall.EpollWait(int(fd), events, 0)
+			return n > 0 || (werr != nil && werr != syscall.EINTR && werr != syscall.EAGAIN)
+		})
+		if err == nil {
+			err = werr
+		}
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			continue
+		case err != nil:
 			// Not expected; the parked exchanges still wake at their
 			// deadline or interrupt.
 			time.Sleep(time.Second)
