@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -86,13 +87,22 @@ func labelsN(n int) []string {
 }
 
 // TestWatcherBoundsFirstReads: at start, at most FirstReads first reads are
-// in flight at once, and every resource is still read.
+// in flight at once, also when they take longer in all than FirstReadWait
+// (they make progress: no read jumps the queue), and every resource is
+// still read. The resources waiting for a turn wait without a goroutine.
 func TestWatcherBoundsFirstReads(t *testing.T) {
 	h := newHoldingConsul(t, 30*time.Millisecond)
 	cfg := withClusters(testConfig(h.srv.URL, h.srv.URL), nil, labelsN(20)...)
 	opts := fastOptions
-	opts.FirstReads, opts.FirstReadWait = 4, time.Minute
+	// 61 reads of 30 ms, 4 at a time: about 450 ms.
+	opts.FirstReads, opts.FirstReadWait = 4, 100*time.Millisecond
+	before := runtime.NumGoroutine()
 	w := startWatcherWith(t, cfg, opts)
+	time.Sleep(50 * time.Millisecond)
+	// 4 reads (and the fake's handlers of them), not 61 waiting loops.
+	if grown := runtime.NumGoroutine() - before; grown > 30 {
+		t.Errorf("%d more goroutines while 61 first reads wait for 4 turns, want at most 30", grown)
+	}
 	waitFor(t, "every first read", w.Ready)
 	most, seen := h.stats()
 	if most > 4 {

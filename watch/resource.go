@@ -229,6 +229,9 @@ type loopState struct {
 	// spread is set once the loop's first blocking query asked for a
 	// shorter wait (see waitTime).
 	spread bool
+	// turn: the next step is the first read, and holds a turn (see
+	// Watcher.queueFirst).
+	turn bool
 	// resume is when the next query may go: MinInterval after the last
 	// one started, or the backoff after an error.
 	resume time.Time
@@ -413,12 +416,18 @@ func (r *resource) convert(resp *http.Response) (result, error) {
 // are rate limited, and errors back off with jitter.
 func (r *resource) step(w *Watcher) {
 	run, lp := w.runCtx, &r.lp
+	// A first read's turn, given by startFirst.
+	turn := lp.turn
+	lp.turn = false
 	// The pause the last read asked for (MinInterval between queries, the
 	// backoff after an error), taken while this goroutine's stack is small.
 	if d := time.Until(lp.resume); d > 0 {
 		sleep(run, d)
 	}
 	if r.stopErr() != nil || run.Err() != nil {
+		if turn {
+			w.firstReadDone()
+		}
 		w.wg.Done()
 		return
 	}
@@ -428,14 +437,6 @@ func (r *resource) step(w *Watcher) {
 	readNow := r.readNow
 	r.readNow = false
 	r.mu.Unlock()
-	turn := false
-	if first {
-		turn = w.firstReadTurn(run)
-		if !turn && (r.stopErr() != nil || run.Err() != nil) {
-			w.wg.Done()
-			return
-		}
-	}
 	started := time.Now()
 	q := &stepQuery{r: r, w: w, first: first, readNow: readNow, turn: turn, started: started,
 		block: r.key.kind == kindHealth || w.following(r, started)}
@@ -532,7 +533,7 @@ func (q *stepQuery) tried(err error) {
 // and launches the next step unless the loop ends.
 func (q *stepQuery) finish(p path, err error) {
 	if q.turn {
-		<-q.w.firstReads
+		q.w.firstReadDone()
 	}
 	if q.r.read(q.w, p, q.res, q.next, err, q.first, q.started) {
 		q.w.launch(q.r)
@@ -612,27 +613,6 @@ func (r *resource) read(w *Watcher, p path, res result, next uint64, err error, 
 		return r.idle(w)
 	}
 	return true
-}
-
-// firstReadTurn waits for a first read's turn (Options.FirstReads) and
-// reports whether it got one; the read gives it back with <-w.firstReads.
-// After FirstReadWait without a turn, or once ctx is done, it returns
-// false and the read starts without one (or not at all).
-func (w *Watcher) firstReadTurn(ctx context.Context) bool {
-	select {
-	case w.firstReads <- struct{}{}:
-		return true
-	default:
-	}
-	t := time.NewTimer(w.opts.FirstReadWait)
-	defer t.Stop()
-	select {
-	case w.firstReads <- struct{}{}:
-		return true
-	case <-t.C:
-	case <-ctx.Done():
-	}
-	return false
 }
 
 // finishRead releases the waiter of the read that just finished.

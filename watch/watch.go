@@ -55,8 +55,10 @@ type Options struct {
 	// is read anyway, for changes no health change announces (an
 	// operator's edit).
 	KVRefresh time.Duration
-	// FirstReads bounds the first reads in flight at once; a first read
-	// that waited FirstReadWait for its turn starts anyway, so that an
+	// FirstReads bounds the first reads in flight at once. The others
+	// wait for a turn, in order and without a goroutine, while first reads
+	// make progress; once none finished for FirstReadWait, the waiting
+	// ones start without a turn, so that an
 	// agent that does not answer delays the others by that much at most.
 	FirstReads    int
 	FirstReadWait time.Duration
@@ -142,6 +144,13 @@ type Watcher struct {
 	// firstReads holds a token per first read in flight (see
 	// Options.FirstReads).
 	firstReads chan struct{}
+	// firstMu guards firstQueue, the resources whose first read waits for
+	// a turn, oldest first, and firstStall, which starts them all without
+	// one once no first read finished for FirstReadWait (see
+	// queueFirst). Taken without mu, or after it.
+	firstMu    sync.Mutex
+	firstQueue []*resource
+	firstStall *time.Timer
 	// transport carries every Consul request, of every configuration.
 	transport *pollTransport
 	wg        sync.WaitGroup
@@ -469,7 +478,74 @@ func (w *Watcher) startLocked(r *resource) {
 	}
 	r.running = true
 	r.mu.Unlock()
-	w.launch(r)
+	w.queueFirst(r)
+}
+
+// queueFirst starts r's loop once its first read has a turn (see
+// Options.FirstReads). A resource waiting for its turn is in a queue, not
+// a goroutine: at start, thousands of them wait, and every goroutine the
+// process ever ran at once keeps its descriptor for good.
+func (w *Watcher) queueFirst(r *resource) {
+	w.firstMu.Lock()
+	w.firstQueue = append(w.firstQueue, r)
+	w.firstMu.Unlock()
+	w.startFirst()
+}
+
+// startFirst starts the loops of the queued resources that a free turn is
+// left for, and keeps the stall timer running while any waits.
+func (w *Watcher) startFirst() {
+	w.firstMu.Lock()
+	var start []*resource
+turns:
+	for len(w.firstQueue) > 0 {
+		select {
+		case w.firstReads <- struct{}{}:
+		default:
+			break turns
+		}
+		r := w.firstQueue[0]
+		w.firstQueue[0] = nil
+		w.firstQueue = w.firstQueue[1:]
+		r.lp.turn = true // read by the loop, which starts below
+		start = append(start, r)
+	}
+	switch {
+	case len(w.firstQueue) == 0 && w.firstStall != nil:
+		w.firstStall.Stop()
+		w.firstStall = nil
+	case len(w.firstQueue) > 0 && w.firstStall == nil:
+		w.firstStall = time.AfterFunc(w.opts.FirstReadWait, w.firstStalled)
+	}
+	w.firstMu.Unlock()
+	for _, r := range start {
+		w.launch(r)
+	}
+}
+
+// firstReadDone gives back a first read's turn: progress, which puts off
+// the stall, and room for the next queued resource.
+func (w *Watcher) firstReadDone() {
+	<-w.firstReads
+	w.firstMu.Lock()
+	if w.firstStall != nil {
+		w.firstStall.Reset(w.opts.FirstReadWait)
+	}
+	w.firstMu.Unlock()
+	w.startFirst()
+}
+
+// firstStalled starts every queued resource without a turn: no first read
+// finished for FirstReadWait, the turns are held by reads an agent does
+// not answer.
+func (w *Watcher) firstStalled() {
+	w.firstMu.Lock()
+	start := w.firstQueue
+	w.firstQueue, w.firstStall = nil, nil
+	w.firstMu.Unlock()
+	for _, r := range start {
+		w.launch(r)
+	}
 }
 
 func (w *Watcher) logError(key resourceKey, err error) {
