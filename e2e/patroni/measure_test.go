@@ -150,6 +150,7 @@ func (e *env) measure(t *testing.T, tr transition, trigger func()) {
 	// first on the new one.
 	wantWhere := tr.to.Addr + "|f"
 	var lastOld sync.Map // writer -> time.Time
+	const writeEvery = 50 * time.Millisecond
 	write := func(key string, a access, every time.Duration) {
 		wg.Add(1)
 		go func() {
@@ -167,9 +168,11 @@ func (e *env) measure(t *testing.T, tr transition, trigger func()) {
 			}
 		}()
 	}
-	write("write-pool", access{b: tr.pool}, 150*time.Millisecond)
-	write("write-node", access{name: fqdn("rw", perNode)}, 150*time.Millisecond)
-	write("write-direct", access{name: fqdn("rw", direct)}, 150*time.Millisecond)
+	// Every 50 ms, a psql process each: a first write is known to within
+	// 50 ms plus one attempt, against a target of a second.
+	write("write-pool", access{b: tr.pool}, writeEvery)
+	write("write-node", access{name: fqdn("rw", perNode)}, writeEvery)
+	write("write-direct", access{name: fqdn("rw", direct)}, writeEvery)
 	// Let every writer succeed once on the old leader first.
 	if tr.from != nil {
 		e2e.WaitFor(t, waitTimeout, func() (bool, string) {
