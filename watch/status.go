@@ -134,3 +134,11 @@ func (l *rateLimiter) allow(key string) bool {
 	l.last[key] = now
 	return true
 }
+
+// Resources returns how many Consul resources the Watcher watches, in
+// every region: each may hold a connection to its agent at a time.
+func (w *Watcher) Resources() int {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return len(w.resources)
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/regiondns/regiondns/cache"
 	"github.com/regiondns/regiondns/engine"
@@ -29,6 +30,7 @@ func serve(ctx context.Context, s settings, logger *slog.Logger, redactor *watch
 	if err != nil {
 		return err
 	}
+	checkFDLimit(s, w.Resources(), logger, syscall.Getrlimit)
 	m := newMetrics(w)
 	store := &cache.Store{}
 
