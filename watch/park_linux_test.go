@@ -3,10 +3,8 @@
 package watch
 
 import (
-	"bytes"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"runtime"
 	"strings"
@@ -14,52 +12,6 @@ import (
 	"testing"
 	"time"
 )
-
-// heldServer accepts n connections and reads one request header from each,
-// all on one goroutine, and closes ready; then, for each connection i sent
-// on answer, writes a 200 answer "ok i" on it. It runs that one goroutine
-// and no other.
-func heldServer(t *testing.T, n int) (url string, ready <-chan struct{}, answer chan<- int) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	readyCh, answerCh, stopped := make(chan struct{}), make(chan int), make(chan struct{})
-	var held []net.Conn
-	go func() {
-		defer close(stopped)
-		buf := make([]byte, 4<<10)
-		for len(held) < n {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			held = append(held, c)
-			var got []byte
-			for !bytes.Contains(got, []byte("\r\n\r\n")) {
-				m, err := c.Read(buf)
-				if err != nil {
-					return
-				}
-				got = append(got, buf[:m]...)
-			}
-		}
-		close(readyCh)
-		for i := range answerCh {
-			writeOK(held[i], "ok")
-		}
-	}()
-	t.Cleanup(func() {
-		close(answerCh)
-		ln.Close()
-		<-stopped
-		for _, c := range held {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String() + "/v1/health/service/x?index=9&wait=5m", readyCh, answerCh
-}
 
 // goResult is what a parked request's done got.
 type goResult struct {
@@ -105,7 +57,7 @@ func goRequests(t *testing.T, tr *pollTransport, url string, n int) ([]*exchange
 func TestParkedRequestsCostNoGoroutine(t *testing.T) {
 	const n = 200
 	tr := newPollTransport(nil)
-	url, ready, answer := heldServer(t, n)
+	url, ready, answer := parkServer(t, n)
 	parked0 := parkedCount()
 	before := runtime.NumGoroutine()
 	xs, results := goRequests(t, tr, url, n)
@@ -168,7 +120,7 @@ func TestParkedRequestsCostNoGoroutine(t *testing.T) {
 func TestParkedRequestTimesOut(t *testing.T) {
 	tr := newPollTransport(nil)
 	tr.timeout = 200 * time.Millisecond
-	url, ready, _ := heldServer(t, 1)
+	url, ready, _ := parkServer(t, 1)
 	start := time.Now()
 	_, results := goRequests(t, tr, url, 1)
 	<-ready

@@ -11,17 +11,17 @@ import (
 	"time"
 )
 
-// parkServer accepts n connections and reads one request header from
-// each, all on one goroutine, then exits that goroutine and leaves the
-// connections open, never answering. ready is closed once all n requests
-// were read: the server side then runs no goroutine at all.
-func parkServer(t *testing.T, n int) (url string, ready <-chan struct{}) {
+// parkServer accepts n connections and reads one request header from each,
+// all on one goroutine, and closes ready; then, for each connection i sent
+// on answer, writes a 200 answer "ok" on it; the others are never
+// answered. It runs that one goroutine and no other.
+func parkServer(t *testing.T, n int) (url string, ready <-chan struct{}, answer chan<- int) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	readyCh, stopped := make(chan struct{}), make(chan struct{})
+	readyCh, answerCh, stopped := make(chan struct{}), make(chan int), make(chan struct{})
 	var held []net.Conn
 	go func() {
 		defer close(stopped)
@@ -43,15 +43,19 @@ func parkServer(t *testing.T, n int) (url string, ready <-chan struct{}) {
 			}
 		}
 		close(readyCh)
+		for i := range answerCh {
+			writeOK(held[i], "ok")
+		}
 	}()
 	t.Cleanup(func() {
+		close(answerCh)
 		ln.Close()
 		<-stopped
 		for _, c := range held {
 			c.Close()
 		}
 	})
-	return "http://" + ln.Addr().String() + "/v1/health/service/x?index=9&wait=5m", readyCh
+	return "http://" + ln.Addr().String() + "/v1/health/service/x?index=9&wait=5m", readyCh, answerCh
 }
 
 // parkRequests parks n requests through rt on a server that never answers and
@@ -59,7 +63,7 @@ func parkServer(t *testing.T, n int) (url string, ready <-chan struct{}) {
 // then cancels them and checks that each returns context.Canceled.
 func parkRequests(t *testing.T, rt http.RoundTripper, n int) (grown, before int) {
 	t.Helper()
-	url, ready := parkServer(t, n)
+	url, ready, _ := parkServer(t, n)
 	client := &http.Client{Transport: rt}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
