@@ -442,9 +442,9 @@ func TestStaticBuild(t *testing.T) {
 
 // TestPgBouncerExample keeps the PgBouncer example what docs/operations.md
 // says: the zone check on every second, dns_max_ttl at its default,
-// server_login_retry of a second at most, regiondns as the resolver, and a
-// backend name right under a cluster zone (the zone PgBouncer checks is
-// everything after its first dot).
+// server_login_retry and dns_nxdomain_ttl of a second at most, regiondns as
+// the resolver, and a backend name right under a cluster zone (the zone
+// PgBouncer checks is everything after its first dot).
 func TestPgBouncerExample(t *testing.T) {
 	data, err := os.ReadFile("../../deploy/pgbouncer/pgbouncer.ini")
 	if err != nil {
@@ -477,6 +477,9 @@ func TestPgBouncerExample(t *testing.T) {
 	}
 	if v, err := strconv.ParseFloat(settings["server_login_retry"], 64); err != nil || v > 1 {
 		t.Errorf("server_login_retry = %q, want a second or less (15 s by default)", settings["server_login_retry"])
+	}
+	if v, err := strconv.ParseFloat(settings["dns_nxdomain_ttl"], 64); err != nil || v > 1 {
+		t.Errorf("dns_nxdomain_ttl = %q, want a second or less (15 s by default: a pool would keep rw's empty answer of a leader change)", settings["dns_nxdomain_ttl"])
 	}
 	if settings["resolv_conf"] == "" {
 		t.Error("no resolv_conf: PgBouncer would not ask regiondns")

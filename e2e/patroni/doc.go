@@ -59,10 +59,13 @@
 // writes through each layout follow, with every DNS answer seen on the way;
 // the figures, and a table of them against the targets, are logged and
 // written to results.txt in the run directory and to
-// $REGIONDNS_PATRONI_RESULTS when set. Every PgBouncer runs with its default
-// dns_max_ttl (15 s) and dns_zone_check_period =
-// $REGIONDNS_PATRONI_ZONE_CHECK (1 by default; 0 is PgBouncer's default,
-// no zone check).
+// $REGIONDNS_PATRONI_RESULTS when set. Every PgBouncer runs the recipe of
+// deploy/pgbouncer/pgbouncer.ini, read from the file, and PgBouncer's
+// defaults otherwise (dns_max_ttl 15 s among them), with
+// dns_zone_check_period = $REGIONDNS_PATRONI_ZONE_CHECK (1 by default; 0 is
+// PgBouncer's default, no zone check). The writers give an attempt up after
+// a second, as an application with a statement timeout does: PgBouncer holds
+// a client whose server is shutting down until it is back.
 //
 // TestPatroniReads (reads_test.go) runs on an environment of its own, which
 // can run beside the one above: a cluster "sales" of three members

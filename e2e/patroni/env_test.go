@@ -242,7 +242,7 @@ var (
 // writeResults writes the results to results.txt in the run directory and
 // to $REGIONDNS_PATRONI_RESULTS when set.
 func (e *env) writeResults(t *testing.T) {
-	table := e.resultsTable()
+	table := e.resultsTable(t)
 	for _, l := range table {
 		t.Log(l)
 	}
@@ -386,7 +386,12 @@ func waitA(t *testing.T, want map[string][]string) {
 // psql runs one statement with the psql CLI and returns its trimmed
 // unaligned output.
 func psql(host string, port int, sql string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	return psqlContext(context.Background(), host, port, sql)
+}
+
+// psqlContext is psql, given up when ctx is done.
+func psqlContext(ctx context.Context, host string, port int, sql string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 8*time.Second)
 	defer cancel()
 	conn := fmt.Sprintf("host=%s port=%d user=postgres dbname=postgres connect_timeout=2 application_name=regiondns-e2e", host, port)
 	cmd := exec.CommandContext(ctx, "/usr/bin/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-d", conn, "-c", sql)
@@ -409,10 +414,15 @@ SELECT host(inet_server_addr()) || '|' || left(pg_is_in_recovery()::text, 1) FRO
 // where returns "<server address>|<t or f>" of a read (or, with note, a
 // write) through host:port.
 func where(host string, port int, note string) (string, error) {
+	return whereContext(context.Background(), host, port, note)
+}
+
+// whereContext is where, given up when ctx is done.
+func whereContext(ctx context.Context, host string, port int, note string) (string, error) {
 	if note == "" {
-		return psql(host, port, whereSQL)
+		return psqlContext(ctx, host, port, whereSQL)
 	}
-	return psql(host, port, fmt.Sprintf(writeSQL, note))
+	return psqlContext(ctx, host, port, fmt.Sprintf(writeSQL, note))
 }
 
 // access is a way in: a regiondns name resolved by SRV (an application), or
@@ -431,14 +441,19 @@ func (a access) String() string {
 
 // run reads (note "") or writes through a.
 func (a access) run(note string) (string, error) {
+	return a.runContext(context.Background(), note)
+}
+
+// runContext is run, given up when ctx is done.
+func (a access) runContext(ctx context.Context, note string) (string, error) {
 	if a.name == "" {
-		return where(a.b.Addr, a.b.Port, note)
+		return whereContext(ctx, a.b.Addr, a.b.Port, note)
 	}
 	host, port, err := endpoint(a.name)
 	if err != nil {
 		return "", err
 	}
-	return where(host, port, note)
+	return whereContext(ctx, host, port, note)
 }
 
 // waitWhere waits until a read (note "") or write through a reaches one of

@@ -240,6 +240,59 @@ func zoneCheckPeriod() string {
 	return "1"
 }
 
+// recipeFile is the PgBouncer configuration the README recommends.
+const recipeFile = "../../deploy/pgbouncer/pgbouncer.ini"
+
+// recipeOwn are the settings of recipeFile that describe a deployment, not
+// how PgBouncer follows regiondns: the test sets its own.
+var recipeOwn = map[string]bool{
+	"listen_addr": true, "listen_port": true, "auth_type": true, "auth_file": true,
+	"resolv_conf": true, "logfile": true, "pidfile": true, "unix_socket_dir": true, "admin_users": true,
+}
+
+// recipe returns the [pgbouncer] settings of recipeFile, as "key = value"
+// lines, but the deployment's own (recipeOwn), with dns_zone_check_period
+// replaced by zoneCheckPeriod: every PgBouncer of the test runs the recipe
+// and PgBouncer's defaults otherwise, so that the figures are what users of
+// the recipe get.
+func recipe(t *testing.T) string {
+	t.Helper()
+	data, err := os.ReadFile(recipeFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	section, zoneCheck := "", false
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, ";") {
+			continue
+		}
+		if strings.HasPrefix(line, "[") {
+			section = line
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || section != "[pgbouncer]" || recipeOwn[k] {
+			continue
+		}
+		if k == "dns_zone_check_period" {
+			v, zoneCheck = zoneCheckPeriod(), true
+		}
+		fmt.Fprintf(&out, "%s = %s\n", k, v)
+	}
+	if !zoneCheck {
+		t.Fatalf("%s sets no dns_zone_check_period", recipeFile)
+	}
+	return out.String()
+}
+
+// recipeSummary is recipe on one line, for the results.
+func recipeSummary(t *testing.T) string {
+	return strings.Join(strings.Split(strings.TrimSpace(recipe(t)), "\n"), ", ")
+}
+
 // bouncer is one PgBouncer process and its Consul service.
 type bouncer struct {
 	Name    string // also the directory name
@@ -275,30 +328,14 @@ listen_port = %d
 unix_socket_dir =
 auth_type = trust
 auth_file = %s
-pool_mode = session
-max_client_conn = 100
-default_pool_size = 10
-ignore_startup_parameters = extra_float_digits
 admin_users = postgres
 logfile = %s
 pidfile = %s
-; DNS as deploy/pgbouncer recommends: dns_max_ttl at its default (15 s),
-; and the zone check (when on) asks each cluster zone's SOA every period,
-; resolving the zone's names again when its serial moves. Follow a leader
-; change quickly otherwise: retry a failed server login at once, close
-; server connections after a second of use and fail a client waiting for a
-; server after 2 s.
 resolv_conf = %s
-dns_zone_check_period = %s
-server_login_retry = 0.2
-server_connect_timeout = 2
-server_lifetime = 1
-server_idle_timeout = 5
-server_fast_close = 1
-query_wait_timeout = 2
-server_check_delay = 1
-`, b.Backend, e.pgPort, b.Addr, b.Port, userlist,
-		filepath.Join(b.Dir, "pgbouncer.log"), filepath.Join(b.Dir, "pgbouncer.pid"), resolv, zoneCheckPeriod())
+; The recipe of deploy/pgbouncer/pgbouncer.ini, every other setting at
+; PgBouncer's default:
+%s`, b.Backend, e.pgPort, b.Addr, b.Port, userlist,
+		filepath.Join(b.Dir, "pgbouncer.log"), filepath.Join(b.Dir, "pgbouncer.pid"), resolv, recipe(t))
 	e.pg.writeFile(t, ini, cfg, 0o644)
 	b.proc = startProc(t, e.pg, "pgbouncer "+b.Name, filepath.Join(b.Dir, "stderr.log"),
 		filepath.Join(b.Dir, "pgbouncer.proc.pid"), pgbouncerBin, ini)
