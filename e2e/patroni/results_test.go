@@ -61,6 +61,7 @@ func (e *env) resultsTable(t *testing.T) []string {
 	}
 	lines := []string{
 		"PgBouncer: its defaults (dns_max_ttl 15 s) but the recipe of deploy/pgbouncer: " + recipeSummary(t),
+		"regiondns: " + binaryKind(),
 		"",
 		"| event | leader change after trigger (s) | member key says primary | regiondns rw | plain Consul DNS | first write: RW pool | per-node bouncer | direct | rw − member key | Consul DNS − member key | pool − rw | per-node − rw |",
 		"| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
@@ -144,3 +145,13 @@ func switchovers() int {
 
 // tableOf joins lines for the results file.
 func tableOf(lines []string) string { return strings.Join(lines, "\n") }
+
+// binaryKind says which regiondns the figures are of: $REGIONDNS_BIN (make
+// e2e-patroni builds it without -race for the run whose figures it keeps),
+// or the race build the harness makes.
+func binaryKind() string {
+	if p := os.Getenv("REGIONDNS_BIN"); p != "" {
+		return p + " (as built by the caller; make e2e-patroni: without -race)"
+	}
+	return "built with -race by the test (its reactions several times slower than the product's)"
+}
