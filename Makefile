@@ -88,9 +88,9 @@ test: lint unit rules-test browser-test fuzz e2e e2e-patroni
 # then runs them as root, twice: PgBouncer with dns_zone_check_period = 1
 # (figures in .cache/e2e-patroni/results.txt), then without the zone check
 # (results-no-zone-check.txt). The first run's regiondns is built without
-# -race, so that its figures are the product's (a race build reacts several
-# times slower, Consul DNS beside it does not); the second run's with -race,
-# so that the same scenarios are checked for races.
+# -race, so that its figures are the product's (Consul DNS, beside it, is no
+# race build either); the second run's with -race, so that the same
+# scenarios are checked for races.
 .PHONY: e2e-patroni
 e2e-patroni: $(CONSUL)
 	./scripts/install-patroni-deps.sh

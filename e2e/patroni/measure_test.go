@@ -204,7 +204,7 @@ func (e *env) measure(t *testing.T, tr transition, trigger func()) {
 	// lives: PgBouncer resolves its backend again only when it opens one, so
 	// dns_max_ttl does not bound it. Its first write on the new leader is
 	// then waited for optionalGrace after every other, and reported missing.
-	optional := map[string]bool{"write-pool": zoneCheckPeriod() == "0"}
+	optional := map[string]bool{"write-pool": !poolsFollowRW()}
 	// Let every writer succeed once on the old leader first.
 	if tr.from != nil {
 		e2e.WaitFor(t, waitTimeout, func() (bool, string) {

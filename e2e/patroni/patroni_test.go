@@ -257,19 +257,23 @@ func testStandbyPromotion(t *testing.T, e *env) {
 		waitWhere(t, access{name: fqdn("ro", c)}, "", s2.Addr+"|t")
 	}
 	// The main region's RW pool follows too: its backend is rw.acme.
-	if zoneCheckPeriod() != "0" {
+	if poolsFollowRW() {
 		waitWhere(t, access{b: e.pools["main-rw"]}, "after promotion main pool", s1.Addr+"|f")
 	}
 }
 
+// poolsFollowRW reports whether the PgBouncer pools are expected to follow a
+// change of their backend name: only with the zone check on. Without it a
+// pool resolves its backend again only when it opens a server connection,
+// and may keep one to the old leader for as long as it lives: the failure
+// the zone check is for, whose figures measure records.
+func poolsFollowRW() bool { return zoneCheckPeriod() != "0" }
+
 // afterChange returns the clusters whose reads and writes a step checks
-// after a leader change: every layout, but the pool fleet when PgBouncer's
-// zone check is off. Without it a pool resolves its backend again only
-// when it opens a server connection, and may keep one to the old leader
-// for as long as it lives: the failure the zone check is for, whose
-// figures measure records.
+// after a leader change: every layout, but the pool fleet when the pools do
+// not follow (poolsFollowRW).
 func afterChange() []string {
-	if zoneCheckPeriod() == "0" {
+	if !poolsFollowRW() {
 		return []string{direct, perNode}
 	}
 	return []string{direct, perNode, pool}

@@ -153,5 +153,5 @@ func binaryKind() string {
 	if p := os.Getenv("REGIONDNS_BIN"); p != "" {
 		return p + " (as built by the caller; make e2e-patroni: without -race)"
 	}
-	return "built with -race by the test (its reactions several times slower than the product's)"
+	return "built with -race by the test (slower to react than the product)"
 }
